@@ -1,0 +1,82 @@
+"""Where every configurable value comes from.
+
+Defaults live in the repository's `.env` file (the one place they are written);
+the process environment overrides them. Nothing is read at import time: call
+`load_environment()` once at an entry point (CLI, tests), then `Settings.current()`.
+Relative paths are anchored at the repository root, so the platform behaves the
+same whatever the working directory is.
+"""
+
+from __future__ import annotations
+
+import os
+from dataclasses import dataclass
+from pathlib import Path
+
+from dotenv import dotenv_values
+
+REPO_ROOT = Path(__file__).resolve().parents[1]
+DBT_PROJECT_DIR = REPO_ROOT / "dbt_project"
+ENV_FILE = REPO_ROOT / ".env"
+
+# The data set's calendar: every daily partition and the replay clock live in it.
+FIRST_DAY = "2013-01-01"
+LAST_DAY = "2013-12-31"
+
+
+def load_environment() -> None:
+    """Fill unset variables from `.env` (never overriding the real environment)."""
+    for name, value in dotenv_values(ENV_FILE).items():
+        if value is not None and name not in os.environ:
+            os.environ[name] = value
+
+
+def resolve_path(value: str | os.PathLike) -> Path:
+    """An absolute path; a relative one is taken from the repository root."""
+    path = Path(value).expanduser()
+    return path if path.is_absolute() else (REPO_ROOT / path).resolve()
+
+
+def resolve_url(url: str) -> str:
+    """Make a relative `sqlite:///` URL absolute; other URLs pass unchanged."""
+    prefix = "sqlite:///"
+    if url.startswith(prefix) and not url.startswith(prefix + "/"):
+        return prefix + str(resolve_path(url[len(prefix):]))
+    return url
+
+
+def _required(name: str) -> str:
+    value = os.environ.get(name)
+    if not value:
+        raise RuntimeError(
+            f"Setting {name} is not set. Set it in the environment or in {ENV_FILE} "
+            "(the CLI and the tests load that file; did the entry point call load_environment()?)."
+        )
+    return value
+
+
+@dataclass(frozen=True)
+class Settings:
+    data_dir: Path
+    warehouse: Path
+    source_db_url: str
+    source_state_dir: Path
+    landing_dir: Path
+    weather_api_url: str
+    duckdb_lock_timeout_seconds: float
+    mlflow_tracking_uri: str
+    mlflow_artifacts: Path
+
+    @classmethod
+    def current(cls) -> "Settings":
+        return cls(
+            data_dir=resolve_path(_required("FLIGHTOPS_DATA_DIR")),
+            warehouse=resolve_path(_required("FLIGHTOPS_WAREHOUSE")),
+            source_db_url=resolve_url(_required("FLIGHTOPS_SOURCE_DB_URL")),
+            source_state_dir=resolve_path(_required("FLIGHTOPS_SOURCE_STATE_DIR")),
+            landing_dir=resolve_path(_required("FLIGHTOPS_LANDING_DIR")),
+            weather_api_url=_required("FLIGHTOPS_WEATHER_API_URL").rstrip("/"),
+            duckdb_lock_timeout_seconds=float(_required("FLIGHTOPS_DUCKDB_LOCK_TIMEOUT_SECONDS")),
+            mlflow_tracking_uri=resolve_url(_required("MLFLOW_TRACKING_URI")),
+            mlflow_artifacts=resolve_path(_required("FLIGHTOPS_MLFLOW_ARTIFACTS")),
+        )
