@@ -1,0 +1,1 @@
+"""Sensors: events that launch runs (new files in the landing zone)."""

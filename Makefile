@@ -1,0 +1,53 @@
+# The front door. `make run` and `make test` set everything up on a fresh machine
+# (Python 3.11 and make); nothing else is needed for the embedded default.
+PYTHON ?= python3
+VENV := .venv
+BIN := $(VENV)/bin
+STAMP := $(VENV)/.installed
+# Default replay window of the main job (first day is 2013-01-01).
+UNTIL ?= 2013-03-31
+
+export DAGSTER_DISABLE_TELEMETRY := 1
+export DO_NOT_TRACK := 1
+export DBT_SEND_ANONYMOUS_USAGE_STATS := False
+export MLFLOW_DISABLE_TELEMETRY := true
+
+.PHONY: setup run test ui sources-api bench lock clean
+
+$(STAMP): pyproject.toml requirements.lock
+	$(PYTHON) -m venv $(VENV)
+	$(BIN)/pip install --quiet --upgrade "pip>=24"
+	$(BIN)/pip install --quiet -c requirements.lock -e '.[dev]'
+	$(BIN)/python -m flightops.stack_check
+	touch $@
+
+## setup: virtual environment with the pinned dependencies, dbt manifest parsed
+setup: $(STAMP)
+	cd dbt_project && ../$(BIN)/dbt parse --quiet --profiles-dir .
+
+## run: replay the sources to $(UNTIL) and materialize the whole asset graph
+run: setup
+	$(BIN)/flightops run --until $(UNTIL)
+
+## test: the test suite
+test: setup
+	$(BIN)/pytest
+
+## ui: the Dagster UI on 127.0.0.1:3000 over the same instance as `make run`
+ui: setup
+	DAGSTER_HOME=$(CURDIR) $(BIN)/dagster dev -h 127.0.0.1 -p 3000
+
+## sources-api: serve the weather API in the foreground (needed by runs launched from the UI)
+sources-api: setup
+	$(BIN)/flightops sources api
+
+## bench: wall time and peak memory, platform vs a plain pandas script
+bench: setup
+	$(BIN)/python scripts/benchmark.py
+
+## lock: refresh requirements.lock from the current environment (after changing pyproject.toml)
+lock:
+	$(BIN)/pip freeze --exclude-editable | grep -v '^-e ' > requirements.lock
+
+clean:
+	rm -rf data dbt_project/target dbt_project/logs

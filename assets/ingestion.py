@@ -1,0 +1,229 @@
+"""Layer 2, ingestion (ELT): land each source as delivered in the `raw` schema.
+
+Raw tables keep every value as text, exactly as the source sent it, with load
+metadata (`_partition_date`, `_row` arrival order, `_source`, `_batch_id` = the
+Dagster run id, `_loaded_at`). A daily partition is replaced, never appended, so
+re-materializing it is idempotent; a range of days is one run (single-run backfill).
+A delivery whose shape breaks the contract fails before anything is written.
+"""
+
+
+import csv
+from datetime import date
+from pathlib import Path
+
+import dagster as dg
+import pandas as pd
+import sqlalchemy as sa
+
+from flightops.contracts import AIRLINES, AIRPORTS, FLIGHTS, PLANES, WEATHER, Contract
+from flightops.partitions import DAILY, SINGLE_RUN, day_range, days
+from flightops.resources import LandingZoneResource, SourceDatabaseResource, WarehouseResource, WeatherApiResource
+from flightops.sources import landing
+from flightops.validation import ContractViolation, check_columns, quote
+from flightops.warehouse import DUCKDB_POOL
+from flightops.weather_client import fetch_observations
+
+GROUP = "ingestion"
+LOAD_COLUMNS = "_partition_date DATE, _row BIGINT, _source VARCHAR, _batch_id VARCHAR, _loaded_at TIMESTAMP"
+
+
+def _ensure_raw_table(con, table: str, contract: Contract) -> None:
+    con.execute("CREATE SCHEMA IF NOT EXISTS raw")
+    columns = ", ".join(f"{quote(c)} VARCHAR" for c in contract.column_names)
+    con.execute(f"CREATE TABLE IF NOT EXISTS raw.{table} ({columns}, {LOAD_COLUMNS})")
+
+
+def land(
+    warehouse: WarehouseResource,
+    table: str,
+    contract: Contract,
+    frame: pd.DataFrame,
+    batch_id: str,
+    window: tuple[date, date] | None,
+) -> int:
+    """Replace the window's rows (or the whole table) of raw.<table> with `frame` in one transaction."""
+    frame = frame.astype("string")
+    with warehouse.connect() as con:
+        _ensure_raw_table(con, table, contract)
+        con.register("_delivery", frame)
+        con.execute("BEGIN TRANSACTION")
+        if window is None:
+            con.execute(f"DELETE FROM raw.{table}")
+        else:
+            con.execute(f"DELETE FROM raw.{table} WHERE _partition_date BETWEEN ? AND ?", list(window))
+        con.execute(
+            f"INSERT INTO raw.{table} BY NAME SELECT * EXCLUDE (_partition_date, _row), "
+            "CAST(_partition_date AS DATE) AS _partition_date, CAST(_row AS BIGINT) AS _row, "
+            "? AS _batch_id, current_timestamp AS _loaded_at FROM _delivery",
+            [batch_id],
+        )
+        con.execute("COMMIT")
+        con.unregister("_delivery")
+    return len(frame)
+
+
+def _require_every_day(frame: pd.DataFrame, first: date, last: date, where: str) -> None:
+    delivered = set(frame["_partition_date"]) if len(frame) else set()
+    missing = [d.isoformat() for d in days(first, last) if d.isoformat() not in delivered]
+    if missing:
+        raise dg.Failure(
+            f"{where} delivered no rows for {', '.join(missing[:10])}{' ...' if len(missing) > 10 else ''}. "
+            "Every day of 2013 has flights and weather: has the source replayed that far "
+            "(`flightops sources status`)? Replay it (`flightops sources replay --until DAY`), then re-run."
+        )
+
+
+def _metadata(rows: int, first: date | None = None, last: date | None = None, **extra) -> dict:
+    meta = {"rows_loaded": rows, **extra}
+    if first is not None:
+        meta["days"] = (last - first).days + 1
+        meta["first_day"] = first.isoformat()
+        meta["last_day"] = last.isoformat()
+    return meta
+
+
+@dg.asset(
+    key_prefix="raw",
+    group_name=GROUP,
+    partitions_def=DAILY,
+    backfill_policy=SINGLE_RUN,
+    pool=DUCKDB_POOL,
+    kinds={"sqlite", "duckdb"},
+    description="Flights of the operational database's carriers, as stored there (all row versions).",
+)
+def flights_opdb(context: dg.AssetExecutionContext, warehouse: WarehouseResource, source_db: SourceDatabaseResource) -> dg.MaterializeResult:
+    first, last = day_range(context)
+    engine = sa.create_engine(source_db.resolved_url)
+    try:
+        with engine.connect() as connection:
+            frame = pd.read_sql(
+                sa.text("SELECT * FROM flights WHERE flight_date BETWEEN :first AND :last ORDER BY row_id"),
+                connection,
+                params={"first": first.isoformat(), "last": last.isoformat()},
+            )
+    except sa.exc.SQLAlchemyError as exc:
+        raise dg.Failure(
+            f"Reading table flights from the operational database {engine.url!r} for {first}..{last} failed: {exc}. "
+            "Check FLIGHTOPS_SOURCE_DB_URL and that the source exists (`flightops sources replay`)."
+        ) from exc
+    finally:
+        engine.dispose()
+    check_columns(FLIGHTS, [c for c in frame.columns if c != "row_id"], f"table flights of {engine.url!r}")
+    frame = frame.rename(columns={"row_id": "_row"})
+    frame["_partition_date"] = frame["flight_date"].astype("string")
+    frame["_source"] = f"opdb:{engine.url.render_as_string(hide_password=True)}#flights"
+    _require_every_day(frame, first, last, "The operational database")
+    rows = land(warehouse, "flights_opdb", FLIGHTS, frame, context.run_id, (first, last))
+    return dg.MaterializeResult(metadata=_metadata(rows, first, last, source=str(engine.url)))
+
+
+def read_export(path: Path, contract: Contract) -> pd.DataFrame:
+    """One daily export file, every value as text; a schema break or truncation names the file."""
+    raw = path.read_bytes()
+    if raw and not raw.endswith(b"\n"):
+        raise ContractViolation(
+            f"Export file {path} is truncated: its last line is incomplete ({len(raw)} bytes, no final newline). "
+            "Ask the source to deliver the file again (or `flightops sources replay` it), then re-run the partition."
+        )
+    with path.open(newline="") as handle:
+        header = next(csv.reader(handle), [])
+    check_columns(contract, header, f"export file {path}")
+    frame = pd.read_csv(path, dtype=str, keep_default_na=False, na_values=[""])
+    if frame.isna().all(axis=1).any():
+        raise ContractViolation(f"Export file {path} contains empty lines; it is malformed. Ask the source to redeliver it.")
+    return frame
+
+
+@dg.asset(
+    key_prefix="raw",
+    group_name=GROUP,
+    partitions_def=DAILY,
+    backfill_policy=SINGLE_RUN,
+    pool=DUCKDB_POOL,
+    kinds={"csv", "duckdb"},
+    description="Flights of the regional carriers, from the daily CSV exports in the landing folder.",
+)
+def flights_exports(context: dg.AssetExecutionContext, warehouse: WarehouseResource, landing_zone: LandingZoneResource) -> dg.MaterializeResult:
+    first, last = day_range(context)
+    frames = []
+    for day in days(first, last):
+        path = landing.export_path(landing_zone.root, day)
+        if not path.exists():
+            raise dg.Failure(
+                f"No export file for {day}: expected {path}. Has the source delivered it "
+                "(`flightops sources status`)? Replay that day, then re-run the partition."
+            )
+        frame = read_export(path, FLIGHTS)
+        frame["_row"] = range(len(frame))
+        frame["_partition_date"] = day.isoformat()
+        frame["_source"] = f"file:{path}"
+        frames.append(frame)
+    frame = pd.concat(frames, ignore_index=True)
+    rows = land(warehouse, "flights_exports", FLIGHTS, frame, context.run_id, (first, last))
+    return dg.MaterializeResult(metadata=_metadata(rows, first, last, files=len(frames)))
+
+
+@dg.asset(
+    key_prefix="raw",
+    group_name=GROUP,
+    partitions_def=DAILY,
+    backfill_policy=SINGLE_RUN,
+    pool=DUCKDB_POOL,
+    kinds={"api", "duckdb"},
+    description="Hourly weather observations from the weather HTTP API (paged, retried with backoff).",
+)
+def weather(context: dg.AssetExecutionContext, warehouse: WarehouseResource, weather_api: WeatherApiResource) -> dg.MaterializeResult:
+    first, last = day_range(context)
+    rows = fetch_observations(
+        weather_api.base_url,
+        first,
+        last,
+        page_size=weather_api.page_size,
+        timeout_seconds=weather_api.timeout_seconds,
+        max_attempts=weather_api.max_attempts,
+        backoff_seconds=weather_api.backoff_seconds,
+    )
+    frame = pd.DataFrame(rows)
+    if len(frame):
+        check_columns(WEATHER, [*frame.columns, "obs_date"], f"{weather_api.base_url}/v1/observations")
+        # The API reports the local date as year/month/day; the contract's partition column is that date.
+        frame["obs_date"] = [
+            f"{int(y):04d}-{int(m):02d}-{int(d):02d}" if pd.notna(y) and pd.notna(m) and pd.notna(d) else None
+            for y, m, d in zip(pd.to_numeric(frame["year"], errors="coerce"), pd.to_numeric(frame["month"], errors="coerce"), pd.to_numeric(frame["day"], errors="coerce"))
+        ]
+        frame["_partition_date"] = frame["obs_date"].fillna(first.isoformat())
+    else:
+        frame = pd.DataFrame(columns=[*WEATHER.column_names, "_partition_date"])
+    frame["_row"] = range(len(frame))
+    frame["_source"] = f"api:{weather_api.base_url}/v1/observations"
+    _require_every_day(frame, first, last, f"The weather API {weather_api.base_url}")
+    landed = land(warehouse, "weather", WEATHER, frame, context.run_id, (first, last))
+    return dg.MaterializeResult(metadata=_metadata(landed, first, last, source=weather_api.base_url))
+
+
+def _reference_asset(contract: Contract) -> dg.AssetsDefinition:
+    @dg.asset(
+        name=contract.source,
+        key_prefix="raw",
+        group_name=GROUP,
+        pool=DUCKDB_POOL,
+        kinds={"csv", "duckdb"},
+        description=f"{contract.description} From landing/reference/{contract.source}.csv.",
+    )
+    def _asset(context: dg.AssetExecutionContext, warehouse: WarehouseResource, landing_zone: LandingZoneResource) -> dg.MaterializeResult:
+        path = landing.reference_path(landing_zone.root, contract.source)
+        if not path.exists():
+            raise dg.Failure(f"Reference file {path} is missing. Run `flightops sources replay` to deliver it, then re-run.")
+        frame = read_export(path, contract)
+        frame["_row"] = range(len(frame))
+        frame["_partition_date"] = None
+        frame["_source"] = f"file:{path}"
+        rows = land(warehouse, contract.source, contract, frame, context.run_id, None)
+        return dg.MaterializeResult(metadata=_metadata(rows, file=str(path)))
+
+    return _asset
+
+
+reference_assets = [_reference_asset(c) for c in (AIRLINES, AIRPORTS, PLANES)]
+raw_assets = [flights_opdb, flights_exports, weather, *reference_assets]

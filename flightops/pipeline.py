@@ -1,0 +1,80 @@
+"""Run the main job headless (the README's run command) and summarise the warehouse.
+
+The weather API is a source system of its own; when nothing answers at its URL,
+the run starts one in this process for its duration, so one command does it all.
+"""
+
+from __future__ import annotations
+
+import contextlib
+from collections.abc import Iterator
+from dataclasses import dataclass
+from datetime import date
+from urllib.parse import urlparse
+
+import dagster as dg
+import requests
+from dagster._core.storage.tags import ASSET_PARTITION_RANGE_END_TAG, ASSET_PARTITION_RANGE_START_TAG
+
+from flightops import warehouse
+from flightops.settings import Settings
+from flightops.sources.weather_api import start_weather_api
+
+
+@contextlib.contextmanager
+def weather_api_running(settings: Settings) -> Iterator[str]:
+    """Yield the API's URL, starting a server there for the block if none answers."""
+    try:
+        requests.get(f"{settings.weather_api_url}/health", timeout=2).raise_for_status()
+    except requests.RequestException:
+        url = urlparse(settings.weather_api_url)
+        with start_weather_api(settings.source_state_dir, host=url.hostname, port=url.port) as server:
+            yield server.url
+        return
+    yield settings.weather_api_url
+
+
+def materialize(first: date, last: date, instance: dg.DagsterInstance) -> dg.ExecuteInProcessResult:
+    """The main job over first..last as one run (single-run backfill of every daily asset)."""
+    from flightops.definitions import defs  # loads the dbt manifest: only once it is parsed
+
+    job = defs.resolve_job_def("main_job")
+    return job.execute_in_process(
+        instance=instance,
+        tags={ASSET_PARTITION_RANGE_START_TAG: first.isoformat(), ASSET_PARTITION_RANGE_END_TAG: last.isoformat()},
+        raise_on_error=False,
+    )
+
+
+@dataclass(frozen=True)
+class LayerCount:
+    layer: str
+    table: str
+    rows: int
+
+
+SUMMARY_TABLES = (
+    ("raw", "raw.flights_opdb"),
+    ("raw", "raw.flights_exports"),
+    ("raw", "raw.weather"),
+    ("clean", "clean.flights"),
+    ("clean", "clean.weather"),
+    ("quarantine", "quarantine.flights"),
+    ("quarantine", "quarantine.weather"),
+    ("warehouse", "marts.fct_flights"),
+    ("warehouse", "marts.mart_daily_delays"),
+    ("features", "features.flight_features"),
+    ("features", "features.flight_labels"),
+)
+
+
+def summarise(settings: Settings) -> tuple[list[LayerCount], int]:
+    """Rows per layer's tables, and duplicates removed according to the load ledger."""
+    with warehouse.connect(settings.warehouse, read_only=True, timeout_seconds=settings.duckdb_lock_timeout_seconds) as con:
+        existing = {f"{s}.{t}" for s, t in con.execute("SELECT table_schema, table_name FROM information_schema.tables").fetchall()}
+        counts = [
+            LayerCount(layer, table, con.execute(f"SELECT count(*) FROM {table}").fetchone()[0] if table in existing else -1)
+            for layer, table in SUMMARY_TABLES
+        ]
+        duplicates = con.execute("SELECT coalesce(sum(duplicates_removed), 0) FROM audit.load_ledger").fetchone()[0] if "audit.load_ledger" in existing else 0
+    return counts, int(duplicates)
