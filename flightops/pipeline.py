@@ -34,14 +34,17 @@ def weather_api_running(settings: Settings) -> Iterator[str]:
     yield settings.weather_api_url
 
 
-def materialize(first: date, last: date, instance: dg.DagsterInstance) -> dg.ExecuteInProcessResult:
-    """The main job over first..last as one run (single-run backfill of every daily asset)."""
+def materialize(
+    first: date, last: date, instance: dg.DagsterInstance, selection: list[dg.AssetKey] | None = None
+) -> dg.ExecuteInProcessResult:
+    """The main job (or a selection of its assets) over first..last as one run."""
     from flightops.definitions import defs  # loads the dbt manifest: only once it is parsed
 
     job = defs.resolve_job_def("main_job")
     return job.execute_in_process(
         instance=instance,
         tags={ASSET_PARTITION_RANGE_START_TAG: first.isoformat(), ASSET_PARTITION_RANGE_END_TAG: last.isoformat()},
+        asset_selection=selection,
         raise_on_error=False,
     )
 
