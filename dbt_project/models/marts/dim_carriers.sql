@@ -1,0 +1,4 @@
+select
+    carrier,
+    carrier_name
+from {{ ref('stg_carriers') }}

@@ -1,0 +1,92 @@
+"""Shared fixtures: a private platform (data folder, source systems, weather API) per test."""
+
+from __future__ import annotations
+
+import contextlib
+import os
+from collections.abc import Iterator
+from dataclasses import dataclass
+from datetime import date
+from pathlib import Path
+
+import dagster as dg
+import duckdb
+import pytest
+
+from flightops.settings import Settings, load_environment
+
+# Telemetry off before anything starts dagster, dbt or mlflow machinery.
+os.environ.update(
+    DAGSTER_DISABLE_TELEMETRY="1", DO_NOT_TRACK="1", DBT_SEND_ANONYMOUS_USAGE_STATS="False", MLFLOW_DISABLE_TELEMETRY="true"
+)
+
+
+def platform_environment(base: Path) -> dict[str, str]:
+    """Every FLIGHTOPS_* path under `base`, so a test never touches the repository's data/."""
+    return {
+        "FLIGHTOPS_DATA_DIR": str(base),
+        "FLIGHTOPS_WAREHOUSE": str(base / "warehouse.duckdb"),
+        "FLIGHTOPS_SOURCE_DB_URL": f"sqlite:///{base}/sources/operations.sqlite",
+        "FLIGHTOPS_SOURCE_STATE_DIR": str(base / "sources"),
+        "FLIGHTOPS_LANDING_DIR": str(base / "landing"),
+        "MLFLOW_TRACKING_URI": f"sqlite:///{base}/mlflow/mlflow.db",
+        "FLIGHTOPS_MLFLOW_ARTIFACTS": str(base / "mlflow" / "artifacts"),
+    }
+
+
+@dataclass
+class Platform:
+    """A private platform: its settings, a Dagster instance, helpers to replay, run and query."""
+
+    settings: Settings
+    instance: dg.DagsterInstance
+
+    def replay(self, until: str) -> None:
+        from flightops.sources.replay import replay
+
+        replay(self.settings, date.fromisoformat(until))
+
+    def run(self, first: str, last: str, selection: list[dg.AssetKey] | None = None) -> dg.ExecuteInProcessResult:
+        from flightops.pipeline import materialize
+
+        return materialize(date.fromisoformat(first), date.fromisoformat(last), self.instance, selection)
+
+    def query(self, sql: str, params=None) -> list[tuple]:
+        with duckdb.connect(str(self.settings.warehouse), read_only=True) as con:
+            return con.execute(sql, params or []).fetchall()
+
+
+@contextlib.contextmanager
+def private_platform(base: Path) -> Iterator[Platform]:
+    """Point every setting at `base`, serve the weather API on a free port, restore on exit."""
+    from flightops.sources.weather_api import start_weather_api
+
+    saved = dict(os.environ)
+    os.environ.update(platform_environment(base))
+    load_environment()
+    (base / "sources").mkdir(parents=True, exist_ok=True)
+    try:
+        with start_weather_api(base / "sources") as server, dg.DagsterInstance.ephemeral() as instance:
+            os.environ["FLIGHTOPS_WEATHER_API_URL"] = server.url
+            yield Platform(Settings.current(), instance)
+    finally:
+        os.environ.clear()
+        os.environ.update(saved)
+
+
+@pytest.fixture
+def platform(tmp_path: Path) -> Iterator[Platform]:
+    with private_platform(tmp_path / "platform") as p:
+        yield p
+
+
+def failure_messages(result: dg.ExecuteInProcessResult) -> str:
+    """Every step failure's message and cause, joined: what a user sees in the UI."""
+    texts = []
+    for event in result.all_events:
+        if event.is_step_failure:
+            error = event.step_failure_data.error
+            while error is not None:
+                texts.append(error.message)
+                error = error.cause
+    return "\n".join(texts)
