@@ -7,6 +7,8 @@ the run starts one in this process for its duration, so one command does it all.
 from __future__ import annotations
 
 import contextlib
+import os
+import sys
 from collections.abc import Iterator
 from dataclasses import dataclass
 from datetime import date
@@ -81,3 +83,45 @@ def summarise(settings: Settings) -> tuple[list[LayerCount], int]:
         ]
         duplicates = con.execute("SELECT coalesce(sum(duplicates_removed), 0) FROM audit.load_ledger").fetchone()[0] if "audit.load_ledger" in existing else 0
     return counts, int(duplicates)
+
+
+def failure_messages(result: dg.ExecuteInProcessResult) -> list[str]:
+    """Each failed step's error with its causes, as a user would read them in the UI."""
+    messages = []
+    for event in result.all_events:
+        if event.is_step_failure:
+            error, parts = event.step_failure_data.error, []
+            while error is not None:
+                parts.append(error.message.strip())
+                error = error.cause
+            messages.append(f"{event.step_key}: " + " <- ".join(parts))
+    return messages
+
+
+def run_main_job(settings: Settings, first: date, last: date) -> int:
+    """Replay the sources to `last`, materialize first..last on the repository's instance, print a summary."""
+    from flightops.settings import DBT_PROJECT_DIR, REPO_ROOT
+    from flightops.sources.replay import replay
+
+    manifest = DBT_PROJECT_DIR / "target" / "manifest.json"
+    if not manifest.exists():
+        raise RuntimeError(f"The dbt manifest {manifest} is missing. Run `make setup` (it runs `dbt parse`) first.")
+    # The instance of dagster.yaml (SQLite under data/dagster) is the one `make ui` shows.
+    os.environ.setdefault("DAGSTER_HOME", str(REPO_ROOT))
+    os.chdir(REPO_ROOT)
+    print(replay(settings, last).describe())
+    with weather_api_running(settings), dg.DagsterInstance.get() as instance:
+        result = materialize(first, last, instance)
+    counts, duplicates = summarise(settings)
+    print(f"\nDagster run {result.run_id}: {'succeeded' if result.success else 'FAILED'} for {first}..{last}")
+    print(f"{'layer':<11} {'table':<28} {'rows':>9}")
+    for count in counts:
+        print(f"{count.layer:<11} {count.table:<28} {count.rows if count.rows >= 0 else 'missing':>9}")
+    quarantined = sum(c.rows for c in counts if c.layer == "quarantine" and c.rows > 0)
+    print(f"quarantined rows: {quarantined}; duplicates removed: {duplicates}")
+    print(f"warehouse: {settings.warehouse}")
+    if not result.success:
+        for message in failure_messages(result):
+            print(f"failed: {message}", file=sys.stderr)
+        return 1
+    return 0

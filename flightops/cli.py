@@ -1,0 +1,137 @@
+"""The `flightops` command line.
+
+One subcommand group per area (`flightops sources ...` for the simulated source
+systems); each command is one function taking the parsed arguments and the
+settings, returning the exit code.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+from datetime import date
+from urllib.parse import urlsplit
+
+from flightops.settings import FIRST_DAY, LAST_DAY, Settings, load_environment
+from flightops.sources import admin, faults
+from flightops.sources.replay import replay
+from flightops.sources.weather_api import serve_forever
+
+
+def _iso_date(text: str) -> date:
+    try:
+        return date.fromisoformat(text)
+    except ValueError as exc:
+        raise argparse.ArgumentTypeError(f"{text!r} is not a date in the form YYYY-MM-DD") from exc
+
+
+def cmd_sources_replay(args: argparse.Namespace, settings: Settings) -> int:
+    print(replay(settings, args.until).describe())
+    return 0
+
+
+def cmd_sources_status(args: argparse.Namespace, settings: Settings) -> int:
+    for name, value in admin.status(settings).items():
+        print(f"{name}: {value}")
+    return 0
+
+
+def cmd_sources_reset(args: argparse.Namespace, settings: Settings) -> int:
+    plan = admin.reset_plan(settings)
+    if not plan:
+        print("Nothing to remove: the source systems hold no data.")
+        return 0
+    print("Removing:")
+    for item in plan:
+        print(f"  - {item}")
+    admin.reset(settings)
+    print("Source systems reset.")
+    return 0
+
+
+def cmd_sources_api(args: argparse.Namespace, settings: Settings) -> int:
+    default = urlsplit(settings.weather_api_url)
+    host = args.host or default.hostname or "127.0.0.1"
+    port = args.port if args.port is not None else default.port
+    if port is None:
+        raise ValueError(f"FLIGHTOPS_WEATHER_API_URL {settings.weather_api_url} has no port; give --port or add one to the URL.")
+    serve_forever(settings.source_state_dir, host, port)
+    return 0
+
+
+def cmd_sources_inject(args: argparse.Namespace, settings: Settings) -> int:
+    described = faults.inject(
+        settings,
+        args.fault,
+        day=args.date,
+        count=args.count,
+        target=args.target,
+        column=args.column,
+        seconds=args.seconds,
+    )
+    print(json.dumps(described, indent=2, default=str))
+    return 0
+
+
+def add_sources_commands(commands: argparse._SubParsersAction) -> None:
+    sources = commands.add_parser("sources", help="the simulated source systems (replay, status, reset, API, faults)")
+    sub = sources.add_subparsers(dest="sources_command", required=True, metavar="COMMAND")
+
+    replay_parser = sub.add_parser("replay", help="replay days into the source systems up to a date")
+    replay_parser.add_argument("--until", type=_iso_date, required=True, help=f"last day to replay ({FIRST_DAY}..{LAST_DAY})")
+    replay_parser.set_defaults(handler=cmd_sources_replay)
+
+    sub.add_parser("status", help="replay clock and rows per source system").set_defaults(handler=cmd_sources_status)
+    sub.add_parser("reset", help="remove all source system data (prints what it removes)").set_defaults(handler=cmd_sources_reset)
+
+    api = sub.add_parser("api", help="serve the weather API in the foreground until Ctrl-C / SIGTERM")
+    api.add_argument("--host", help="default: the host of FLIGHTOPS_WEATHER_API_URL")
+    api.add_argument("--port", type=int, help="default: the port of FLIGHTOPS_WEATHER_API_URL")
+    api.set_defaults(handler=cmd_sources_api)
+
+    inject = sub.add_parser("inject", help="inject a fault into already replayed data")
+    inject.add_argument("fault", choices=list(faults.FAULTS))
+    inject.add_argument("--date", type=_iso_date, help="replayed day to corrupt (default: the last replayed day)")
+    inject.add_argument("--count", type=int, default=5, help="rows to change / API requests to affect (default 5)")
+    inject.add_argument(
+        "--target", choices=faults.TARGETS, help="default: opdb for row faults, export for file faults, weather for API faults"
+    )
+    inject.add_argument("--column", help="column for null-required, rename-column, drop-column")
+    inject.add_argument("--seconds", type=float, default=faults.DEFAULT_SECONDS, help="delay of the slow fault")
+    inject.set_defaults(handler=cmd_sources_inject)
+
+
+def cmd_run(args: argparse.Namespace, settings: Settings) -> int:
+    from flightops.pipeline import run_main_job
+
+    if args.first > args.until:
+        raise ValueError(f"--from {args.first} is after --until {args.until}; pick a window inside 2013.")
+    return run_main_job(settings, args.first, args.until)
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(prog="flightops", description="Local-first MLOps platform on the NYC flights 2013 data.")
+    commands = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
+    add_sources_commands(commands)
+    run = commands.add_parser(
+        "run", help="replay the sources and materialize the whole asset graph for a window of days (headless)"
+    )
+    run.add_argument("--until", type=_iso_date, required=True, help=f"last day to replay and materialize (<= {LAST_DAY})")
+    run.add_argument("--from", dest="first", type=_iso_date, default=date.fromisoformat(FIRST_DAY), help="first day")
+    run.set_defaults(handler=cmd_run)
+    return parser
+
+
+def main(argv: list[str] | None = None) -> int:
+    load_environment()
+    args = build_parser().parse_args(argv)
+    try:
+        return args.handler(args, Settings.current())
+    except (ValueError, RuntimeError) as exc:
+        print(f"flightops {args.command}: {exc}", file=sys.stderr)
+        return 1
+
+
+if __name__ == "__main__":
+    sys.exit(main())

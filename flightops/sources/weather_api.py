@@ -1,0 +1,245 @@
+"""The weather observations HTTP API: serves what the replay has published so far.
+
+Endpoints:
+- `GET /v1/observations?start_date=YYYY-MM-DD&end_date=YYYY-MM-DD[&limit=N][&cursor=C][&since=ISO-ts]`
+  -> `{"data": [...], "next_cursor": "..." | null}`; dates are local observation
+  dates, inclusive; rows come in a stable order (the store's row_id) and the
+  opaque cursor resumes after the last row served, so paging sees every row once.
+  `since` keeps rows with `updated_at` later than it (a naive time is taken as UTC).
+- `GET /health` -> `{"status": "ok", "replayed_through": "YYYY-MM-DD" | null}`.
+Bad parameters answer 400 with `{"error": ...}` naming the parameter.
+
+Faults armed in `api_faults.json` (see `api_faults`) apply to the data endpoint
+only: a readiness probe on /health must not consume a fault meant for the pipeline.
+Stdlib only (ThreadingHTTPServer); the store is opened per request, never held.
+"""
+
+from __future__ import annotations
+
+import base64
+import binascii
+import json
+import logging
+import re
+import signal
+import threading
+import time
+from collections.abc import Callable
+from dataclasses import dataclass
+from datetime import date, datetime, timezone
+from http import HTTPStatus
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from pathlib import Path
+from urllib.parse import parse_qs, urlsplit
+
+from flightops.sources import api_faults, clock, weather_store
+from flightops.sources.dataset import UTC_TIMESTAMP_FORMAT
+
+OBSERVATIONS_PATH = "/v1/observations"
+HEALTH_PATH = "/health"
+DEFAULT_LIMIT = 500
+MAX_LIMIT = 5000
+_PARAMETERS = ("start_date", "end_date", "limit", "cursor", "since")
+_ISO_DATE = re.compile(r"^\d{4}-\d{2}-\d{2}$")
+_CURSOR_PREFIX = "after:"
+
+log = logging.getLogger(__name__)
+
+
+class BadParameter(ValueError):
+    """A query parameter the API cannot serve; the message names it."""
+
+
+@dataclass(frozen=True)
+class ObservationQuery:
+    start: date
+    end: date
+    limit: int
+    after_row_id: int
+    updated_after: str | None
+
+
+def encode_cursor(row_id: int) -> str:
+    return base64.urlsafe_b64encode(f"{_CURSOR_PREFIX}{row_id}".encode()).decode()
+
+
+def _decode_cursor(cursor: str) -> int:
+    problem = f"cursor {cursor!r} is not a cursor this API issued; pass next_cursor from a previous page."
+    try:
+        text = base64.urlsafe_b64decode(cursor.encode()).decode()
+    except (binascii.Error, UnicodeDecodeError, ValueError) as exc:
+        raise BadParameter(problem) from exc
+    position = text.removeprefix(_CURSOR_PREFIX)
+    if position == text or not position.isdigit():
+        raise BadParameter(problem)
+    return int(position)
+
+
+def _parse_date(name: str, value: str) -> date:
+    try:
+        if not _ISO_DATE.match(value):
+            raise ValueError("expected YYYY-MM-DD")
+        return date.fromisoformat(value)
+    except ValueError as exc:
+        raise BadParameter(f"{name} {value!r} is not a date in the form YYYY-MM-DD ({exc}).") from exc
+
+
+def _parse_since(value: str) -> str:
+    """The stored-timestamp form of `since`, floored to whole seconds.
+
+    Stored `updated_at` values are whole seconds, so `updated_at > floor(since)`
+    selects exactly the rows later than `since`.
+    """
+    try:
+        moment = datetime.fromisoformat(value)
+    except ValueError as exc:
+        raise BadParameter(f"since {value!r} is not an ISO timestamp (e.g. 2013-01-02T06:00:00Z).") from exc
+    if moment.tzinfo is None:
+        moment = moment.replace(tzinfo=timezone.utc)
+    return moment.astimezone(timezone.utc).strftime(UTC_TIMESTAMP_FORMAT)
+
+
+def parse_observation_query(query_string: str) -> ObservationQuery:
+    """Validate the data endpoint's parameters; BadParameter names the first bad one."""
+    values = parse_qs(query_string, keep_blank_values=True)
+    for name, given in values.items():
+        if name not in _PARAMETERS:
+            raise BadParameter(f"{name} is not a parameter of {OBSERVATIONS_PATH}; use {', '.join(_PARAMETERS)}.")
+        if len(given) > 1:
+            raise BadParameter(f"{name} is given {len(given)} times; give it once.")
+    single = {name: given[0] for name, given in values.items()}
+    for name in ("start_date", "end_date"):
+        if name not in single:
+            raise BadParameter(f"{name} is required (YYYY-MM-DD, local observation date, inclusive).")
+    start = _parse_date("start_date", single["start_date"])
+    end = _parse_date("end_date", single["end_date"])
+    if end < start:
+        raise BadParameter(f"end_date {end.isoformat()} is before start_date {start.isoformat()}.")
+    limit_text = single.get("limit", str(DEFAULT_LIMIT))
+    if not limit_text.isdigit() or not 1 <= int(limit_text) <= MAX_LIMIT:
+        raise BadParameter(f"limit {limit_text!r} must be a whole number from 1 to {MAX_LIMIT}.")
+    return ObservationQuery(
+        start=start,
+        end=end,
+        limit=int(limit_text),
+        after_row_id=_decode_cursor(single["cursor"]) if "cursor" in single else 0,
+        updated_after=_parse_since(single["since"]) if "since" in single else None,
+    )
+
+
+class _Server(ThreadingHTTPServer):
+    daemon_threads = True
+
+    def __init__(self, address: tuple[str, int], state_dir: Path):
+        self.state_dir = state_dir
+        super().__init__(address, _Handler)
+
+
+class _Handler(BaseHTTPRequestHandler):
+    server: _Server
+
+    def do_GET(self) -> None:  # noqa: N802 (http.server's naming)
+        try:
+            self._route()
+        except Exception as exc:  # answer the client, then keep serving other requests
+            log.exception("weather API request %s failed", self.path)
+            self._send(HTTPStatus.INTERNAL_SERVER_ERROR, {"error": f"the API failed on {self.path}: {exc}"})
+
+    def _route(self) -> None:
+        url = urlsplit(self.path)
+        if url.path == HEALTH_PATH:
+            through = clock.replayed_through(self.server.state_dir)
+            self._send(HTTPStatus.OK, {"status": "ok", "replayed_through": through.isoformat() if through else None})
+        elif url.path == OBSERVATIONS_PATH:
+            self._observations(url.query)
+        else:
+            self._send(HTTPStatus.NOT_FOUND, {"error": f"no endpoint at {url.path}; use {OBSERVATIONS_PATH} or {HEALTH_PATH}."})
+
+    def _observations(self, query_string: str) -> None:
+        fault = api_faults.take(self.server.state_dir)
+        if fault.delay_seconds:
+            time.sleep(fault.delay_seconds)
+        if fault.status is not None:
+            self._send(fault.status, {"error": f"injected fault: this request answers {fault.status}; retry later."})
+            return
+        try:
+            query = parse_observation_query(query_string)
+        except BadParameter as exc:
+            self._send(HTTPStatus.BAD_REQUEST, {"error": str(exc)})
+            return
+        page = weather_store.read_page(
+            self.server.state_dir,
+            query.start,
+            query.end,
+            after_row_id=query.after_row_id,
+            limit=query.limit,
+            updated_after=query.updated_after,
+        )
+        next_cursor = encode_cursor(page.last_row_id) if page.has_more else None
+        self._send(HTTPStatus.OK, {"data": page.observations, "next_cursor": next_cursor})
+
+    def _send(self, status: int, body: dict) -> None:
+        payload = json.dumps(body).encode()
+        self.send_response(status)
+        self.send_header("Content-Type", "application/json")
+        self.send_header("Content-Length", str(len(payload)))
+        self.end_headers()
+        self.wfile.write(payload)
+
+    def log_message(self, format: str, *args) -> None:  # noqa: A002 (http.server's signature)
+        log.debug("%s - %s", self.address_string(), format % args)
+
+
+class WeatherApiServer:
+    """The API serving in a daemon thread; a context manager that stops it on exit."""
+
+    def __init__(self, state_dir: Path, host: str, port: int):
+        self._server = _Server((host, port), state_dir)
+        self._thread = threading.Thread(target=self._server.serve_forever, name="weather-api", daemon=True)
+
+    @property
+    def url(self) -> str:
+        host, port = self._server.server_address[:2]
+        return f"http://{host}:{port}"
+
+    def start(self) -> "WeatherApiServer":
+        self._thread.start()
+        return self
+
+    def stop(self) -> None:
+        if self._thread.is_alive():
+            self._server.shutdown()
+            self._thread.join()
+        self._server.server_close()
+
+    def __enter__(self) -> "WeatherApiServer":
+        return self
+
+    def __exit__(self, *exc_info) -> None:
+        self.stop()
+
+
+def start_weather_api(state_dir: Path, host: str = "127.0.0.1", port: int = 0) -> WeatherApiServer:
+    """Serve the API from `state_dir` in a background thread (port 0 picks a free port)."""
+    return WeatherApiServer(state_dir, host, port).start()
+
+
+def _announce(message: str) -> None:
+    print(message, flush=True)
+
+
+def serve_forever(state_dir: Path, host: str, port: int, announce: Callable[[str], None] = _announce) -> None:
+    """Serve in the foreground until Ctrl-C or SIGTERM."""
+
+    def stop_on_sigterm(signum, frame):
+        raise KeyboardInterrupt
+
+    signal.signal(signal.SIGTERM, stop_on_sigterm)
+    server = _Server((host, port), state_dir)
+    announce(f"Weather API serving {state_dir} at http://{host}:{server.server_address[1]} (Ctrl-C to stop)")
+    try:
+        server.serve_forever()
+    except KeyboardInterrupt:
+        announce("Weather API stopped.")
+    finally:
+        server.server_close()
