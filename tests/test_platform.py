@@ -1,0 +1,124 @@
+"""The code location as a whole: the asset graph, the stack, the sensor, DuckDB's lock."""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import dagster as dg
+import duckdb
+import pytest
+
+from flightops import stack_check, warehouse
+from flightops.resources import LandingZoneResource
+from flightops.settings import REPO_ROOT
+from sensors.landing import landing_zone_sensor
+from tests.conftest import Platform
+
+SNAPSHOT = Path(__file__).parent / "snapshots" / "asset_graph.json"
+
+
+def asset_graph_snapshot() -> dict:
+    from flightops.definitions import defs
+
+    graph = defs.resolve_asset_graph()
+    assets = {}
+    for key in sorted(graph.get_all_asset_keys(), key=lambda k: k.to_user_string()):
+        node = graph.get(key)
+        assets[key.to_user_string()] = {
+            "group": node.group_name,
+            "partitioned": node.partitions_def is not None,
+            "deps": sorted(p.to_user_string() for p in node.parent_keys),
+        }
+    checks = sorted(f"{c.asset_key.to_user_string()}:{c.name}" for c in graph.asset_check_keys)
+    return {"assets": assets, "checks": checks}
+
+
+def test_asset_graph_matches_the_snapshot():
+    current = asset_graph_snapshot()
+    if os.environ.get("UPDATE_SNAPSHOTS") == "1":
+        SNAPSHOT.parent.mkdir(exist_ok=True)
+        SNAPSHOT.write_text(json.dumps(current, indent=2, sort_keys=True) + "\n")
+    expected = json.loads(SNAPSHOT.read_text())
+    assert current == expected, (
+        "The asset graph changed. If that was intended, refresh the snapshot: "
+        "UPDATE_SNAPSHOTS=1 .venv/bin/pytest tests/test_platform.py -k snapshot"
+    )
+
+
+def test_every_layer_has_its_group_and_prefix():
+    assets = asset_graph_snapshot()["assets"]
+    prefixes = {key.split("/")[0]: spec["group"] for key, spec in assets.items()}
+    assert prefixes == {"raw": "ingestion", "clean": "validation", "warehouse": "warehouse", "features": "features"}
+    # dbt's staging model of flights reads the cleaned table: the lineage crosses from Python to dbt.
+    assert "clean/flights" in assets["warehouse/stg_flights"]["deps"]
+    assert assets["features/flight_features"]["deps"] == ["warehouse/fct_flights"]
+
+
+def test_definitions_validate_from_the_workspace():
+    env = {**os.environ, "DAGSTER_HOME": str(REPO_ROOT)}
+    result = subprocess.run(
+        [str(Path(sys.executable).parent / "dagster"), "definitions", "validate", "-w", "workspace.yaml"],
+        cwd=REPO_ROOT, capture_output=True, text=True, timeout=300, env=env,
+    )
+    assert result.returncode == 0, result.stdout + result.stderr
+    assert "flightops.definitions" in result.stdout + result.stderr
+
+
+def test_the_installed_stack_is_the_verified_one():
+    assert stack_check.expected_integration_version("1.13.27") == "0.29.27"
+    assert stack_check.problems() == []
+
+
+def test_the_sensor_requests_each_new_export_once(platform: Platform):
+    platform.replay("2013-01-02")
+    resource = LandingZoneResource(path=str(platform.settings.landing_dir))
+
+    def evaluate(cursor):
+        with dg.build_sensor_context(cursor=cursor, resources={"landing_zone": resource}) as context:
+            return landing_zone_sensor(context)
+
+    first = evaluate(None)
+    partitions = sorted(r.partition_key for r in first.run_requests if r.partition_key)
+    assert partitions == ["2013-01-01", "2013-01-02"]
+    reference = [r for r in first.run_requests if r.asset_selection]
+    assert len(reference) == 1 and dg.AssetKey(["clean", "planes"]) in reference[0].asset_selection
+    assert evaluate(first.cursor).run_requests == []
+    # A redelivered file (new modification time) is ingested again; the others are not.
+    export = platform.settings.landing_dir / "flights" / "flights_2013-01-02.csv"
+    os.utime(export, (time.time() + 10, time.time() + 10))
+    again = evaluate(first.cursor)
+    assert [r.partition_key for r in again.run_requests] == ["2013-01-02"]
+
+
+def test_a_locked_warehouse_is_waited_for_then_reported(tmp_path: Path):
+    path = tmp_path / "warehouse.duckdb"
+    duckdb.connect(str(path)).execute("CREATE TABLE t AS SELECT 42 AS answer").close()
+    ready = tmp_path / "locked"
+    holder = subprocess.Popen(
+        [sys.executable, "-c",
+         "import duckdb, pathlib, sys, time\n"
+         f"con = duckdb.connect({str(path)!r})\n"
+         f"pathlib.Path({str(ready)!r}).touch()\n"
+         "time.sleep(float(sys.argv[1]))\n", "4"],
+    )
+    try:
+        deadline = time.monotonic() + 30
+        while not ready.exists():
+            assert time.monotonic() < deadline, "the lock-holding process did not start"
+            time.sleep(0.05)
+        with pytest.raises(warehouse.WarehouseLockTimeout) as error:
+            with warehouse.connect(path, timeout_seconds=0.5):
+                pass
+        assert str(path) in str(error.value) and "FLIGHTOPS_DUCKDB_LOCK_TIMEOUT_SECONDS" in str(error.value)
+        # With a longer deadline the same call waits for the holder to finish, then works.
+        with warehouse.connect(path, timeout_seconds=60) as con:
+            assert con.execute("SELECT answer FROM t").fetchone() == (42,)
+        assert holder.poll() is not None
+    finally:
+        holder.kill()
+        holder.wait()
