@@ -1,3 +1,4 @@
+{{ config(meta={'dagster': {'ref': {'name': 'mart_daily_delays'}}}) }}
 -- The daily mart's counts equal the fact table's counts for the same date x carrier x origin,
 -- and neither has a key the other lacks (within the run's date window, or everywhere).
 with fact as (

@@ -1,3 +1,4 @@
+{{ config(meta={'dagster': {'ref': {'name': 'fct_flights'}}}) }}
 -- The fact table holds exactly the flights of clean.flights: none dropped by the weather and plane
 -- joins, none left over after a flight is removed upstream (duplicates are caught by the unique
 -- test on fct_flights.flight_id). Checked within the run's date window, or everywhere without one:
