@@ -25,6 +25,8 @@ from flightops.warehouse import DUCKDB_POOL
 from flightops.weather_client import fetch_observations
 
 GROUP = "ingestion"
+# What every daily raw asset shares: prefix, group, day partitions as one run per range, the pool.
+DAILY_RAW_ASSET = dict(key_prefix="raw", group_name=GROUP, partitions_def=DAILY, backfill_policy=SINGLE_RUN, pool=DUCKDB_POOL)
 LOAD_COLUMNS = "_partition_date DATE, _row BIGINT, _source VARCHAR, _batch_id VARCHAR, _loaded_at TIMESTAMP"
 
 
@@ -89,11 +91,7 @@ def _metadata(rows: int, first: date | None = None, last: date | None = None, **
 
 
 @dg.asset(
-    key_prefix="raw",
-    group_name=GROUP,
-    partitions_def=DAILY,
-    backfill_policy=SINGLE_RUN,
-    pool=DUCKDB_POOL,
+    **DAILY_RAW_ASSET,
     kinds={"sqlite", "duckdb"},
     description="Flights of the operational database's carriers, as stored there (all row versions).",
 )
@@ -141,11 +139,7 @@ def read_export(path: Path, contract: Contract) -> pd.DataFrame:
 
 
 @dg.asset(
-    key_prefix="raw",
-    group_name=GROUP,
-    partitions_def=DAILY,
-    backfill_policy=SINGLE_RUN,
-    pool=DUCKDB_POOL,
+    **DAILY_RAW_ASSET,
     kinds={"csv", "duckdb"},
     description="Flights of the regional carriers, from the daily CSV exports in the landing folder.",
 )
@@ -170,11 +164,7 @@ def flights_exports(context: dg.AssetExecutionContext, warehouse: WarehouseResou
 
 
 @dg.asset(
-    key_prefix="raw",
-    group_name=GROUP,
-    partitions_def=DAILY,
-    backfill_policy=SINGLE_RUN,
-    pool=DUCKDB_POOL,
+    **DAILY_RAW_ASSET,
     kinds={"api", "duckdb"},
     description="Hourly weather observations from the weather HTTP API (paged, retried with backoff).",
 )
