@@ -12,7 +12,7 @@ export DO_NOT_TRACK := 1
 export DBT_SEND_ANONYMOUS_USAGE_STATS := False
 export MLFLOW_DISABLE_TELEMETRY := true
 
-.PHONY: setup run test ui sources-api bench lock clean
+.PHONY: setup run test ui sources-api bench lock clean postgres postgres-stop
 
 $(STAMP): pyproject.toml requirements.lock
 	$(PYTHON) -m venv $(VENV)
@@ -29,8 +29,16 @@ setup: $(STAMP)
 run: setup
 	$(BIN)/flightops run --until $(UNTIL)
 
-## test: the test suite
-test: setup
+## postgres: a private PostgreSQL server (data/postgres, 127.0.0.1:54329) for the PostgreSQL-backed
+## configuration; installs Debian's postgresql with apt-get (as root) when missing
+postgres:
+	scripts/postgres.sh start
+
+postgres-stop:
+	scripts/postgres.sh stop
+
+## test: the test suite (the PostgreSQL tests run against the real server started above)
+test: setup postgres
 	$(BIN)/pytest
 
 ## ui: the Dagster UI on 127.0.0.1:3000 over the same instance as `make run`
@@ -50,4 +58,5 @@ lock:
 	$(BIN)/pip freeze --exclude-editable | grep -v '^-e ' > requirements.lock
 
 clean:
+	scripts/postgres.sh stop
 	rm -rf data dbt_project/target dbt_project/logs

@@ -92,7 +92,7 @@ def _metadata(rows: int, first: date | None = None, last: date | None = None, **
 
 @dg.asset(
     **DAILY_RAW_ASSET,
-    kinds={"sqlite", "duckdb"},
+    kinds={"sql", "duckdb"},
     description="Flights of the operational database's carriers, as stored there (all row versions).",
 )
 def flights_opdb(context: dg.AssetExecutionContext, warehouse: WarehouseResource, source_db: SourceDatabaseResource) -> dg.MaterializeResult:
