@@ -12,7 +12,7 @@ export DO_NOT_TRACK := 1
 export DBT_SEND_ANONYMOUS_USAGE_STATS := False
 export MLFLOW_DISABLE_TELEMETRY := true
 
-.PHONY: setup run test ui sources-api bench lock clean postgres postgres-stop
+.PHONY: setup run test ui sources-api bench lock clean postgres postgres-stop browser
 
 $(STAMP): pyproject.toml requirements.lock
 	$(PYTHON) -m venv $(VENV)
@@ -37,8 +37,12 @@ postgres:
 postgres-stop:
 	scripts/postgres.sh stop
 
-## test: the test suite (the PostgreSQL tests run against the real server started above)
-test: setup postgres
+## browser: headless Chromium for the UI tests (Debian package, installed as root when missing)
+browser:
+	@command -v chromium >/dev/null || { apt-get update -q && DEBIAN_FRONTEND=noninteractive apt-get install -y -q chromium; }
+
+## test: the test suite (PostgreSQL and the UI tests use the real server and browser set up above)
+test: setup postgres browser
 	$(BIN)/pytest
 
 ## ui: the Dagster UI on 127.0.0.1:3000 over the same instance as `make run`
