@@ -1,0 +1,41 @@
+"""Labelled feature rows from the warehouse (features.flight_features joined with flight_labels)."""
+
+from __future__ import annotations
+
+from datetime import date
+
+import pandas as pd
+
+from flightops.modeling.schema import FEATURE_COLUMNS, ID_COLUMNS, LABEL_COLUMN
+from flightops.settings import Settings
+from flightops.warehouse import connect
+
+FEATURES_TABLE = "features.flight_features"
+LABELS_TABLE = "features.flight_labels"
+
+
+def join_labels(features: pd.DataFrame, labels: pd.DataFrame) -> pd.DataFrame:
+    """Features of the flights that have a label, with the label column added (inner join on flight_id)."""
+    duplicated = labels["flight_id"].duplicated()
+    if duplicated.any():
+        raise ValueError(
+            f"{int(duplicated.sum())} flight_ids appear more than once in the labels (e.g. "
+            f"{labels.loc[duplicated, 'flight_id'].iloc[0]!r}); each flight needs exactly one label row."
+        )
+    return features.merge(labels[["flight_id", LABEL_COLUMN]], on="flight_id", how="inner")
+
+
+def read_labelled_features(settings: Settings, start: date | None = None, end: date | None = None) -> pd.DataFrame:
+    """Labelled feature rows with flight_date in [start, end] (both optional), ordered by date.
+
+    Reads only the columns the models use, through a short-lived read-only connection.
+    """
+    columns = ", ".join(f"f.{column}" for column in (*ID_COLUMNS, *FEATURE_COLUMNS))
+    query = (
+        f"SELECT {columns}, l.{LABEL_COLUMN} FROM {FEATURES_TABLE} AS f "
+        f"JOIN {LABELS_TABLE} AS l USING (flight_id) "
+        "WHERE (CAST(? AS DATE) IS NULL OR f.flight_date >= ?) AND (CAST(? AS DATE) IS NULL OR f.flight_date <= ?) "
+        "ORDER BY f.flight_date, f.dep_minute_of_day, f.flight_id"
+    )
+    with connect(settings.warehouse, read_only=True, timeout_seconds=settings.duckdb_lock_timeout_seconds) as con:
+        return con.execute(query, [start, start, end, end]).df()

@@ -1,0 +1,98 @@
+"""The two classifiers, both scikit-learn Pipelines so one MLflow flavor (sklearn) serves both.
+
+Each pipeline starts with `ModelInputs`, which selects and types the contract columns: a
+loaded model accepts any frame that carries the feature columns (ids and labels included)
+and treats missing categoricals the same way at training and at scoring time.
+"""
+
+from __future__ import annotations
+
+from dataclasses import asdict, dataclass
+
+import numpy as np
+import pandas as pd
+from catboost import CatBoostClassifier
+from sklearn.base import BaseEstimator, TransformerMixin
+from sklearn.compose import ColumnTransformer
+from sklearn.impute import SimpleImputer
+from sklearn.linear_model import LogisticRegression
+from sklearn.pipeline import Pipeline
+from sklearn.preprocessing import OneHotEncoder, StandardScaler
+
+from flightops.modeling.schema import CATEGORICAL_FEATURES, FEATURE_COLUMNS, NUMERIC_FEATURES, model_inputs
+
+
+class ModelInputs(TransformerMixin, BaseEstimator):
+    """Stateless first step: the contract columns in contract types (see schema.model_inputs)."""
+
+    def fit(self, X: pd.DataFrame, y=None) -> "ModelInputs":
+        return self
+
+    def transform(self, X: pd.DataFrame) -> pd.DataFrame:
+        return model_inputs(X)
+
+    def get_feature_names_out(self, input_features=None) -> np.ndarray:
+        return np.asarray(FEATURE_COLUMNS, dtype=object)
+
+
+@dataclass(frozen=True)
+class BaselineConfig:
+    """Logistic regression settings (C is the inverse regularisation strength)."""
+
+    C: float = 1.0
+    max_iter: int = 2000
+
+
+@dataclass(frozen=True)
+class CatBoostConfig:
+    """CatBoost settings; the tunable ones are replaced by Optuna's choice (see tuning.py)."""
+
+    iterations: int = 300
+    learning_rate: float = 0.08
+    depth: int = 6
+    l2_leaf_reg: float = 3.0
+    random_strength: float = 1.0
+    thread_count: int = 2
+    random_seed: int = 2013
+
+    def as_params(self) -> dict[str, float | int]:
+        return asdict(self)
+
+
+def build_baseline(config: BaselineConfig = BaselineConfig()) -> Pipeline:
+    """One-hot categoricals (unknown values ignored), median-imputed scaled numerics, logistic regression."""
+    columns = ColumnTransformer(
+        [
+            ("categorical", OneHotEncoder(handle_unknown="ignore"), list(CATEGORICAL_FEATURES)),
+            ("numeric", Pipeline([
+                ("impute", SimpleImputer(strategy="median", keep_empty_features=True)),
+                ("scale", StandardScaler()),
+            ]), list(NUMERIC_FEATURES)),
+        ]
+    )
+    return Pipeline([
+        ("inputs", ModelInputs()),
+        ("columns", columns),
+        ("classifier", LogisticRegression(C=config.C, max_iter=config.max_iter)),
+    ])
+
+
+def build_catboost(config: CatBoostConfig = CatBoostConfig()) -> Pipeline:
+    """CatBoost on native categorical features; writes no files, bounded threads, fixed seed.
+
+    Fit it on rows in time order (splits.split_by_time sorts them): with has_time the
+    categorical target statistics of a row use only earlier rows, as they would in service.
+    Carrier and origin (few values) are one-hot encoded; dest and route get target statistics
+    combined at most in pairs, which keeps a full-year fit to seconds instead of minutes.
+    """
+    classifier = CatBoostClassifier(
+        **config.as_params(),
+        cat_features=list(CATEGORICAL_FEATURES),
+        one_hot_max_size=20,
+        max_ctr_complexity=2,
+        has_time=True,
+        loss_function="Logloss",
+        allow_writing_files=False,
+        verbose=0,
+    )
+    return Pipeline([("inputs", ModelInputs()), ("classifier", classifier)])

@@ -1,0 +1,140 @@
+"""MLflow wiring: where runs and models are stored, and what lineage each run carries.
+
+The experiment is created with an explicit artifact location (Settings.mlflow_artifacts), so
+no artifact ever lands in a `./mlruns` of whatever the working directory happens to be.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import logging
+import subprocess
+from dataclasses import dataclass
+from pathlib import Path
+
+import mlflow
+import numpy as np
+import pandas as pd
+from mlflow import MlflowClient
+from mlflow.models import ModelSignature
+from mlflow.types import ColSpec, DataType, Schema, TensorSpec
+
+from flightops.modeling.schema import (
+    CATEGORICAL_FEATURES,
+    FEATURE_COLUMNS,
+    ID_COLUMNS,
+    INTEGER_FEATURES,
+    LABEL_COLUMN,
+    NUMERIC_FEATURES,
+)
+from flightops.settings import REPO_ROOT, Settings
+
+EXPERIMENT_NAME = "flight_delay"
+REGISTERED_MODEL_NAME = "flight_delay_classifier"
+MODEL_ARTIFACT_NAME = "model"
+
+_log = logging.getLogger(__name__)
+
+
+def _sqlite_file(tracking_uri: str) -> Path | None:
+    prefix = "sqlite:///"
+    return Path(tracking_uri[len(prefix):]) if tracking_uri.startswith(prefix) else None
+
+
+def configure_mlflow(settings: Settings) -> str:
+    """Point MLflow (tracking and registry) at the Settings store; return the experiment id.
+
+    Creates the experiment on first use. An existing experiment whose artifact location
+    differs from Settings is refused: its artifacts would go somewhere nobody looks.
+    """
+    database = _sqlite_file(settings.mlflow_tracking_uri)
+    if database is not None:
+        database.parent.mkdir(parents=True, exist_ok=True)
+    settings.mlflow_artifacts.mkdir(parents=True, exist_ok=True)
+    mlflow.set_tracking_uri(settings.mlflow_tracking_uri)
+    mlflow.set_registry_uri(settings.mlflow_tracking_uri)
+    artifact_location = settings.mlflow_artifacts.as_uri()
+    client = mlflow_client(settings)
+    experiment = client.get_experiment_by_name(EXPERIMENT_NAME)
+    if experiment is None:
+        return client.create_experiment(EXPERIMENT_NAME, artifact_location=artifact_location)
+    if experiment.lifecycle_stage != "active":
+        raise RuntimeError(
+            f"MLflow experiment {EXPERIMENT_NAME!r} in {settings.mlflow_tracking_uri} is deleted. Restore it "
+            f"(`mlflow experiments restore --experiment-id {experiment.experiment_id}`) or remove the store."
+        )
+    if experiment.artifact_location != artifact_location:
+        raise RuntimeError(
+            f"MLflow experiment {EXPERIMENT_NAME!r} in {settings.mlflow_tracking_uri} stores artifacts at "
+            f"{experiment.artifact_location}, but FLIGHTOPS_MLFLOW_ARTIFACTS says {artifact_location}. "
+            "Set FLIGHTOPS_MLFLOW_ARTIFACTS back to the experiment's location, or point MLFLOW_TRACKING_URI "
+            "at a new store."
+        )
+    return experiment.experiment_id
+
+
+def mlflow_client(settings: Settings) -> MlflowClient:
+    """A client bound to the Settings store, independent of MLflow's global state."""
+    return MlflowClient(tracking_uri=settings.mlflow_tracking_uri, registry_uri=settings.mlflow_tracking_uri)
+
+
+def _input_type(column: str) -> DataType:
+    if column in CATEGORICAL_FEATURES:
+        return DataType.string
+    return DataType.long if column in INTEGER_FEATURES else DataType.double
+
+
+def in_signature_types(frame: pd.DataFrame) -> pd.DataFrame:
+    """The feature columns of `frame` in the signature's types (what a pyfunc caller sends)."""
+    types = {column: "int64" if column in INTEGER_FEATURES else "float64" for column in NUMERIC_FEATURES}
+    return frame.loc[:, list(FEATURE_COLUMNS)].astype({**types, **{c: "str" for c in CATEGORICAL_FEATURES}})
+
+
+def model_signature() -> ModelSignature:
+    """Inputs declared from the schema module rather than inferred from a few example rows;
+    output: predict_proba's two columns, P(on time) and P(delayed)."""
+    inputs = Schema([ColSpec(_input_type(column), column) for column in FEATURE_COLUMNS])
+    outputs = Schema([TensorSpec(np.dtype(np.float64), (-1, 2))])
+    return ModelSignature(inputs=inputs, outputs=outputs)
+
+
+def training_data_hash(frame: pd.DataFrame) -> str:
+    """SHA-256 over the ids, model inputs and labels of the rows (order-sensitive)."""
+    columns = [c for c in (*ID_COLUMNS, *FEATURE_COLUMNS, LABEL_COLUMN) if c in frame.columns]
+    row_hashes = pd.util.hash_pandas_object(frame[columns], index=False).to_numpy()
+    return hashlib.sha256(row_hashes.tobytes()).hexdigest()
+
+
+def git_commit() -> str | None:
+    """HEAD of the repository the code runs from, or None outside a git checkout."""
+    try:
+        completed = subprocess.run(
+            ["git", "rev-parse", "HEAD"], cwd=REPO_ROOT, capture_output=True, text=True, check=True, timeout=10
+        )
+    except (FileNotFoundError, subprocess.CalledProcessError) as exc:
+        _log.warning("No git commit recorded for this run (git rev-parse HEAD in %s failed: %s).", REPO_ROOT, exc)
+        return None
+    return completed.stdout.strip()
+
+
+@dataclass(frozen=True)
+class Lineage:
+    """Where a model's training data came from; logged as run tags and copied to the model version."""
+
+    partition_start: str
+    partition_end: str
+    row_counts: dict[str, int]
+    data_hash: str
+    git_commit: str | None
+    dagster_run_id: str | None
+
+    def as_tags(self) -> dict[str, str]:
+        tags = {
+            "lineage.partition_range": f"{self.partition_start}..{self.partition_end}",
+            "lineage.training_data_sha256": self.data_hash,
+            "lineage.git_commit": self.git_commit or "unknown",
+            **{f"lineage.{name}": str(count) for name, count in self.row_counts.items()},
+        }
+        if self.dagster_run_id:
+            tags["dagster_run_id"] = self.dagster_run_id
+        return tags

@@ -1,0 +1,237 @@
+"""The online prediction service: FastAPI over the registry's champion model.
+
+`POST /predict` scores one flight; `GET /health` says whether a model is loaded and
+which; `GET /metrics` exposes Prometheus counters. Every `/predict` request, refused
+ones included, is timed, counted and written to the prediction log by one route
+class, so the log and the metrics cannot disagree about what was asked.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import os
+import time
+import uuid
+from collections.abc import Callable, Coroutine
+from dataclasses import dataclass
+from datetime import datetime, timezone
+from typing import Any
+
+import uvicorn
+from fastapi import APIRouter, FastAPI, HTTPException, Request, Response
+from fastapi.encoders import jsonable_encoder
+from fastapi.exceptions import RequestValidationError
+from fastapi.responses import PlainTextResponse
+from fastapi.routing import APIRoute
+from starlette.concurrency import run_in_threadpool
+
+from flightops.serving.champion import ChampionTracker, ChampionUnavailable, ServedModel
+from flightops.serving.metrics import CONTENT_TYPE, ServingMetrics
+from flightops.serving.prediction_log import LoggedRequest, PredictionLog, prediction_log_path
+from flightops.serving.schema import PredictionRequest, PredictionResponse, features_frame
+from flightops.settings import Settings, load_environment
+
+log = logging.getLogger(__name__)
+
+THRESHOLD_VARIABLE = "FLIGHTOPS_SERVING_THRESHOLD"
+REFRESH_VARIABLE = "FLIGHTOPS_SERVING_MODEL_REFRESH_SECONDS"
+
+
+@dataclass(frozen=True)
+class ServingOptions:
+    """Decision threshold, and how often the registry alias is checked for a new champion."""
+
+    threshold: float = 0.5
+    model_refresh_seconds: float = 10.0
+
+    def __post_init__(self) -> None:
+        if not 0.0 <= self.threshold <= 1.0:
+            raise ValueError(
+                f"Serving threshold {self.threshold} is outside [0, 1]; set {THRESHOLD_VARIABLE} to a probability."
+            )
+        if self.model_refresh_seconds < 0:
+            raise ValueError(
+                f"Model refresh interval {self.model_refresh_seconds} s is negative; "
+                f"set {REFRESH_VARIABLE} to 0 (check every request) or more."
+            )
+
+    @classmethod
+    def from_environment(cls) -> "ServingOptions":
+        """The defaults above, overridden by the environment variables when set."""
+        overrides: dict[str, float] = {}
+        for field, variable in (("threshold", THRESHOLD_VARIABLE), ("model_refresh_seconds", REFRESH_VARIABLE)):
+            value = os.environ.get(variable)
+            if value:
+                try:
+                    overrides[field] = float(value)
+                except ValueError as exc:
+                    raise ValueError(f"{variable}={value!r} is not a number; set it to a decimal number.") from exc
+        return cls(**overrides)
+
+
+@dataclass(frozen=True)
+class PredictionService:
+    """What the routes share: the champion, the decision threshold, the log and the metrics."""
+
+    tracker: ChampionTracker
+    threshold: float
+    prediction_log: PredictionLog
+    metrics: ServingMetrics
+
+    def decide(self, probability: float) -> str:
+        return "delayed" if probability >= self.threshold else "on_time"
+
+
+def _service(request: Request) -> PredictionService:
+    return request.app.state.service
+
+
+class RecordedRoute(APIRoute):
+    """Times, counts and logs each request, including those refused before the endpoint runs.
+
+    Validation errors are raised by FastAPI before the endpoint is called, so only a
+    wrapper around the whole route handler sees them; the endpoint leaves what it
+    computed on `request.state` for this wrapper to log.
+    """
+
+    def get_route_handler(self) -> Callable[[Request], Coroutine[Any, Any, Response]]:
+        handler = super().get_route_handler()
+
+        async def recorded(request: Request) -> Response:
+            received_at = datetime.now(timezone.utc).isoformat()
+            started = time.perf_counter()
+            status_code, error, refused_body = 500, None, None
+            try:
+                response = await handler(request)
+                status_code = response.status_code
+                return response
+            except RequestValidationError as exc:
+                status_code, refused_body = 422, exc.body
+                error = json.dumps(jsonable_encoder(exc.errors()))
+                raise
+            except HTTPException as exc:
+                status_code, error = exc.status_code, str(exc.detail)
+                raise
+            except Exception as exc:
+                error = f"{type(exc).__name__}: {exc}"
+                raise
+            finally:
+                latency_seconds = time.perf_counter() - started
+                await run_in_threadpool(
+                    _record, request, received_at, latency_seconds, status_code, error, refused_body
+                )
+
+        return recorded
+
+
+def _record(
+    request: Request,
+    received_at: str,
+    latency_seconds: float,
+    status_code: int,
+    error: str | None,
+    refused_body: Any,
+) -> None:
+    service = _service(request)
+    served: ServedModel | None = getattr(request.state, "served", None)
+    prediction: PredictionResponse | None = getattr(request.state, "prediction", None)
+    features = getattr(request.state, "features", None)
+    flight_id = getattr(request.state, "flight_id", None)
+    if features is None and isinstance(refused_body, dict):
+        flight_id = refused_body.get("flight_id")
+    service.prediction_log.record(
+        LoggedRequest(
+            request_id=uuid.uuid4().hex,
+            received_at=received_at,
+            flight_id=None if flight_id is None else str(flight_id),
+            model_name=served.name if served else None,
+            model_version=served.version if served else None,
+            probability=prediction.probability if prediction else None,
+            decision=prediction.decision if prediction else None,
+            threshold=service.threshold,
+            latency_ms=latency_seconds * 1000,
+            status_code=status_code,
+            error=error,
+            features_json=json.dumps(features if features is not None else jsonable_encoder(refused_body)),
+        )
+    )
+    service.metrics.observe_request(status_code, latency_seconds)
+    if prediction:
+        service.metrics.observe_prediction(prediction.decision)
+
+
+prediction_router = APIRouter(route_class=RecordedRoute)
+
+
+@prediction_router.post("/predict", response_model=PredictionResponse)
+def predict(flight: PredictionRequest, request: Request) -> PredictionResponse:
+    """Probability that this flight departs delayed, and the decision at the threshold."""
+    service = _service(request)
+    features = flight.features()
+    request.state.features, request.state.flight_id = features, flight.flight_id
+    try:
+        served = service.tracker.current()
+    except ChampionUnavailable as exc:
+        raise HTTPException(status_code=503, detail=str(exc)) from exc
+    request.state.served = served  # logged even if the model then fails
+    probability = float(served.delay_probability(features_frame(features))[0])
+    prediction = PredictionResponse(
+        flight_id=flight.flight_id,
+        probability=probability,
+        decision=service.decide(probability),
+        model_name=served.name,
+        model_version=served.version,
+    )
+    request.state.prediction = prediction
+    return prediction
+
+
+def create_app(settings: Settings, options: ServingOptions | None = None) -> FastAPI:
+    """The service for the registry at `settings.mlflow_tracking_uri`, loading its champion now if there is one."""
+    options = options or ServingOptions.from_environment()
+    tracker = ChampionTracker(settings.mlflow_tracking_uri, options.model_refresh_seconds)
+    service = PredictionService(
+        tracker=tracker,
+        threshold=options.threshold,
+        prediction_log=PredictionLog(prediction_log_path(settings.data_dir)),
+        metrics=ServingMetrics(),
+    )
+    try:
+        tracker.current()
+    except ChampionUnavailable as exc:
+        log.warning("Starting without a model; /predict answers 503 until one is found: %s", exc)
+
+    app = FastAPI(title="flightops delay prediction", version="1")
+    app.state.service = service
+    app.include_router(prediction_router)
+
+    @app.get("/health")
+    def health() -> dict[str, Any]:
+        """Liveness, and which model answers (checks the registry alias when a check is due)."""
+        try:
+            served = tracker.current()
+        except ChampionUnavailable as exc:
+            return {
+                "status": "no_model",
+                "model_loaded": False,
+                "model_name": tracker.model_name,
+                "model_version": None,
+                "detail": str(exc),
+            }
+        return {"status": "ok", "model_loaded": True, "model_name": served.name, "model_version": served.version}
+
+    @app.get("/metrics", response_class=PlainTextResponse)
+    def metrics() -> PlainTextResponse:
+        served = tracker.served
+        text = service.metrics.render(tracker.model_name, served.version if served else None)
+        return PlainTextResponse(text, media_type=CONTENT_TYPE)
+
+    return app
+
+
+def serve(host: str = "127.0.0.1", port: int = 8000) -> None:
+    """Run the service with uvicorn until interrupted (settings from the environment and `.env`)."""
+    load_environment()
+    logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
+    uvicorn.run(create_app(Settings.current()), host=host, port=port)

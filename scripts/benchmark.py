@@ -1,0 +1,486 @@
+"""Wall time and peak memory of the platform against a plain pandas script, in one run.
+
+Each part runs in its own subprocess, so a peak RSS is that process's own:
+  1. replay: the simulated source systems replayed through --until (the platform's input;
+     the baseline reads the package files directly, so this is reported apart);
+  2. platform: the main job over the whole window as one run (ephemeral Dagster instance,
+     weather API served in-process by `weather_api_running`); per-step times come from the
+     run's STEP_START/STEP_SUCCESS events, steps are grouped into layers by asset group;
+  3. baseline: scripts/pandas_baseline.py on the same window.
+The machine is shared and noisy: compare the ratios measured within one run, and read the
+load averages printed with them. Row counts of both are compared; a mismatch exits 1.
+
+    python scripts/benchmark.py --until 2013-03-31 --out /tmp/bench.json
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import shutil
+import signal
+import socket
+import sys
+import tempfile
+import threading
+import time
+from dataclasses import asdict, dataclass
+from datetime import date
+from pathlib import Path
+
+from flightops.settings import FIRST_DAY, LAST_DAY, Settings, load_environment
+
+SCRIPTS_DIR = Path(__file__).resolve().parent
+BASELINE_SCRIPT = SCRIPTS_DIR / "pandas_baseline.py"
+TELEMETRY_OFF = {
+    "DAGSTER_DISABLE_TELEMETRY": "1",
+    "DO_NOT_TRACK": "1",
+    "DBT_SEND_ANONYMOUS_USAGE_STATS": "False",
+    "MLFLOW_DISABLE_TELEMETRY": "true",
+}
+# How often the platform process samples its own and its children's (dbt's) memory.
+SAMPLE_SECONDS = 0.05
+# Tables whose row counts must agree between the platform and the baseline.
+COMPARED_COUNTS = (
+    "clean.flights", "quarantine.flights", "clean.weather", "quarantine.weather",
+    "marts.fct_flights", "marts.mart_daily_delays", "features.flight_features", "features.flight_labels",
+    "features.flight_labels delayed",
+)
+LAYER_ORDER = ("ingestion", "validation", "warehouse", "features")
+# Lines of a failed child's output shown before the scratch folder (and its log) is removed.
+LOG_TAIL_LINES = 60
+
+
+def scratch_environment(base: Path, api_port: int) -> dict[str, str]:
+    """Every FLIGHTOPS_* location under `base` (never the repository's data/), the API on `api_port`.
+
+    dagster-dbt writes each dbt invocation's artifacts under DBT_TARGET_PATH (default: the
+    project's target/); here they go to `base` too, so a benchmark leaves nothing behind.
+    dbt parses the project fully either way: the profile's warehouse path is not the one parsed at setup.
+    """
+    return {
+        "DBT_TARGET_PATH": str(base / "dbt_target"),
+        "FLIGHTOPS_DATA_DIR": str(base),
+        "FLIGHTOPS_WAREHOUSE": str(base / "warehouse.duckdb"),
+        "FLIGHTOPS_SOURCE_DB_URL": f"sqlite:///{base}/sources/operations.sqlite",
+        "FLIGHTOPS_SOURCE_STATE_DIR": str(base / "sources"),
+        "FLIGHTOPS_LANDING_DIR": str(base / "landing"),
+        "FLIGHTOPS_WEATHER_API_URL": f"http://127.0.0.1:{api_port}",
+        "MLFLOW_TRACKING_URI": f"sqlite:///{base}/mlflow/mlflow.db",
+        "FLIGHTOPS_MLFLOW_ARTIFACTS": str(base / "mlflow" / "artifacts"),
+    }
+
+
+def free_port() -> int:
+    """A port nothing listens on, so the job starts its own API instead of finding someone else's."""
+    with socket.socket() as probe:
+        probe.bind(("127.0.0.1", 0))
+        return probe.getsockname()[1]
+
+
+def mb(kilobytes: float) -> float:
+    return round(kilobytes / 1024, 1)
+
+
+# --- memory of the running process -------------------------------------------------------------
+
+def _status(pid: int | str) -> dict[str, str]:
+    """The fields of /proc/<pid>/status (Name, VmRSS, VmHWM in kB, ...)."""
+    lines = Path(f"/proc/{pid}/status").read_text().splitlines()
+    return dict(line.split(":\t", 1) for line in lines if ":\t" in line)
+
+
+def _kb(status: dict[str, str], field: str) -> int:
+    return int(status.get(field, "0 kB").split()[0])
+
+
+def _command(pid: int, name: str) -> str:
+    """A short name for a process: `dbt build`, `python -c <code>`, not the interpreter's path."""
+    try:
+        argv = [arg for arg in Path(f"/proc/{pid}/cmdline").read_text().split("\0") if arg]
+    except (FileNotFoundError, ProcessLookupError):
+        argv = []  # it exited between listing and reading
+    if not argv:
+        return name  # an exiting process has no command line left, only its name
+    words = [Path(arg).name if arg.startswith("/") else arg for arg in argv]
+    if words and words[0].startswith("python"):
+        words = [w for w in words[1:] if w not in ("-B", "-u", "-E", "-s")] or ["python"]
+        if words[0] == "-c":
+            return "python -c " + " ".join(words[1:])[:24]
+    return " ".join(words[:2])[:34]
+
+
+def _descendants(pid: int) -> list[int]:
+    """Every live descendant of `pid` (dbt runs as a child of the platform process)."""
+    found = []
+    for children in Path(f"/proc/{pid}/task").glob("*/children"):
+        try:
+            pids = [int(child) for child in children.read_text().split()]
+        except FileNotFoundError:
+            continue  # the thread ended between listing and reading
+        for child in pids:
+            found += [child, *_descendants(child)]
+    return found
+
+
+class MemorySampler(threading.Thread):
+    """Samples own and descendants' RSS every SAMPLE_SECONDS (per-step peaks), and each descendant's VmHWM.
+
+    A child's peak cannot come from getrusage(RUSAGE_CHILDREN): exec records the forking
+    process's high-water mark as the child's, so dbt would report this process's peak.
+    Its own VmHWM, read while it runs, is exact up to its last SAMPLE_SECONDS.
+    """
+
+    def __init__(self) -> None:
+        super().__init__(daemon=True, name="memory-sampler")
+        self.samples: list[tuple[float, int, int]] = []  # (time, own RSS kB, descendants' RSS kB)
+        self.descendants: dict[int, dict] = {}  # pid -> command, first/last seen, VmHWM kB
+        self._finished = threading.Event()
+
+    def run(self) -> None:
+        pid = os.getpid()
+        while True:
+            descendants_kb = 0
+            for child in _descendants(pid):
+                try:
+                    status = _status(child)
+                except (FileNotFoundError, ProcessLookupError):
+                    continue  # it exited between listing and reading: it holds no memory any more
+                descendants_kb += _kb(status, "VmRSS")
+                now = time.time()
+                if child not in self.descendants:
+                    self.descendants[child] = {"command": _command(child, status["Name"].strip()), "first_seen": now}
+                seen = self.descendants[child]
+                # max: a zombie's status has no VmHWM line any more
+                seen.update(last_seen=now, hwm_kb=max(seen.get("hwm_kb", 0), _kb(status, "VmHWM")))
+            self.samples.append((time.time(), _kb(_status(pid), "VmRSS"), descendants_kb))
+            if self._finished.wait(SAMPLE_SECONDS):
+                return
+
+    def stop(self) -> None:
+        self._finished.set()
+        self.join()
+
+    def peaks_kb(self, start: float, end: float) -> tuple[int, int]:
+        """Peak own and descendants' RSS within start..end (the last sample before, if none inside)."""
+        inside = [s for s in self.samples if start <= s[0] <= end]
+        if not inside:
+            inside = [max((s for s in self.samples if s[0] <= end), key=lambda s: s[0], default=(end, 0, 0))]
+        return max(s[1] for s in inside), max(s[2] for s in inside)
+
+    def by_command(self) -> dict[str, dict]:
+        """Per descendant command (e.g. `dbt build`): processes, seconds alive, largest VmHWM."""
+        commands: dict[str, dict] = {}
+        for seen in self.descendants.values():
+            row = commands.setdefault(seen["command"], {"processes": 0, "seconds_alive": 0.0, "peak_rss_mb": 0.0})
+            row["processes"] += 1
+            row["seconds_alive"] = round(row["seconds_alive"] + seen["last_seen"] - seen["first_seen"], 2)
+            row["peak_rss_mb"] = max(row["peak_rss_mb"], mb(seen["hwm_kb"]))
+        return commands
+
+
+# --- the measured children ---------------------------------------------------------------------
+
+def measure_replay(until: date) -> dict:
+    """Replay the simulated source systems through `until` (their own process: their own peak)."""
+    from flightops.sources.replay import replay
+
+    load_environment()
+    start = time.perf_counter()
+    summary = replay(Settings.current(), until)
+    return {"seconds": round(time.perf_counter() - start, 2), "peak_rss_mb": mb(_kb(_status("self"), "VmHWM")),
+            "description": summary.describe()}
+
+
+def _step_records(instance, run_id: str, group_of) -> tuple[list[dict], int]:
+    """Each step's start/end (STEP_START, STEP_SUCCESS/FAILURE events), layer (asset group) and
+    materialization events; and the number of materializations planned when the run was created."""
+    from dagster import DagsterEventType
+
+    kinds = {DagsterEventType.STEP_START, DagsterEventType.STEP_SUCCESS, DagsterEventType.STEP_FAILURE,
+             DagsterEventType.ASSET_MATERIALIZATION, DagsterEventType.ASSET_MATERIALIZATION_PLANNED}
+    steps: dict[str, dict] = {}
+    planned = 0
+    for entry in instance.all_logs(run_id, of_type=kinds):
+        event = entry.dagster_event
+        if event.event_type == DagsterEventType.ASSET_MATERIALIZATION_PLANNED:
+            planned += 1
+            continue
+        step = steps.setdefault(event.step_key, {"step": event.step_key, "layer": None, "materializations": []})
+        if event.event_type == DagsterEventType.STEP_START:
+            step["start"] = entry.timestamp
+        elif event.event_type == DagsterEventType.ASSET_MATERIALIZATION:
+            step["layer"] = step["layer"] or group_of[event.asset_key]
+            step["materializations"].append(entry.timestamp)
+        else:
+            step["end"] = entry.timestamp
+            step["succeeded"] = event.event_type == DagsterEventType.STEP_SUCCESS
+    for step in steps.values():
+        times = step.pop("materializations")
+        step["materialization_events"] = len(times)
+        # One event per asset and day of the window; for a Python step they come in one burst after its work.
+        step["materialization_span_seconds"] = round(max(times) - min(times), 2) if times else 0.0
+    return sorted(steps.values(), key=lambda s: s["start"]), planned
+
+
+def _warehouse_counts(settings: Settings) -> dict[str, int]:
+    from flightops import warehouse
+    from flightops.pipeline import summarise
+
+    counts = {row.table: row.rows for row in summarise(settings)[0]}
+    with warehouse.connect(settings.warehouse, read_only=True, timeout_seconds=settings.duckdb_lock_timeout_seconds) as con:
+        counts["features.flight_labels delayed"] = con.execute(
+            "SELECT count(*) FROM features.flight_labels WHERE is_delayed"
+        ).fetchone()[0]
+    return counts
+
+
+def _overhead(run_start: float, run_end: float, steps: list[dict]) -> dict[str, float]:
+    """The run's time outside its steps: before the first, between steps, after the last (steps run one at a time)."""
+    between = sum(max(0.0, later["start"] - earlier["end"]) for earlier, later in zip(steps, steps[1:]))
+    parts = {
+        "before first step": steps[0]["start"] - run_start,
+        "between steps": between,
+        "after last step": run_end - max(s["end"] for s in steps),
+    }
+    return {"total": round(sum(parts.values()), 2), **{name: round(seconds, 2) for name, seconds in parts.items()}}
+
+
+def measure_platform(until: date) -> dict:
+    """The main job over FIRST_DAY..until as one run, with per-step times and memory peaks."""
+    sampler = MemorySampler()
+    sampler.start()
+    load_environment()
+    settings = Settings.current()
+    phases: dict[str, tuple[float, float]] = {}
+
+    started = time.time()
+    import dagster as dg
+
+    from flightops.definitions import defs
+    from flightops.pipeline import materialize, weather_api_running
+
+    group_of = {spec.key: spec.group_name for spec in defs.resolve_all_asset_specs()}
+    phases["startup: imports, definitions"] = (started, time.time())
+
+    started = time.time()
+    with weather_api_running(settings), dg.DagsterInstance.ephemeral() as instance:
+        phases["weather API start"] = (started, time.time())
+        started = time.time()
+        result = materialize(date.fromisoformat(FIRST_DAY), until, instance)
+        phases["run"] = (started, time.time())
+        steps, planned = _step_records(instance, result.run_id, group_of)
+    if not result.success:
+        failed = [s["step"] for s in steps if not s.get("succeeded", False)]
+        raise SystemExit(f"The platform run failed (steps {', '.join(failed) or 'none started'}); see its log above.")
+    started = time.time()
+    counts = _warehouse_counts(settings)
+    phases["row-count check"] = (started, time.time())
+    sampler.stop()
+
+    for step in steps:
+        step["seconds"] = round(step["end"] - step["start"], 2)
+        own, children = sampler.peaks_kb(step["start"], step["end"])
+        step["peak_rss_mb"], step["peak_children_rss_mb"] = mb(own), mb(children)
+    phase_rows = {}
+    for name, (start, end) in phases.items():
+        own, children = sampler.peaks_kb(start, end)
+        phase_rows[name] = {"seconds": round(end - start, 2), "peak_rss_mb": mb(own), "peak_children_rss_mb": mb(children)}
+    run_start, run_end = phases["run"]
+    return {
+        "phases": phase_rows,
+        "steps": steps,
+        "dagster_overhead_seconds": _overhead(run_start, run_end, steps),
+        "materialization_events": {"planned at run creation": planned,
+                                   "logged by steps": sum(s["materialization_events"] for s in steps)},
+        "peak_rss_mb": mb(_kb(_status("self"), "VmHWM")),
+        "children": sampler.by_command(),
+        "tree_peak_rss_mb": mb(max(s[1] + s[2] for s in sampler.samples)),
+        "counts": counts,
+    }
+
+
+# --- the parent: spawn, wait, report ------------------------------------------------------------
+
+@dataclass
+class ChildRun:
+    wall_seconds: float
+    cpu_seconds: float  # user + system, the child's reaped descendants (dbt) included
+    max_rss_mb: float  # the child's peak, or a reaped descendant's if larger (wait4 semantics)
+
+
+def run_child(argv: list[str], env: dict[str, str], what: str, log: Path) -> ChildRun:
+    """Run `python argv...` to completion, its output into `log`. Interrupting us stops it (and its dbt)."""
+    start = time.perf_counter()
+    to_log = [(os.POSIX_SPAWN_OPEN, 1, str(log), os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o644), (os.POSIX_SPAWN_DUP2, 1, 2)]
+    # Its own process group, so an interruption can stop it together with its dbt processes.
+    pid = os.posix_spawn(sys.executable, [sys.executable, *argv], env, file_actions=to_log, setpgroup=0)
+    try:
+        _, status, usage = os.wait4(pid, 0)
+    except BaseException:
+        os.killpg(pid, signal.SIGTERM)  # the group this function created: the child, its API thread, dbt
+        os.waitpid(pid, 0)
+        raise
+    wall = time.perf_counter() - start
+    code = os.waitstatus_to_exitcode(status)
+    if code != 0:
+        tail = "\n".join(log.read_text(errors="replace").splitlines()[-LOG_TAIL_LINES:])
+        raise RuntimeError(f"The {what} process exited with code {code}. The end of its output ({log}):\n{tail}")
+    print(f"  {what}: {wall:.1f} s", flush=True)
+    return ChildRun(round(wall, 2), round(usage.ru_utime + usage.ru_stime, 2), mb(usage.ru_maxrss))
+
+
+def _layers(platform: dict) -> list[dict]:
+    rows = []
+    layers = sorted({s["layer"] for s in platform["steps"]}, key=lambda l: (LAYER_ORDER.index(l) if l in LAYER_ORDER else 99, l))
+    for layer in layers:
+        steps = [s for s in platform["steps"] if s["layer"] == layer]
+        rows.append({
+            "layer": layer,
+            "steps": len(steps),
+            "seconds": round(sum(s["seconds"] for s in steps), 2),
+            "peak_rss_mb": max(s["peak_rss_mb"] for s in steps),
+            "peak_children_rss_mb": max(s["peak_children_rss_mb"] for s in steps),
+        })
+    return rows
+
+
+def build_report(until: date, load_start, load_end, replay, replay_run, platform, platform_run, baseline, baseline_run) -> dict:
+    counts = {
+        name: {"platform": platform["counts"].get(name), "baseline": baseline["counts"].get(name)}
+        for name in COMPARED_COUNTS
+    }
+    for row in counts.values():
+        row["match"] = row["platform"] == row["baseline"]
+    return {
+        "window": {"first": FIRST_DAY, "until": until.isoformat()},
+        "machine": {"cpus": os.cpu_count(), "load_average_start": load_start, "load_average_end": load_end},
+        "replay": {**replay, "process": asdict(replay_run)},
+        "platform": {**platform, "layers": _layers(platform), "process": asdict(platform_run)},
+        "baseline": {**baseline, "process": asdict(baseline_run)},
+        "ratios_platform_over_baseline": {
+            "wall": round(platform_run.wall_seconds / baseline_run.wall_seconds, 2),
+            "wall_with_replay": round((platform_run.wall_seconds + replay_run.wall_seconds) / baseline_run.wall_seconds, 2),
+            "cpu": round(platform_run.cpu_seconds / baseline_run.cpu_seconds, 2),
+            "peak_rss_process": round(platform["peak_rss_mb"] / baseline_run.max_rss_mb, 2),
+            "peak_rss_with_children": round(platform["tree_peak_rss_mb"] / baseline_run.max_rss_mb, 2),
+        },
+        "counts": counts,
+    }
+
+
+def _row(label: str, seconds: float | None = None, cpu: float | None = None, rss: float | None = None, children: float | None = None) -> str:
+    cells = [f"{seconds:.2f}" if seconds is not None else "", f"{cpu:.2f}" if cpu is not None else "",
+             f"{rss:.1f}" if rss is not None else "", f"{children:.1f}" if children else ""]
+    return f"{label[:44]:<44}{cells[0]:>8}{cells[1]:>8}{cells[2]:>10}{cells[3]:>10}"
+
+
+def print_report(report: dict) -> None:
+    w, p, b, r = report["window"], report["platform"], report["baseline"], report["ratios_platform_over_baseline"]
+    loads = [" ".join(f"{x:.2f}" for x in report["machine"][k]) for k in ("load_average_start", "load_average_end")]
+    line = "-" * 80
+    print(f"\nBenchmark {w['first']}..{w['until']} on {report['machine']['cpus']} CPUs; "
+          f"load average 1/5/15 min: start {loads[0]}, end {loads[1]}")
+    print(line)
+    print(f"{'':<44}{'wall s':>8}{'CPU s':>8}{'peak RSS':>10}{'children':>10}")
+    print(f"{'':<44}{'':>8}{'':>8}{'MB':>10}{'MB':>10}")
+    print(line)
+    rp = report["replay"]
+    print(_row("replay: simulated sources (own process)", rp["process"]["wall_seconds"], rp["process"]["cpu_seconds"], rp["peak_rss_mb"]))
+    print("platform job (own process; per-row peaks sampled every 50 ms)")
+    for name, phase in p["phases"].items():
+        if name != "run":
+            print(_row(f"  {name}", phase["seconds"], None, phase["peak_rss_mb"], phase["peak_children_rss_mb"]))
+    for layer in p["layers"]:
+        label = f"  {layer['layer']} ({layer['steps']} step{'s' if layer['steps'] > 1 else ''})"
+        print(_row(label, layer["seconds"], None, layer["peak_rss_mb"], layer["peak_children_rss_mb"]))
+    overhead = p["dagster_overhead_seconds"]
+    print(_row("  Dagster overhead (run minus steps)", overhead["total"]))
+    for name, seconds in overhead.items():
+        if name != "total":
+            print(_row(f"    {name}", seconds))
+    pp = p["process"]
+    print(_row("  process total (peak: VmHWM)", pp["wall_seconds"], pp["cpu_seconds"], p["peak_rss_mb"]))
+    print("  child processes (alive s, peak: their own VmHWM):")
+    for command, child in p["children"].items():
+        print(_row(f"    {command} (x{child['processes']})", child["seconds_alive"], None, None, child["peak_rss_mb"]))
+    print("  steps:")
+    for step in p["steps"]:
+        print(_row(f"    {step['step']}", step["seconds"], None, step["peak_rss_mb"], step["peak_children_rss_mb"]))
+    events = p["materialization_events"]
+    print(f"  materialization events (one per asset and day): {events['planned at run creation']} planned at run "
+          "creation (the 'before first step' time), "
+          f"{events['logged by steps']} logged by steps; first-to-last span inside steps:")
+    for step in p["steps"]:
+        if step["materialization_events"] > 1:
+            print(_row(f"    {step['step']} ({step['materialization_events']} events)", step["materialization_span_seconds"]))
+    print("baseline: pandas script (own process)")
+    for name, seconds in b["stage_seconds"].items():
+        print(_row(f"  {name}", seconds))
+    bp = b["process"]
+    print(_row("  process total (peak: wait4 maxrss)", bp["wall_seconds"], bp["cpu_seconds"], bp["max_rss_mb"]))
+    print(line)
+    print(f"platform/baseline: wall {r['wall']}x (with the replay {r['wall_with_replay']}x), CPU {r['cpu']}x, "
+          f"peak RSS {r['peak_rss_process']}x (platform process + children: {r['peak_rss_with_children']}x)")
+    print(line)
+    print(f"{'rows':<44}{'platform':>12}{'baseline':>12}  same")
+    for name, row in report["counts"].items():
+        print(f"{name:<44}{row['platform']!s:>12}{row['baseline']!s:>12}  {'yes' if row['match'] else 'NO'}")
+
+
+def _exit_on_sigterm(signum, frame) -> None:
+    raise SystemExit(128 + signum)  # unwinds like Ctrl-C: the children are stopped, the scratch folder removed
+
+
+def benchmark(until: date, out: Path | None) -> int:
+    signal.signal(signal.SIGTERM, _exit_on_sigterm)
+    base = Path(tempfile.mkdtemp(prefix="flightops-bench-"))
+    env = {**os.environ, **TELEMETRY_OFF, **scratch_environment(base / "platform", free_port())}
+    me = str(Path(__file__).resolve())
+    load_start = os.getloadavg()
+    try:
+        print(f"Scratch folder {base}", flush=True)
+        replay_run = run_child([me, "--child", "replay", "--until", until.isoformat(), "--result", str(base / "replay.json")], env, "replay", base / "replay.log")
+        platform_run = run_child([me, "--child", "platform", "--until", until.isoformat(), "--result", str(base / "platform.json")], env, "platform", base / "platform.log")
+        baseline_out = base / "baseline"
+        baseline_run = run_child([str(BASELINE_SCRIPT), "--until", until.isoformat(), "--out", str(baseline_out)], env, "pandas baseline", base / "baseline.log")
+        report = build_report(
+            until, load_start, os.getloadavg(),
+            json.loads((base / "replay.json").read_text()), replay_run,
+            json.loads((base / "platform.json").read_text()), platform_run,
+            json.loads((baseline_out / "summary.json").read_text()), baseline_run,
+        )
+    finally:
+        shutil.rmtree(base)
+    print_report(report)
+    if out is not None:
+        out.write_text(json.dumps(report, indent=2, default=str))
+        print(f"\nReport written to {out}")
+    mismatched = [name for name, row in report["counts"].items() if not row["match"]]
+    if mismatched:
+        print(f"Row counts differ for {', '.join(mismatched)}: the baseline does not do what the platform does; "
+              "fix scripts/pandas_baseline.py before trusting the ratios.", file=sys.stderr)
+        return 1
+    return 0
+
+
+def main() -> int:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser.add_argument("--until", type=date.fromisoformat, default=date.fromisoformat(LAST_DAY),
+                        help=f"last day of the window, from {FIRST_DAY} (default {LAST_DAY})")
+    parser.add_argument("--out", type=Path, help="write the report as JSON to this file")
+    parser.add_argument("--child", choices=("replay", "platform"), help=argparse.SUPPRESS)
+    parser.add_argument("--result", type=Path, help=argparse.SUPPRESS)
+    args = parser.parse_args()
+    if not FIRST_DAY <= args.until.isoformat() <= LAST_DAY:
+        parser.error(f"--until {args.until} is outside the data set's calendar {FIRST_DAY}..{LAST_DAY}; pick a day inside it.")
+    if args.child is None:
+        return benchmark(args.until, args.out)
+    measure = measure_replay if args.child == "replay" else measure_platform
+    args.result.write_text(json.dumps(measure(args.until), default=str))
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
