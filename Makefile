@@ -12,7 +12,7 @@ export DO_NOT_TRACK := 1
 export DBT_SEND_ANONYMOUS_USAGE_STATS := False
 export MLFLOW_DISABLE_TELEMETRY := true
 
-.PHONY: setup run test ui sources-api bench lock clean postgres postgres-stop browser
+.PHONY: setup run test ui mlflow-ui serve sources-api bench lock clean postgres postgres-stop browser
 
 $(STAMP): pyproject.toml requirements.lock
 	$(PYTHON) -m venv $(VENV)
@@ -48,6 +48,14 @@ test: setup postgres browser
 ## ui: the Dagster UI on 127.0.0.1:3000 over the same instance as `make run`
 ui: setup
 	DAGSTER_HOME=$(CURDIR) $(BIN)/dagster dev -h 127.0.0.1 -p 3000
+
+## mlflow-ui: the MLflow UI on 127.0.0.1:5000 over the platform's tracking store (data/mlflow)
+mlflow-ui: setup
+	$(BIN)/flightops mlflow-ui
+
+## serve: the champion model over HTTP on 127.0.0.1:8000 (POST /predict, GET /health, GET /metrics)
+serve: setup
+	$(BIN)/flightops serve
 
 ## sources-api: serve the weather API in the foreground (needed by runs launched from the UI)
 sources-api: setup

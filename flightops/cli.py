@@ -110,6 +110,32 @@ def cmd_run(args: argparse.Namespace, settings: Settings) -> int:
     return run_main_job(settings, args.first, args.until)
 
 
+def cmd_model_rollback(args: argparse.Namespace, settings: Settings) -> int:
+    from flightops.modeling.promotion import rollback
+
+    print(rollback(args.version, settings=settings).describe())
+    return 0
+
+
+def cmd_serve(args: argparse.Namespace, settings: Settings) -> int:
+    # Imported here: MLflow reads its telemetry switch at import, after load_environment().
+    from flightops.serving.app import serve
+
+    serve(args.host, args.port)
+    return 0
+
+
+def cmd_mlflow_ui(args: argparse.Namespace, settings: Settings) -> int:
+    """The MLflow UI over the platform's own tracking store (the MLFLOW_TRACKING_URI setting)."""
+    import os
+    import shutil
+
+    mlflow = shutil.which("mlflow") or os.path.join(os.path.dirname(sys.executable), "mlflow")
+    command = [mlflow, "ui", "--backend-store-uri", settings.mlflow_tracking_uri,
+               "--host", args.host, "--port", str(args.port)]
+    os.execv(mlflow, command)
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="flightops", description="Local-first MLOps platform on the NYC flights 2013 data.")
     commands = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
@@ -120,6 +146,19 @@ def build_parser() -> argparse.ArgumentParser:
     run.add_argument("--until", type=_iso_date, required=True, help=f"last day to replay and materialize (<= {LAST_DAY})")
     run.add_argument("--from", dest="first", type=_iso_date, default=date.fromisoformat(FIRST_DAY), help="first day")
     run.set_defaults(handler=cmd_run)
+    model = commands.add_parser("model", help="the registered model (MLflow registry)")
+    model_commands = model.add_subparsers(dest="model_command", required=True, metavar="COMMAND")
+    rollback = model_commands.add_parser("rollback", help="point the champion alias back at the previous (or a given) version")
+    rollback.add_argument("--version", help="the version to make champion (default: the previous champion)")
+    rollback.set_defaults(handler=cmd_model_rollback)
+    serve = commands.add_parser("serve", help="serve the champion over HTTP (POST /predict, /health, /metrics)")
+    serve.add_argument("--host", default="127.0.0.1")
+    serve.add_argument("--port", type=int, default=8000)
+    serve.set_defaults(handler=cmd_serve)
+    ui = commands.add_parser("mlflow-ui", help="the MLflow UI over the platform's tracking store")
+    ui.add_argument("--host", default="127.0.0.1")
+    ui.add_argument("--port", type=int, default=5000)
+    ui.set_defaults(handler=cmd_mlflow_ui)
     return parser
 
 

@@ -15,8 +15,9 @@ from dagster_dbt import DbtCliResource
 from assets.cleaning import clean_assets
 from assets.features import flight_features
 from assets.ingestion import raw_assets
+from assets.models import model_assets
 from assets.warehouse import dbt_project, warehouse_daily_models, warehouse_models
-from flightops.jobs import main_job
+from flightops.jobs import daily_job, main_job
 from flightops.resources import LandingZoneResource, SourceDatabaseResource, WarehouseResource, WeatherApiResource
 from sensors.landing import landing_zone_sensor
 
@@ -36,8 +37,8 @@ def resources() -> dict[str, dg.ConfigurableResource]:
 
 
 defs = dg.Definitions(
-    assets=[*raw_assets, *clean_assets, warehouse_models, warehouse_daily_models, flight_features],
-    jobs=[main_job],
+    assets=[*raw_assets, *clean_assets, warehouse_models, warehouse_daily_models, flight_features, *model_assets],
+    jobs=[main_job, daily_job],
     sensors=[landing_zone_sensor],
     resources=resources(),
 )

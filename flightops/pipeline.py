@@ -37,7 +37,11 @@ def weather_api_running(settings: Settings) -> Iterator[str]:
 
 
 def materialize(
-    first: date, last: date, instance: dg.DagsterInstance, selection: list[dg.AssetKey] | None = None
+    first: date,
+    last: date,
+    instance: dg.DagsterInstance,
+    selection: list[dg.AssetKey] | None = None,
+    run_config: dict | None = None,
 ) -> dg.ExecuteInProcessResult:
     """The main job (or a selection of its assets) over first..last as one run."""
     from flightops.definitions import defs  # loads the dbt manifest: only once it is parsed
@@ -47,6 +51,7 @@ def materialize(
         instance=instance,
         tags={ASSET_PARTITION_RANGE_START_TAG: first.isoformat(), ASSET_PARTITION_RANGE_END_TAG: last.isoformat()},
         asset_selection=selection,
+        run_config=run_config,
         raise_on_error=False,
     )
 
@@ -70,6 +75,7 @@ SUMMARY_TABLES = (
     ("warehouse", "marts.mart_daily_delays"),
     ("features", "features.flight_features"),
     ("features", "features.flight_labels"),
+    ("deployment", "predictions.flight_delay"),
 )
 
 
@@ -120,8 +126,28 @@ def run_main_job(settings: Settings, first: date, last: date) -> int:
     quarantined = sum(c.rows for c in counts if c.layer == "quarantine" and c.rows > 0)
     print(f"quarantined rows: {quarantined}; duplicates removed: {duplicates}")
     print(f"warehouse: {settings.warehouse}")
+    _print_champion(result)
     if not result.success:
         for message in failure_messages(result):
             print(f"failed: {message}", file=sys.stderr)
         return 1
     return 0
+
+
+def _print_champion(result: dg.ExecuteInProcessResult) -> None:
+    """The champion after the run and the test metrics of the model trained in it."""
+    trained = champion = None
+    for event in result.get_asset_materialization_events():
+        path = event.asset_key.path
+        if path == ["models", "flight_delay_model"]:
+            trained = event.materialization.metadata
+        elif path == ["models", "champion"]:
+            champion = event.materialization.metadata
+    if champion is not None:
+        print(f"champion: {champion['champion_version'].value} (challenger {champion['challenger_version'].value} "
+              f"{'promoted' if champion['promoted'].value else 'not promoted'}: {champion['reasons'].value})")
+    if trained is not None:
+        scores = ", ".join(f"{name.removeprefix('test_')}={value.value}" for name, value in trained.items()
+                           if name.startswith("test_") and name.endswith(("roc_auc", "log_loss")))
+        print(f"trained version {trained['model_version'].value}, test window: {scores}")
+        print(f"MLflow run {trained['mlflow_run_id'].value}; open the UI with `make mlflow-ui`")

@@ -46,10 +46,12 @@ class Platform:
 
         replay(self.settings, date.fromisoformat(until))
 
-    def run(self, first: str, last: str, selection: list[dg.AssetKey] | None = None) -> dg.ExecuteInProcessResult:
+    def run(
+        self, first: str, last: str, selection: list[dg.AssetKey] | None = None, run_config: dict | None = None
+    ) -> dg.ExecuteInProcessResult:
         from flightops.pipeline import materialize
 
-        return materialize(date.fromisoformat(first), date.fromisoformat(last), self.instance, selection)
+        return materialize(date.fromisoformat(first), date.fromisoformat(last), self.instance, selection, run_config)
 
     def query(self, sql: str, params=None) -> list[tuple]:
         with duckdb.connect(str(self.settings.warehouse), read_only=True) as con:
@@ -78,6 +80,17 @@ def private_platform(base: Path) -> Iterator[Platform]:
 def platform(tmp_path: Path) -> Iterator[Platform]:
     with private_platform(tmp_path / "platform") as p:
         yield p
+
+
+def keys_in_groups(*groups: str) -> list[dg.AssetKey]:
+    """The asset keys of the code location's groups, e.g. the data layers without the models."""
+    from flightops.definitions import defs
+
+    graph = defs.resolve_asset_graph()
+    return sorted((k for k in graph.get_all_asset_keys() if graph.get(k).group_name in groups), key=str)
+
+
+DATA_LAYERS = ("ingestion", "validation", "warehouse", "features")
 
 
 def failure_messages(result: dg.ExecuteInProcessResult) -> str:

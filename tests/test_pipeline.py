@@ -10,7 +10,7 @@ import pandas as pd
 import pytest
 
 from flightops.sources.dataset import data_dir
-from tests.conftest import Platform, failure_messages, private_platform
+from tests.conftest import DATA_LAYERS, Platform, failure_messages, keys_in_groups, private_platform
 
 FIRST, LAST, LATER = "2013-01-01", "2013-01-05", "2013-01-07"
 
@@ -38,7 +38,7 @@ def table_digest(platform: Platform, table: str, where: str = "") -> list[tuple]
 def built(tmp_path_factory) -> Iterator[tuple[Platform, dg.ExecuteInProcessResult]]:
     with private_platform(tmp_path_factory.mktemp("pipeline")) as platform:
         platform.replay(LATER)
-        result = platform.run(FIRST, LAST)
+        result = platform.run(FIRST, LAST, keys_in_groups(*DATA_LAYERS))
         assert result.success, failure_messages(result)
         yield platform, result
 
@@ -108,7 +108,7 @@ def test_rematerializing_a_partition_is_idempotent(built):
     tables = ["raw.flights_opdb", "raw.flights_exports", "raw.weather", "clean.flights", "clean.weather",
               "marts.fct_flights", "marts.mart_daily_delays", "features.flight_features", "features.flight_labels"]
     before = {t: table_digest(platform, t) for t in tables}
-    result = platform.run("2013-01-03", "2013-01-03")
+    result = platform.run("2013-01-03", "2013-01-03", keys_in_groups(*DATA_LAYERS))
     assert result.success, failure_messages(result)
     after = {t: table_digest(platform, t) for t in tables}
     for table in tables:
@@ -120,10 +120,10 @@ def test_appending_later_days_changes_no_feature_of_an_earlier_flight(built):
     platform, _ = built
     earlier = f"WHERE flight_date <= DATE '{LAST}'"
     before = table_digest(platform, "features.flight_features", earlier)
-    result = platform.run("2013-01-06", LATER)
+    result = platform.run("2013-01-06", LATER, keys_in_groups(*DATA_LAYERS))
     assert result.success, failure_messages(result)
     # Recompute the earlier days now that later flights exist in the warehouse.
-    result = platform.run(FIRST, LAST)
+    result = platform.run(FIRST, LAST, keys_in_groups(*DATA_LAYERS))
     assert result.success, failure_messages(result)
     assert table_digest(platform, "features.flight_features", earlier) == before
     # And the later days did get history from the earlier ones (the as-of join works).

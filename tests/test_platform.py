@@ -53,7 +53,8 @@ def test_asset_graph_matches_the_snapshot():
 def test_every_layer_has_its_group_and_prefix():
     assets = asset_graph_snapshot()["assets"]
     prefixes = {key.split("/")[0]: spec["group"] for key, spec in assets.items()}
-    assert prefixes == {"raw": "ingestion", "clean": "validation", "warehouse": "warehouse", "features": "features"}
+    assert prefixes == {"raw": "ingestion", "clean": "validation", "warehouse": "warehouse", "features": "features",
+                        "models": "models", "deployment": "deployment"}
     # dbt's staging model of flights reads the cleaned table: the lineage crosses from Python to dbt.
     assert "clean/flights" in assets["warehouse/stg_flights"]["deps"]
     assert assets["features/flight_features"]["deps"] == ["warehouse/fct_flights"]

@@ -1,0 +1,193 @@
+"""Layers 6-7, train and deploy: a tuned CatBoost model (scikit-learn baseline beside it),
+tracked and versioned in MLflow, promoted behind a guardrail, and batch scoring.
+
+The training asset registers every model as a new version with alias `challenger`;
+the champion asset promotes it only if it beats the current `champion` on the same recent
+labelled days (flightops.modeling.promotion); predictions are scored by whichever version
+is champion when the partition runs, and each row names that version.
+"""
+
+import base64
+from datetime import date, timedelta
+from pathlib import Path
+
+import dagster as dg
+import mlflow
+import pandas as pd
+
+from assets.features import FEATURES, LABELS
+from flightops.modeling import promotion, tracking
+from flightops.modeling.data import read_labelled_features
+from flightops.modeling.models import CatBoostConfig
+from flightops.modeling.schema import FEATURE_COLUMNS, ID_COLUMNS
+from flightops.modeling.splits import SplitConfig
+from flightops.modeling.training import TrainingConfig, train_and_register
+from flightops.modeling.tuning import TuningConfig
+from flightops.partitions import DAILY, SINGLE_RUN, day_range
+from flightops.resources import WarehouseResource
+from flightops.settings import Settings
+from flightops.warehouse import DUCKDB_POOL
+
+GROUP_MODELS = "models"
+GROUP_DEPLOYMENT = "deployment"
+MODEL = dg.AssetKey(["models", "flight_delay_model"])
+CHAMPION = dg.AssetKey(["models", "champion"])
+PREDICTIONS_TABLE = "predictions.flight_delay"
+
+
+class TrainingRunConfig(dg.Config):
+    """What a training run may be told from the launchpad; recorded with the MLflow run."""
+
+    first_day: str | None = None  # train on features from this day (default: the first available)
+    last_day: str | None = None  # ... to this day (default: the last available)
+    valid_fraction: float = 0.15
+    test_fraction: float = 0.15
+    tuning_trials: int = 5  # 0 turns Optuna off
+    tuning_timeout_seconds: int = 120
+    catboost_iterations: int = 300
+
+
+class PromotionConfig(dg.Config):
+    recent_days: int = 14  # the labelled window both challenger and champion are scored on
+    metric: str = "roc_auc"
+    min_improvement: float = 0.002
+
+
+def _plots_markdown(run_id: str) -> tuple[str, dict[str, dg.MetadataValue]]:
+    """The run's evaluation plots, embedded so the Dagster UI shows them, plus their paths."""
+    folder = Path(mlflow.artifacts.download_artifacts(run_id=run_id, artifact_path="evaluation"))
+    images, paths = [], {}
+    for png in sorted(folder.glob("*.png")):
+        encoded = base64.b64encode(png.read_bytes()).decode()
+        images.append(f"### {png.stem}\n![{png.stem}](data:image/png;base64,{encoded})")
+        paths[f"plot_{png.stem}"] = dg.MetadataValue.path(str(png))
+    return "\n\n".join(images), paths
+
+
+@dg.asset(
+    key=MODEL,
+    deps=[FEATURES, LABELS],
+    group_name=GROUP_MODELS,
+    pool=DUCKDB_POOL,
+    kinds={"catboost", "scikitlearn", "mlflow"},
+    description="Tuned CatBoost classifier of arrival delay > 15 min, registered in MLflow as a new version "
+    f"of {tracking.REGISTERED_MODEL_NAME} (alias challenger); baseline and constant scored beside it.",
+)
+def flight_delay_model(context: dg.AssetExecutionContext, config: TrainingRunConfig) -> dg.MaterializeResult:
+    settings = Settings.current()
+    first = date.fromisoformat(config.first_day) if config.first_day else None
+    last = date.fromisoformat(config.last_day) if config.last_day else None
+    frame = read_labelled_features(settings, first, last)
+    if frame.empty:
+        raise dg.Failure(
+            f"No labelled features between {first or 'the start'} and {last or 'the end'} in {settings.warehouse}. "
+            "Materialize features/flight_features and features/flight_labels for those days first."
+        )
+    training = TrainingConfig(
+        split=SplitConfig(valid_fraction=config.valid_fraction, test_fraction=config.test_fraction),
+        catboost=CatBoostConfig(iterations=config.catboost_iterations),
+        tuning=TuningConfig(n_trials=config.tuning_trials, timeout_seconds=config.tuning_timeout_seconds),
+    )
+    result = train_and_register(frame, settings, training, dagster_run_id=context.run_id, run_name=f"dagster-{context.run_id[:8]}")
+    plots, plot_paths = _plots_markdown(result.run_id)
+    test = {f"test_{kind}_{metric}": round(value, 4)
+            for kind, metrics in result.test_metrics.items()
+            for metric, value in metrics.items() if metric in ("roc_auc", "pr_auc", "log_loss", "brier")}
+    return dg.MaterializeResult(
+        metadata={
+            "model_version": result.model_version,
+            "mlflow_run_id": result.run_id,
+            "model_uri": f"models:/{tracking.REGISTERED_MODEL_NAME}/{result.model_version}",
+            **{f"window_{k}": str(v) for k, v in result.windows.as_params().items()},
+            **{f"rows_{k}": v for k, v in result.row_counts.items()},
+            **test,
+            "tuning_trials_completed": result.tuning.trials_completed,
+            "fit_seconds": round(result.fit_seconds, 1),
+            "evaluation_plots": dg.MetadataValue.md(plots),
+            **plot_paths,
+        }
+    )
+
+
+@dg.asset(
+    key=CHAMPION,
+    deps=[MODEL],
+    group_name=GROUP_MODELS,
+    pool=DUCKDB_POOL,
+    kinds={"mlflow"},
+    description="The deployment gate: the challenger becomes champion only if it beats the champion on the "
+    "same recent labelled days by a margin and passes sanity checks; the decision and both scores are recorded.",
+)
+def champion(context: dg.AssetExecutionContext, config: PromotionConfig) -> dg.MaterializeResult:
+    settings = Settings.current()
+    tracking.configure_mlflow(settings)
+    client = tracking.mlflow_client(settings)
+    challenger = promotion.alias_version(client, promotion.CHALLENGER)
+    if challenger is None:
+        raise dg.Failure(f"No model version has the alias challenger in {settings.mlflow_tracking_uri}; "
+                         "materialize models/flight_delay_model first.")
+    labelled = read_labelled_features(settings)
+    last_day = pd.to_datetime(labelled["flight_date"]).max().date()
+    window = labelled[pd.to_datetime(labelled["flight_date"]).dt.date > last_day - timedelta(days=config.recent_days)]
+    policy = promotion.PromotionPolicy(metric=config.metric, min_improvement=config.min_improvement)
+    decision = promotion.decide_promotion(challenger, window, settings, policy)
+    context.log.info(f"Promotion of v{challenger}: {'promoted' if decision.promoted else 'rejected'}: {'; '.join(decision.reasons)}")
+    now_champion = promotion.alias_version(client, promotion.CHAMPION)
+    return dg.MaterializeResult(
+        metadata={
+            "champion_version": now_champion or "none",
+            "challenger_version": challenger,
+            "promoted": decision.promoted,
+            "reasons": "; ".join(decision.reasons),
+            "window": decision.window,
+            f"challenger_{decision.metric}": round(decision.challenger_score, 4),
+            f"previous_champion_{decision.metric}": round(decision.champion_score, 4) if decision.champion_score is not None else "none",
+            "previous_champion_version": decision.champion_version or "none",
+        }
+    )
+
+
+@dg.asset(
+    key=dg.AssetKey(["deployment", "flight_delay_predictions"]),
+    deps=[FEATURES, CHAMPION],
+    group_name=GROUP_DEPLOYMENT,
+    partitions_def=DAILY,
+    backfill_policy=SINGLE_RUN,
+    pool=DUCKDB_POOL,
+    kinds={"duckdb", "mlflow"},
+    description=f"Batch scores of every flight of the day by the current champion ({PREDICTIONS_TABLE}), "
+    "each row carrying the model version that scored it.",
+)
+def flight_delay_predictions(context: dg.AssetExecutionContext, warehouse: WarehouseResource) -> dg.MaterializeResult:
+    settings = Settings.current()
+    first, last = day_range(context)
+    model, version = promotion.load_champion(settings)
+    columns = ", ".join((*ID_COLUMNS, *FEATURE_COLUMNS))
+    with warehouse.connect() as con:
+        features = con.execute(
+            f"SELECT {columns} FROM features.flight_features WHERE flight_date BETWEEN ? AND ? ORDER BY flight_id",
+            [first, last],
+        ).df()
+        scored = features[list(ID_COLUMNS)].copy()
+        scored["probability"] = model.predict_proba(features)[:, 1] if len(features) else []
+        scored["predicted_delayed"] = scored["probability"] >= 0.5
+        scored["model_name"] = tracking.REGISTERED_MODEL_NAME
+        scored["model_version"] = str(version)
+        con.execute("CREATE SCHEMA IF NOT EXISTS predictions")
+        con.register("_scored", scored)
+        con.execute(f"CREATE TABLE IF NOT EXISTS {PREDICTIONS_TABLE} AS SELECT *, current_timestamp AS scored_at FROM _scored LIMIT 0")
+        con.execute("BEGIN TRANSACTION")
+        con.execute(f"DELETE FROM {PREDICTIONS_TABLE} WHERE flight_date BETWEEN ? AND ?", [first, last])
+        con.execute(f"INSERT INTO {PREDICTIONS_TABLE} SELECT *, current_timestamp FROM _scored")
+        con.execute("COMMIT")
+    return dg.MaterializeResult(
+        metadata={
+            "rows": len(scored),
+            "model_version": str(version),
+            "predicted_delayed_share": round(float(scored["predicted_delayed"].mean()), 4) if len(scored) else 0.0,
+            "mean_probability": round(float(scored["probability"].mean()), 4) if len(scored) else 0.0,
+        }
+    )
+
+
+model_assets = [flight_delay_model, champion, flight_delay_predictions]

@@ -1,0 +1,82 @@
+"""Training, promotion and batch scoring as Dagster assets, on real replayed days."""
+
+from collections.abc import Iterator
+
+import dagster as dg
+import pandas as pd
+import pytest
+
+from assets.models import CHAMPION, MODEL
+from flightops.modeling import promotion, tracking
+from tests.conftest import Platform, failure_messages, private_platform
+
+FIRST, LAST = "2013-01-01", "2013-02-20"
+QUICK_TRAINING = {"ops": {"models__flight_delay_model": {"config": {"tuning_trials": 0, "catboost_iterations": 150}}}}
+
+
+def metadata(result: dg.ExecuteInProcessResult, key: dg.AssetKey) -> dict:
+    event = next(e for e in result.get_asset_materialization_events() if e.asset_key == key)
+    return {name: value.value for name, value in event.materialization.metadata.items()}
+
+
+@pytest.fixture(scope="module")
+def deployed(tmp_path_factory) -> Iterator[tuple[Platform, dg.ExecuteInProcessResult]]:
+    with private_platform(tmp_path_factory.mktemp("models")) as platform:
+        platform.replay(LAST)
+        result = platform.run(FIRST, LAST, run_config=QUICK_TRAINING)
+        assert result.success, failure_messages(result)
+        yield platform, result
+
+
+def test_the_main_job_ends_with_a_registered_champion(deployed):
+    platform, result = deployed
+    trained = metadata(result, MODEL)
+    assert trained["model_version"] == "1"
+    client = tracking.mlflow_client(platform.settings)
+    assert promotion.alias_version(client, promotion.CHAMPION) == "1"
+    assert promotion.alias_version(client, promotion.CHALLENGER) == "1"
+    decided = metadata(result, CHAMPION)
+    assert decided["promoted"] is True and decided["champion_version"] == "1"
+    # The model learned something real: better than the constant predictor on the test window.
+    assert trained["test_catboost_roc_auc"] > trained["test_constant_roc_auc"] + 0.1
+    assert trained["test_catboost_log_loss"] < trained["test_constant_log_loss"]
+    # Lineage of the run: the Dagster run id and the feature range are tags of the MLflow run.
+    run = client.get_run(trained["mlflow_run_id"])
+    assert result.run_id in run.data.tags.values()
+    assert "evaluation_plots" in trained and "roc" in trained["evaluation_plots"]
+
+
+def test_every_flight_is_scored_by_the_champion_version(deployed):
+    platform, _ = deployed
+    features = platform.query("SELECT count(*) FROM features.flight_features")[0][0]
+    rows, versions, bad = platform.query(
+        "SELECT count(*), list(DISTINCT model_version), count(*) FILTER (WHERE probability NOT BETWEEN 0 AND 1) "
+        "FROM predictions.flight_delay"
+    )[0]
+    assert rows == features and versions == ["1"] and bad == 0
+    # The stored probability is the champion's own prediction for that flight.
+    model, version = promotion.load_champion(platform.settings)
+    sample = platform.query(
+        "SELECT p.probability, f.* FROM predictions.flight_delay p JOIN features.flight_features f USING (flight_id) "
+        "ORDER BY flight_id LIMIT 5"
+    )
+    columns = [c for (c,) in platform.query(
+        "SELECT column_name FROM information_schema.columns WHERE table_schema = 'features' "
+        "AND table_name = 'flight_features' ORDER BY ordinal_position")]
+    frame = pd.DataFrame([row[1:] for row in sample], columns=columns)
+    assert model.predict_proba(frame)[:, 1] == pytest.approx([row[0] for row in sample], rel=1e-9)
+
+
+def test_a_worse_challenger_is_refused_and_the_champion_stays(deployed):
+    platform, _ = deployed
+    worse = {"ops": {"models__flight_delay_model": {"config": {"tuning_trials": 0, "catboost_iterations": 2}}}}
+    result = platform.run(FIRST, LAST, [MODEL, CHAMPION], worse)
+    assert result.success, failure_messages(result)
+    decided = metadata(result, CHAMPION)
+    assert decided["challenger_version"] == "2" and decided["promoted"] is False
+    assert decided["champion_version"] == "1"
+    assert "does not beat champion v1" in decided["reasons"]
+    client = tracking.mlflow_client(platform.settings)
+    assert promotion.alias_version(client, promotion.CHAMPION) == "1"
+    tags = client.get_model_version(tracking.REGISTERED_MODEL_NAME, "2").tags
+    assert tags["promotion.decision"] == "rejected"
