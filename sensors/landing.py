@@ -1,6 +1,6 @@
 """Watch the landing folder: a new or changed file starts its ingestion.
 
-A daily flight export launches the main job for that day's partition; a changed
+A daily flight export launches the daily job (ingestion to predictions) for its day; a changed
 reference file launches the reference assets. The cursor remembers each file's
 modification time, so a redelivered file is ingested again and an old one is not.
 """
@@ -10,12 +10,12 @@ import json
 
 import dagster as dg
 
-from flightops.jobs import REFERENCE_KEYS, main_job
+from flightops.jobs import REFERENCE_KEYS, daily_job
 from flightops.resources import LandingZoneResource
 from flightops.sources import landing
 
 
-@dg.sensor(job=main_job, minimum_interval_seconds=30, default_status=dg.DefaultSensorStatus.STOPPED)
+@dg.sensor(job=daily_job, minimum_interval_seconds=30, default_status=dg.DefaultSensorStatus.STOPPED)
 def landing_zone_sensor(context: dg.SensorEvaluationContext, landing_zone: LandingZoneResource) -> dg.SensorResult:
     root = landing_zone.root
     seen: dict[str, float] = json.loads(context.cursor) if context.cursor else {}
