@@ -422,3 +422,10 @@ def test_served_over_http(http_server: str, settings: Settings, registry: Regist
     assert metrics.headers["content-type"].startswith("text/plain; version=0.0.4")
     assert metric_samples(metrics.text)['flightops_predict_requests_total{status="200"}'] == 5
     assert Counter(row["status_code"] for row in logged_requests(settings)) == {200: 5, 422: 1}
+
+
+def test_the_request_schema_carries_every_model_input():
+    from flightops.modeling.schema import FEATURE_COLUMNS as MODEL_INPUTS
+    from flightops.serving.schema import FEATURE_COLUMNS as REQUEST_FIELDS
+
+    assert set(MODEL_INPUTS) <= set(REQUEST_FIELDS)

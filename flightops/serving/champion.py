@@ -23,8 +23,8 @@ import pandas as pd
 from mlflow import MlflowClient
 from mlflow.exceptions import MlflowException
 
-REGISTERED_MODEL_NAME = "flight_delay_classifier"
-CHAMPION_ALIAS = "champion"
+from flightops.modeling.promotion import CHAMPION as CHAMPION_ALIAS
+from flightops.modeling.tracking import REGISTERED_MODEL_NAME
 
 # What the registry answers when the model, or its alias, does not exist.
 _ABSENT_ERROR_CODES = {"RESOURCE_DOES_NOT_EXIST", "INVALID_PARAMETER_VALUE"}
