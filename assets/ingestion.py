@@ -13,6 +13,7 @@ from datetime import date
 from pathlib import Path
 
 import dagster as dg
+import duckdb
 import pandas as pd
 import sqlalchemy as sa
 
@@ -121,20 +122,36 @@ def flights_opdb(context: dg.AssetExecutionContext, warehouse: WarehouseResource
     return dg.MaterializeResult(metadata=_metadata(rows, first, last, source=str(engine.url)))
 
 
-def read_export(path: Path, contract: Contract) -> pd.DataFrame:
-    """One daily export file, every value as text; a schema break or truncation names the file."""
-    raw = path.read_bytes()
-    if raw and not raw.endswith(b"\n"):
-        raise ContractViolation(
-            f"Export file {path} is truncated: its last line is incomplete ({len(raw)} bytes, no final newline). "
-            "Ask the source to deliver the file again (or `flightops sources replay` it), then re-run the partition."
-        )
+def check_export(path: Path, contract: Contract) -> None:
+    """A file's shape before its rows are read: complete last line, the contract's columns."""
+    with path.open("rb") as handle:
+        size = handle.seek(0, 2)
+        if size:
+            handle.seek(size - 1)
+            if handle.read(1) != b"\n":
+                raise ContractViolation(
+                    f"Export file {path} is truncated: its last line is incomplete ({size} bytes, no final newline). "
+                    "Ask the source to deliver the file again (or `flightops sources replay` it), then re-run the partition."
+                )
     with path.open(newline="") as handle:
         header = next(csv.reader(handle), [])
     check_columns(contract, header, f"export file {path}")
-    frame = pd.read_csv(path, dtype=str, keep_default_na=False, na_values=[""])
-    if frame.isna().all(axis=1).any():
-        raise ContractViolation(f"Export file {path} contains empty lines; it is malformed. Ask the source to redeliver it.")
+
+
+def read_exports(paths: list[Path], contract: Contract) -> pd.DataFrame:
+    """Files of one contract, checked one by one, then read together (every value as text, file order kept)."""
+    for path in paths:
+        check_export(path, contract)
+    frame = duckdb.sql(
+        "SELECT * EXCLUDE (filename), filename AS _file, "
+        "CAST(row_number() OVER (PARTITION BY filename) - 1 AS BIGINT) AS _row "
+        "FROM read_csv($paths, all_varchar = true, header = true, filename = true, nullstr = '', union_by_name = true)",
+        params={"paths": [str(p) for p in paths]},
+    ).df()
+    empty = frame[contract.column_names].isna().all(axis=1)
+    if empty.any():
+        broken = sorted(set(frame.loc[empty, "_file"]))
+        raise ContractViolation(f"Export file(s) {', '.join(broken)} contain empty lines; malformed. Ask the source to redeliver.")
     return frame
 
 
@@ -145,22 +162,19 @@ def read_export(path: Path, contract: Contract) -> pd.DataFrame:
 )
 def flights_exports(context: dg.AssetExecutionContext, warehouse: WarehouseResource, landing_zone: LandingZoneResource) -> dg.MaterializeResult:
     first, last = day_range(context)
-    frames = []
-    for day in days(first, last):
-        path = landing.export_path(landing_zone.root, day)
+    paths = {landing.export_path(landing_zone.root, day): day for day in days(first, last)}
+    for path, day in paths.items():
         if not path.exists():
             raise dg.Failure(
                 f"No export file for {day}: expected {path}. Has the source delivered it "
                 "(`flightops sources status`)? Replay that day, then re-run the partition."
             )
-        frame = read_export(path, FLIGHTS)
-        frame["_row"] = range(len(frame))
-        frame["_partition_date"] = day.isoformat()
-        frame["_source"] = f"file:{path}"
-        frames.append(frame)
-    frame = pd.concat(frames, ignore_index=True)
+    frame = read_exports(list(paths), FLIGHTS)
+    day_of_file = {str(path): day.isoformat() for path, day in paths.items()}
+    frame["_partition_date"] = frame["_file"].map(day_of_file)
+    frame["_source"] = "file:" + frame.pop("_file")
     rows = land(warehouse, "flights_exports", FLIGHTS, frame, context.run_id, (first, last))
-    return dg.MaterializeResult(metadata=_metadata(rows, first, last, files=len(frames)))
+    return dg.MaterializeResult(metadata=_metadata(rows, first, last, files=len(paths)))
 
 
 @dg.asset(
@@ -216,10 +230,9 @@ def _reference_asset(contract: Contract) -> dg.AssetsDefinition:
         path = landing.reference_path(landing_zone.root, contract.source)
         if not path.exists():
             raise dg.Failure(f"Reference file {path} is missing. Run `flightops sources replay` to deliver it, then re-run.")
-        frame = read_export(path, contract)
-        frame["_row"] = range(len(frame))
+        frame = read_exports([path], contract)
         frame["_partition_date"] = None
-        frame["_source"] = f"file:{path}"
+        frame["_source"] = "file:" + frame.pop("_file")
         rows = land(warehouse, contract.source, contract, frame, context.run_id, None)
         return dg.MaterializeResult(metadata=_metadata(rows, file=str(path)))
 

@@ -45,6 +45,19 @@ def resolve_url(url: str) -> str:
     return url
 
 
+def environment_under(base: Path) -> dict[str, str]:
+    """Every path setting under one folder: a private platform for tests and benchmarks."""
+    return {
+        "FLIGHTOPS_DATA_DIR": str(base),
+        "FLIGHTOPS_WAREHOUSE": str(base / "warehouse.duckdb"),
+        "FLIGHTOPS_SOURCE_DB_URL": f"sqlite:///{base}/sources/operations.sqlite",
+        "FLIGHTOPS_SOURCE_STATE_DIR": str(base / "sources"),
+        "FLIGHTOPS_LANDING_DIR": str(base / "landing"),
+        "MLFLOW_TRACKING_URI": f"sqlite:///{base}/mlflow/mlflow.db",
+        "FLIGHTOPS_MLFLOW_ARTIFACTS": str(base / "mlflow" / "artifacts"),
+    }
+
+
 def _required(name: str) -> str:
     value = os.environ.get(name)
     if not value:

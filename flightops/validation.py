@@ -155,7 +155,8 @@ def validate(
                 )
             fk_tables[column.references] = table
     typed_columns = ", ".join(f"{_typed(c)} AS {quote(c.name)}" for c in contract.columns)
-    raw_record = "to_json({" + ", ".join(f"{_sql_literal(c)}: {quote(c)}" for c in contract.column_names) + "})"
+    # The original values, built only for the rows that go to quarantine.
+    raw_record = "to_json({" + ", ".join(f"{_sql_literal(c)}: r.{quote(c)}" for c in contract.column_names) + "})"
     lineage = "".join(f", {quote(c)}" for c in lineage_columns)
     partition = ", _partition_date" if contract.partition_column else ""
     con.execute(
@@ -163,7 +164,7 @@ def validate(
         CREATE OR REPLACE TEMP TABLE _checked AS
         SELECT {typed_columns}{lineage}{partition},
                {_reasons(contract, fk_tables)} AS _reasons,
-               {raw_record} AS _record,
+               _row,
                concat_ws('|', {', '.join(f"coalesce({k}, 'NULL')" for k in key_text)}) AS _record_key
         FROM _ranked WHERE _rank IS NULL OR _rank = 1
         """
@@ -175,9 +176,9 @@ def validate(
     con.execute(
         f"""
         CREATE OR REPLACE TEMP TABLE _quarantine AS
-        SELECT {'_partition_date' if partition else 'CAST(NULL AS DATE) AS _partition_date'},
-               _record_key AS record_key, _reasons AS reasons, _record AS record{lineage}
-        FROM _checked WHERE len(_reasons) > 0
+        SELECT {'c._partition_date' if partition else 'CAST(NULL AS DATE) AS _partition_date'},
+               c._record_key AS record_key, c._reasons AS reasons, {raw_record} AS record{lineage.replace(', ', ', c.')}
+        FROM _checked AS c JOIN _ranked AS r ON r._row = c._row WHERE len(c._reasons) > 0
         """
     )
     count = lambda sql: con.execute(sql).fetchone()[0]  # noqa: E731

@@ -29,7 +29,7 @@ from dataclasses import asdict, dataclass
 from datetime import date
 from pathlib import Path
 
-from flightops.settings import FIRST_DAY, LAST_DAY, Settings, load_environment
+from flightops.settings import FIRST_DAY, LAST_DAY, Settings, environment_under, load_environment
 
 SCRIPTS_DIR = Path(__file__).resolve().parent
 BASELINE_SCRIPT = SCRIPTS_DIR / "pandas_baseline.py"
@@ -60,15 +60,9 @@ def scratch_environment(base: Path, api_port: int) -> dict[str, str]:
     dbt parses the project fully either way: the profile's warehouse path is not the one parsed at setup.
     """
     return {
+        **environment_under(base),
         "DBT_TARGET_PATH": str(base / "dbt_target"),
-        "FLIGHTOPS_DATA_DIR": str(base),
-        "FLIGHTOPS_WAREHOUSE": str(base / "warehouse.duckdb"),
-        "FLIGHTOPS_SOURCE_DB_URL": f"sqlite:///{base}/sources/operations.sqlite",
-        "FLIGHTOPS_SOURCE_STATE_DIR": str(base / "sources"),
-        "FLIGHTOPS_LANDING_DIR": str(base / "landing"),
         "FLIGHTOPS_WEATHER_API_URL": f"http://127.0.0.1:{api_port}",
-        "MLFLOW_TRACKING_URI": f"sqlite:///{base}/mlflow/mlflow.db",
-        "FLIGHTOPS_MLFLOW_ARTIFACTS": str(base / "mlflow" / "artifacts"),
     }
 
 

@@ -13,25 +13,12 @@ import dagster as dg
 import duckdb
 import pytest
 
-from flightops.settings import Settings, load_environment
+from flightops.settings import Settings, environment_under, load_environment
 
 # Telemetry off before anything starts dagster, dbt or mlflow machinery.
 os.environ.update(
     DAGSTER_DISABLE_TELEMETRY="1", DO_NOT_TRACK="1", DBT_SEND_ANONYMOUS_USAGE_STATS="False", MLFLOW_DISABLE_TELEMETRY="true"
 )
-
-
-def platform_environment(base: Path) -> dict[str, str]:
-    """Every FLIGHTOPS_* path under `base`, so a test never touches the repository's data/."""
-    return {
-        "FLIGHTOPS_DATA_DIR": str(base),
-        "FLIGHTOPS_WAREHOUSE": str(base / "warehouse.duckdb"),
-        "FLIGHTOPS_SOURCE_DB_URL": f"sqlite:///{base}/sources/operations.sqlite",
-        "FLIGHTOPS_SOURCE_STATE_DIR": str(base / "sources"),
-        "FLIGHTOPS_LANDING_DIR": str(base / "landing"),
-        "MLFLOW_TRACKING_URI": f"sqlite:///{base}/mlflow/mlflow.db",
-        "FLIGHTOPS_MLFLOW_ARTIFACTS": str(base / "mlflow" / "artifacts"),
-    }
 
 
 @dataclass
@@ -64,7 +51,7 @@ def private_platform(base: Path) -> Iterator[Platform]:
     from flightops.sources.weather_api import start_weather_api
 
     saved = dict(os.environ)
-    os.environ.update(platform_environment(base))
+    os.environ.update(environment_under(base))
     load_environment()
     (base / "sources").mkdir(parents=True, exist_ok=True)
     try:
