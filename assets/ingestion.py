@@ -122,7 +122,7 @@ def flights_opdb(context: dg.AssetExecutionContext, warehouse: WarehouseResource
     return dg.MaterializeResult(metadata=_metadata(rows, first, last, source=str(engine.url)))
 
 
-def check_export(path: Path, contract: Contract) -> None:
+def check_export(path: Path, contract: Contract) -> tuple[str, ...]:
     """A file's shape before its rows are read: complete last line, the contract's columns."""
     with path.open("rb") as handle:
         size = handle.seek(0, 2)
@@ -136,18 +136,27 @@ def check_export(path: Path, contract: Contract) -> None:
     with path.open(newline="") as handle:
         header = next(csv.reader(handle), [])
     check_columns(contract, header, f"export file {path}")
+    return tuple(header)
 
 
 def read_exports(paths: list[Path], contract: Contract) -> pd.DataFrame:
     """Files of one contract, checked one by one, then read together (every value as text, file order kept)."""
+    # Files are read together per column order (one scan each; a per-file union by name is ~5x slower).
+    by_header: dict[tuple[str, ...], list[str]] = {}
     for path in paths:
-        check_export(path, contract)
-    frame = duckdb.sql(
-        "SELECT * EXCLUDE (filename), filename AS _file, "
-        "CAST(row_number() OVER (PARTITION BY filename) - 1 AS BIGINT) AS _row "
-        "FROM read_csv($paths, all_varchar = true, header = true, filename = true, nullstr = '', union_by_name = true)",
-        params={"paths": [str(p) for p in paths]},
-    ).df()
+        by_header.setdefault(check_export(path, contract), []).append(str(path))
+    frame = pd.concat(
+        [
+            duckdb.sql(
+                "SELECT * EXCLUDE (filename), filename AS _file, "
+                "CAST(row_number() OVER (PARTITION BY filename) - 1 AS BIGINT) AS _row "
+                "FROM read_csv($paths, all_varchar = true, header = true, filename = true, nullstr = '')",
+                params={"paths": group},
+            ).df()
+            for group in by_header.values()
+        ],
+        ignore_index=True,
+    )
     empty = frame[contract.column_names].isna().all(axis=1)
     if empty.any():
         broken = sorted(set(frame.loc[empty, "_file"]))

@@ -36,6 +36,18 @@ def weather_api_running(settings: Settings) -> Iterator[str]:
     yield settings.weather_api_url
 
 
+# The asset groups of the data platform proper (everything but training and deployment).
+DATA_LAYERS = ("ingestion", "validation", "warehouse", "features")
+
+
+def keys_in_groups(*groups: str) -> list[dg.AssetKey]:
+    """The asset keys of the code location's groups, e.g. the data layers without the models."""
+    from flightops.definitions import defs
+
+    graph = defs.resolve_asset_graph()
+    return sorted((k for k in graph.get_all_asset_keys() if graph.get(k).group_name in groups), key=str)
+
+
 def materialize(
     first: date,
     last: date,

@@ -13,6 +13,7 @@ import dagster as dg
 import duckdb
 import pytest
 
+from flightops.pipeline import DATA_LAYERS, keys_in_groups  # noqa: F401  (re-exported for the tests)
 from flightops.settings import Settings, environment_under, load_environment
 
 # Telemetry off before anything starts dagster, dbt or mlflow machinery.
@@ -67,17 +68,6 @@ def private_platform(base: Path) -> Iterator[Platform]:
 def platform(tmp_path: Path) -> Iterator[Platform]:
     with private_platform(tmp_path / "platform") as p:
         yield p
-
-
-def keys_in_groups(*groups: str) -> list[dg.AssetKey]:
-    """The asset keys of the code location's groups, e.g. the data layers without the models."""
-    from flightops.definitions import defs
-
-    graph = defs.resolve_asset_graph()
-    return sorted((k for k in graph.get_all_asset_keys() if graph.get(k).group_name in groups), key=str)
-
-
-DATA_LAYERS = ("ingestion", "validation", "warehouse", "features")
 
 
 def failure_messages(result: dg.ExecuteInProcessResult) -> str:
