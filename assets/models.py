@@ -8,6 +8,7 @@ is champion when the partition runs, and each row names that version.
 """
 
 import base64
+import tempfile
 from datetime import date, timedelta
 from pathlib import Path
 
@@ -53,15 +54,17 @@ class PromotionConfig(dg.Config):
     min_improvement: float = 0.002
 
 
-def _plots_markdown(run_id: str) -> tuple[str, dict[str, dg.MetadataValue]]:
-    """The run's evaluation plots, embedded so the Dagster UI shows them, plus their paths."""
-    folder = Path(mlflow.artifacts.download_artifacts(run_id=run_id, artifact_path="evaluation"))
-    images, paths = [], {}
-    for png in sorted(folder.glob("*.png")):
-        encoded = base64.b64encode(png.read_bytes()).decode()
-        images.append(f"### {png.stem}\n![{png.stem}](data:image/png;base64,{encoded})")
-        paths[f"plot_{png.stem}"] = dg.MetadataValue.path(str(png))
-    return "\n\n".join(images), paths
+def _plots(run_id: str) -> tuple[str, dict[str, dg.MetadataValue]]:
+    """The run's evaluation plots embedded in markdown (the Dagster UI shows them), and their artifact URLs."""
+    artifact_uri = mlflow.get_run(run_id).info.artifact_uri
+    with tempfile.TemporaryDirectory() as scratch:
+        folder = Path(mlflow.artifacts.download_artifacts(run_id=run_id, artifact_path="evaluation", dst_path=scratch))
+        images, urls = [], {}
+        for png in sorted(folder.glob("*.png")):
+            encoded = base64.b64encode(png.read_bytes()).decode()
+            images.append(f"### {png.stem}\n![{png.stem}](data:image/png;base64,{encoded})")
+            urls[f"plot_{png.stem}"] = dg.MetadataValue.url(f"{artifact_uri}/evaluation/{png.name}")
+    return "\n\n".join(images), urls
 
 
 @dg.asset(
@@ -89,7 +92,7 @@ def flight_delay_model(context: dg.AssetExecutionContext, config: TrainingRunCon
         tuning=TuningConfig(n_trials=config.tuning_trials, timeout_seconds=config.tuning_timeout_seconds),
     )
     result = train_and_register(frame, settings, training, dagster_run_id=context.run_id, run_name=f"dagster-{context.run_id[:8]}")
-    plots, plot_paths = _plots_markdown(result.run_id)
+    plots, plot_urls = _plots(result.run_id)
     test = {f"test_{kind}_{metric}": round(value, 4)
             for kind, metrics in result.test_metrics.items()
             for metric, value in metrics.items() if metric in ("roc_auc", "pr_auc", "log_loss", "brier")}
@@ -99,12 +102,12 @@ def flight_delay_model(context: dg.AssetExecutionContext, config: TrainingRunCon
             "mlflow_run_id": result.run_id,
             "model_uri": f"models:/{tracking.REGISTERED_MODEL_NAME}/{result.model_version}",
             **{f"window_{k}": str(v) for k, v in result.windows.as_params().items()},
-            **{f"rows_{k}": v for k, v in result.row_counts.items()},
+            **{k if k.startswith("rows_") else f"rows_{k}": v for k, v in result.row_counts.items()},
             **test,
             "tuning_trials_completed": result.tuning.trials_completed,
             "fit_seconds": round(result.fit_seconds, 1),
             "evaluation_plots": dg.MetadataValue.md(plots),
-            **plot_paths,
+            **plot_urls,
         }
     )
 

@@ -43,7 +43,10 @@ def test_the_main_job_ends_with_a_registered_champion(deployed):
     # Lineage of the run: the Dagster run id and the feature range are tags of the MLflow run.
     run = client.get_run(trained["mlflow_run_id"])
     assert result.run_id in run.data.tags.values()
-    assert "evaluation_plots" in trained and "roc" in trained["evaluation_plots"]
+    assert "![roc](data:image/png;base64," in trained["evaluation_plots"]
+    # Plots link to the run's artifacts in the platform's artifact folder, not to ./mlruns.
+    assert trained["plot_roc"].startswith(platform.settings.mlflow_artifacts.as_uri())
+    assert trained["plot_roc"].endswith("/evaluation/roc.png")
 
 
 def test_every_flight_is_scored_by_the_champion_version(deployed):
