@@ -12,7 +12,7 @@ export DO_NOT_TRACK := 1
 export DBT_SEND_ANONYMOUS_USAGE_STATS := False
 export MLFLOW_DISABLE_TELEMETRY := true
 
-.PHONY: setup run test ui mlflow-ui serve sources-api bench lock clean postgres postgres-stop browser
+.PHONY: setup run test ui mlflow-ui serve sources-api bench lock clean postgres postgres-stop browser bench-models
 
 $(STAMP): pyproject.toml requirements.lock
 	$(PYTHON) -m venv $(VENV)
@@ -64,6 +64,10 @@ sources-api: setup
 ## bench: wall time and peak memory, platform vs a plain pandas script
 bench: setup
 	$(BIN)/python scripts/benchmark.py
+
+## bench-models: training wall time and peak memory (tuning off, default budget), serving latency p50/p99
+bench-models: setup
+	$(BIN)/python scripts/benchmark_models.py
 
 ## lock: refresh requirements.lock from the current environment (after changing pyproject.toml)
 lock:

@@ -47,11 +47,26 @@ class TrainingRunConfig(dg.Config):
     tuning_timeout_seconds: int = 120
     catboost_iterations: int = 300
 
+    def training_config(self) -> TrainingConfig:
+        return TrainingConfig(
+            split=SplitConfig(valid_fraction=self.valid_fraction, test_fraction=self.test_fraction),
+            catboost=CatBoostConfig(iterations=self.catboost_iterations),
+            tuning=TuningConfig(n_trials=self.tuning_trials, timeout_seconds=self.tuning_timeout_seconds),
+        )
+
 
 class PromotionConfig(dg.Config):
     recent_days: int = 14  # the labelled window both challenger and champion are scored on
     metric: str = "roc_auc"
     min_improvement: float = 0.002
+
+    def policy(self) -> promotion.PromotionPolicy:
+        return promotion.PromotionPolicy(metric=self.metric, min_improvement=self.min_improvement)
+
+    def recent_window(self, labelled: pd.DataFrame) -> pd.DataFrame:
+        """The last `recent_days` days of labelled features."""
+        days = pd.to_datetime(labelled["flight_date"]).dt.date
+        return labelled[days > days.max() - timedelta(days=self.recent_days)]
 
 
 def _plots(run_id: str) -> tuple[str, dict[str, dg.MetadataValue]]:
@@ -86,12 +101,7 @@ def flight_delay_model(context: dg.AssetExecutionContext, config: TrainingRunCon
             f"No labelled features between {first or 'the start'} and {last or 'the end'} in {settings.warehouse}. "
             "Materialize features/flight_features and features/flight_labels for those days first."
         )
-    training = TrainingConfig(
-        split=SplitConfig(valid_fraction=config.valid_fraction, test_fraction=config.test_fraction),
-        catboost=CatBoostConfig(iterations=config.catboost_iterations),
-        tuning=TuningConfig(n_trials=config.tuning_trials, timeout_seconds=config.tuning_timeout_seconds),
-    )
-    result = train_and_register(frame, settings, training, dagster_run_id=context.run_id, run_name=f"dagster-{context.run_id[:8]}")
+    result = train_and_register(frame, settings, config.training_config(), dagster_run_id=context.run_id, run_name=f"dagster-{context.run_id[:8]}")
     plots, plot_urls = _plots(result.run_id)
     test = {f"test_{kind}_{metric}": round(value, 4)
             for kind, metrics in result.test_metrics.items()
@@ -129,11 +139,8 @@ def champion(context: dg.AssetExecutionContext, config: PromotionConfig) -> dg.M
     if challenger is None:
         raise dg.Failure(f"No model version has the alias challenger in {settings.mlflow_tracking_uri}; "
                          "materialize models/flight_delay_model first.")
-    labelled = read_labelled_features(settings)
-    last_day = pd.to_datetime(labelled["flight_date"]).max().date()
-    window = labelled[pd.to_datetime(labelled["flight_date"]).dt.date > last_day - timedelta(days=config.recent_days)]
-    policy = promotion.PromotionPolicy(metric=config.metric, min_improvement=config.min_improvement)
-    decision = promotion.decide_promotion(challenger, window, settings, policy)
+    window = config.recent_window(read_labelled_features(settings))
+    decision = promotion.decide_promotion(challenger, window, settings, config.policy())
     context.log.info(f"Promotion of v{challenger}: {'promoted' if decision.promoted else 'rejected'}: {'; '.join(decision.reasons)}")
     now_champion = promotion.alias_version(client, promotion.CHAMPION)
     return dg.MaterializeResult(

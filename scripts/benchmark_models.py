@@ -29,13 +29,13 @@ import sys
 import tempfile
 import time
 from dataclasses import asdict
-from datetime import date, timedelta
+from datetime import date
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import requests
 
 from benchmark import (
-    LAYER_ORDER,
     LOG_TAIL_LINES,
     TELEMETRY_OFF,
     _exit_on_sigterm,
@@ -48,6 +48,9 @@ from benchmark import (
 )
 from flightops.serving.prediction_log import PREDICTIONS_TABLE, prediction_log_path
 from flightops.settings import FIRST_DAY, LAST_DAY, Settings, load_environment
+
+if TYPE_CHECKING:  # imported where used: the parent stays small (its peak is not the children's)
+    from assets.models import TrainingRunConfig
 
 # Overrides of the training asset's run config per measured budget; {} is the asset's default budget.
 BUDGETS = {"tuning-off": {"tuning_trials": 0}, "default": {}}
@@ -76,37 +79,21 @@ def prepare(until: date) -> dict:
     settings = Settings.current()
     import dagster as dg
 
-    from flightops.definitions import defs
     from flightops.modeling.tracking import configure_mlflow
-    from flightops.pipeline import failure_messages, materialize, summarise, weather_api_running
+    from flightops.pipeline import DATA_LAYERS, failure_messages, keys_in_groups, materialize, summarise, weather_api_running
     from flightops.sources.replay import replay
 
     replayed = replay(settings, until)
-    selection = [spec.key for spec in defs.resolve_all_asset_specs() if spec.group_name in LAYER_ORDER]
+    selection = keys_in_groups(*DATA_LAYERS)
     with weather_api_running(settings), dg.DagsterInstance.ephemeral() as instance:
         result = materialize(date.fromisoformat(FIRST_DAY), until, instance, selection=selection)
     if not result.success:
-        raise SystemExit(f"Materializing the data layers {', '.join(LAYER_ORDER)} for {FIRST_DAY}..{until} failed: "
+        raise SystemExit(f"Materializing the data layers {', '.join(DATA_LAYERS)} for {FIRST_DAY}..{until} failed: "
                          + " | ".join(failure_messages(result)))
     # The store exists before training in the platform too; its first-use migrations are not training's cost.
     configure_mlflow(settings)
     counts = {row.table: row.rows for row in summarise(settings)[0] if row.layer == "features"}
     return {"replay": replayed.describe(), "assets": len(selection), "counts": counts}
-
-
-def training_config(run):
-    """The TrainingConfig the training asset builds from its `TrainingRunConfig` (assets/models.py,
-    flight_delay_model); the asset builds it inline, so it is restated here field for field."""
-    from flightops.modeling.models import CatBoostConfig
-    from flightops.modeling.splits import SplitConfig
-    from flightops.modeling.training import TrainingConfig
-    from flightops.modeling.tuning import TuningConfig
-
-    return TrainingConfig(
-        split=SplitConfig(valid_fraction=run.valid_fraction, test_fraction=run.test_fraction),
-        catboost=CatBoostConfig(iterations=run.catboost_iterations),
-        tuning=TuningConfig(n_trials=run.tuning_trials, timeout_seconds=run.tuning_timeout_seconds),
-    )
 
 
 def train(budget: str) -> dict:
@@ -130,7 +117,7 @@ def train(budget: str) -> dict:
     rss_after_read = _rss_mb("VmRSS")
 
     started = time.perf_counter()
-    result = train_and_register(frame, settings, training_config(run), run_name=f"benchmark-{budget}")
+    result = train_and_register(frame, settings, run.training_config(), run_name=f"benchmark-{budget}")
     train_seconds = time.perf_counter() - started
     return {
         "budget": budget,
@@ -164,11 +151,9 @@ def promote(version: str, bodies: int, bodies_path: Path) -> dict:
     settings = Settings.current()
     config = PromotionConfig()
     labelled = read_labelled_features(settings)
-    days = pd.to_datetime(labelled["flight_date"]).dt.date
-    window = labelled[days > days.max() - timedelta(days=config.recent_days)]
+    window = config.recent_window(labelled)
     first_day = window["flight_date"].min()
-    policy = promotion.PromotionPolicy(metric=config.metric, min_improvement=config.min_improvement)
-    decision = promotion.decide_promotion(version, window, settings, policy)
+    decision = promotion.decide_promotion(version, window, settings, config.policy())
     if not decision.promoted:
         raise SystemExit(f"Version {version} was not promoted ({'; '.join(decision.reasons)}); "
                          "the service would have no champion to serve.")
