@@ -270,6 +270,9 @@ def test_rollback_walks_the_champion_history(settings, lifecycle):
     assert promotion.champion_history(client) == ["1"]
     with pytest.raises(RuntimeError, match="has no version 7"):
         promotion.rollback(to_version=7, settings=settings)
+    with pytest.raises(RuntimeError, match="already champion"):
+        promotion.rollback(to_version=1, settings=settings)
+    assert promotion.alias_version(client, promotion.CHAMPION) == "1"
 
 
 def test_labelled_features_read_from_the_warehouse(settings, feature_tables, labelled):

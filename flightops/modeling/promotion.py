@@ -228,6 +228,11 @@ def rollback(to_version: int | str | None = None, *, settings: Settings | None =
         target = history[-1]
     else:
         target = str(to_version)
+        if target == current:
+            raise RuntimeError(
+                f"Version {target} of {REGISTERED_MODEL_NAME} is already champion; nothing to roll back. "
+                "Name another version, or omit --version to go back to the previous champion."
+            )
         try:
             client.get_model_version(REGISTERED_MODEL_NAME, target)
         except MlflowException as exc:
