@@ -5,6 +5,8 @@ import subprocess
 import sys
 from pathlib import Path
 
+import dagster as dg
+
 from flightops.settings import REPO_ROOT
 from tests.conftest import Platform
 
@@ -29,6 +31,10 @@ def test_two_concurrent_runs_both_succeed(platform: Platform, tmp_path: Path):
     # The repository's instance config (pool duckdb_warehouse limited to 1), storage moved here.
     config = (REPO_ROOT / "dagster.yaml").read_text().replace("data/dagster", str(home / "dagster"))
     (home / "dagster.yaml").write_text(config)
+    # Create the instance's storage once, as `make ui` or an earlier run would have: two processes
+    # creating fresh SQLite tables at the same moment race each other ("table ... already exists").
+    with dg.DagsterInstance.from_config(str(home)) as instance:
+        assert instance.get_runs() == []
     env = {**os.environ, "DAGSTER_HOME": str(home)}
     runs = [
         subprocess.Popen([sys.executable, "-c", CHILD], env=env, cwd=REPO_ROOT, stdout=subprocess.PIPE,
