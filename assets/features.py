@@ -17,8 +17,6 @@ GROUP = "features"
 FEATURES = dg.AssetKey(["features", "flight_features"])
 LABELS = dg.AssetKey(["features", "flight_labels"])
 FACT = dg.AssetKey(["warehouse", "fct_flights"])
-# Arrivals later than this many minutes count as delayed: the label's definition.
-DELAY_THRESHOLD_MINUTES = 15
 
 _HISTORY = """
 CREATE OR REPLACE TEMP TABLE _history_{name} AS
@@ -59,7 +57,8 @@ ASOF LEFT JOIN _history_carrier AS c ON f.carrier = c.k AND f.flight_date > c.d
         dg.AssetSpec(FEATURES, deps=[FACT], group_name=GROUP, kinds={"duckdb"},
                      description="Model inputs, one row per non-cancelled flight (features.flight_features)."),
         dg.AssetSpec(LABELS, deps=[FACT], group_name=GROUP, kinds={"duckdb"},
-                     description=f"Label per flight with a known arrival: arrival delay > {DELAY_THRESHOLD_MINUTES} min."),
+                     description="Label per flight with a known arrival: fct_flights.is_delayed_15 "
+                     "(arrival delay > 15 min, defined once in the warehouse)."),
     ],
     partitions_def=DAILY,
     backfill_policy=SINGLE_RUN,
@@ -70,8 +69,8 @@ def flight_features(context: dg.AssetExecutionContext, warehouse: WarehouseResou
     window = {"first": first, "last": last}
     with warehouse.connect() as con:
         con.execute(
-            "CREATE OR REPLACE TEMP TABLE _labelled AS SELECT flight_id, flight_date, carrier, route, "
-            f"arr_delay > {DELAY_THRESHOLD_MINUTES} AS is_delayed FROM marts.fct_flights "
+            "CREATE OR REPLACE TEMP TABLE _labelled AS SELECT flight_id, flight_date, carrier, route, arr_delay, "
+            "is_delayed_15 AS is_delayed FROM marts.fct_flights "
             "WHERE arr_delay IS NOT NULL AND flight_date <= $last",
             {"last": last},
         )
@@ -89,9 +88,8 @@ def flight_features(context: dg.AssetExecutionContext, warehouse: WarehouseResou
             con.execute(f"DELETE FROM features.{table} WHERE flight_date BETWEEN $first AND $last", window)
         con.execute("INSERT INTO features.flight_features BY NAME SELECT * FROM _features")
         con.execute(
-            "INSERT INTO features.flight_labels SELECT flight_id, flight_date, arr_delay, "
-            f"arr_delay > {DELAY_THRESHOLD_MINUTES} FROM marts.fct_flights "
-            "WHERE flight_date BETWEEN $first AND $last AND arr_delay IS NOT NULL",
+            "INSERT INTO features.flight_labels SELECT flight_id, flight_date, arr_delay, is_delayed "
+            "FROM _labelled WHERE flight_date BETWEEN $first AND $last",
             window,
         )
         con.execute("COMMIT")

@@ -19,6 +19,7 @@ import pandas as pd
 from assets.features import FEATURES, LABELS
 from flightops.modeling import promotion, tracking
 from flightops.modeling.data import read_labelled_features
+from flightops.modeling.evaluate import DECISION_THRESHOLD
 from flightops.modeling.models import CatBoostConfig
 from flightops.modeling.schema import FEATURE_COLUMNS, ID_COLUMNS
 from flightops.modeling.splits import SplitConfig
@@ -133,7 +134,6 @@ def flight_delay_model(context: dg.AssetExecutionContext, config: TrainingRunCon
 )
 def champion(context: dg.AssetExecutionContext, config: PromotionConfig) -> dg.MaterializeResult:
     settings = Settings.current()
-    tracking.configure_mlflow(settings)
     client = tracking.mlflow_client(settings)
     challenger = promotion.alias_version(client, promotion.CHALLENGER)
     if challenger is None:
@@ -180,7 +180,7 @@ def flight_delay_predictions(context: dg.AssetExecutionContext, warehouse: Wareh
         ).df()
         scored = features[list(ID_COLUMNS)].copy()
         scored["probability"] = model.predict_proba(features)[:, 1] if len(features) else []
-        scored["predicted_delayed"] = scored["probability"] >= 0.5
+        scored["predicted_delayed"] = scored["probability"] >= DECISION_THRESHOLD
         scored["model_name"] = tracking.REGISTERED_MODEL_NAME
         scored["model_version"] = str(version)
         con.execute("CREATE SCHEMA IF NOT EXISTS predictions")

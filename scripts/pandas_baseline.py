@@ -28,8 +28,8 @@ from flightops.contracts import AIRLINES, AIRPORTS, FLIGHTS, PLANES, WEATHER, Co
 from flightops.settings import FIRST_DAY, LAST_DAY
 from flightops.sources.dataset import FLIGHT_FINALISED_AFTER_ARRIVAL, WEATHER_PUBLISHED_AFTER, data_dir
 
-# The label's definition, as in assets/features.py (which cannot be imported without
-# Dagster); the benchmark compares the delayed-label counts, so a drift shows there.
+# The label's definition, as fct_flights.is_delayed_15 in the dbt project (the platform's one
+# source of it); the benchmark compares the delayed-label counts, so a drift shows there.
 DELAY_THRESHOLD_MINUTES = 15
 
 STAGE_SECONDS: dict[str, float] = {}

@@ -71,12 +71,7 @@ def platform(tmp_path: Path) -> Iterator[Platform]:
 
 
 def failure_messages(result: dg.ExecuteInProcessResult) -> str:
-    """Every step failure's message and cause, joined: what a user sees in the UI."""
-    texts = []
-    for event in result.all_events:
-        if event.is_step_failure:
-            error = event.step_failure_data.error
-            while error is not None:
-                texts.append(error.message)
-                error = error.cause
-    return "\n".join(texts)
+    """Every step failure with its causes, one per line: what a user sees in the UI."""
+    from flightops.pipeline import failure_messages as step_failures
+
+    return "\n".join(step_failures(result))

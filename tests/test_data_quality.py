@@ -11,18 +11,11 @@ import pytest
 from flightops.sources.dataset import data_dir
 from flightops.sources.faults import inject
 from flightops.weather_client import WeatherApiError, fetch_observations
-from tests.conftest import Platform, failure_messages
+from tests.conftest import Platform, failure_messages, keys_in_groups
 
 DAY1, DAY2 = "2013-01-01", "2013-01-02"
 DAY2_DATE = date.fromisoformat(DAY2)
-INGEST_AND_CLEAN = [
-    dg.AssetKey([layer, name])
-    for layer, names in (
-        ("raw", ("flights_opdb", "flights_exports", "weather", "airlines", "airports", "planes")),
-        ("clean", ("flights", "weather", "airlines", "airports", "planes")),
-    )
-    for name in names
-]
+INGEST_AND_CLEAN = keys_in_groups("ingestion", "validation")
 
 
 @pytest.fixture

@@ -26,6 +26,7 @@ from fastapi.responses import PlainTextResponse
 from fastapi.routing import APIRoute
 from starlette.concurrency import run_in_threadpool
 
+from flightops.modeling.evaluate import DECISION_THRESHOLD
 from flightops.serving.champion import ChampionTracker, ChampionUnavailable, ServedModel
 from flightops.serving.metrics import CONTENT_TYPE, ServingMetrics
 from flightops.serving.prediction_log import LoggedRequest, PredictionLog, prediction_log_path
@@ -42,7 +43,7 @@ REFRESH_VARIABLE = "FLIGHTOPS_SERVING_MODEL_REFRESH_SECONDS"
 class ServingOptions:
     """Decision threshold, and how often the registry alias is checked for a new champion."""
 
-    threshold: float = 0.5
+    threshold: float = DECISION_THRESHOLD
     model_refresh_seconds: float = 10.0
 
     def __post_init__(self) -> None:
