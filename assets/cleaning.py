@@ -18,7 +18,7 @@ from datetime import date
 import dagster as dg
 import sqlalchemy as sa
 
-from flightops.contracts import AIRLINES, AIRPORTS, FLIGHTS, PLANES, WEATHER, Contract
+from flightops.contracts import FLIGHTS, REFERENCE_CONTRACTS, WEATHER, Contract
 from flightops.partitions import DAILY, SINGLE_RUN, day_range
 from flightops.resources import SourceDatabaseResource, WarehouseResource
 from flightops.validation import Outcome, quote, validate
@@ -58,7 +58,7 @@ FLIGHTS_TABLE = CleanTable(
     derived="dep_time IS NULL AS is_cancelled, dep_time IS NOT NULL AND arr_delay IS NULL AS is_diverted",
 )
 WEATHER_TABLE = CleanTable(WEATHER, {"weather": "api"})
-REFERENCE_TABLES = [CleanTable(c, {c.source: "file"}) for c in (AIRLINES, AIRPORTS, PLANES)]
+REFERENCE_TABLES = [CleanTable(c, {c.source: "file"}) for c in REFERENCE_CONTRACTS]
 
 
 def _stage_incoming(con, table: CleanTable, window: tuple[date, date] | None) -> None:

@@ -17,7 +17,7 @@ import duckdb
 import pandas as pd
 import sqlalchemy as sa
 
-from flightops.contracts import AIRLINES, AIRPORTS, FLIGHTS, PLANES, WEATHER, Contract
+from flightops.contracts import FLIGHTS, REFERENCE_CONTRACTS, WEATHER, Contract
 from flightops.partitions import DAILY, SINGLE_RUN, day_range, days
 from flightops.resources import LandingZoneResource, SourceDatabaseResource, WarehouseResource, WeatherApiResource
 from flightops.sources import landing
@@ -248,5 +248,5 @@ def _reference_asset(contract: Contract) -> dg.AssetsDefinition:
     return _asset
 
 
-reference_assets = [_reference_asset(c) for c in (AIRLINES, AIRPORTS, PLANES)]
+reference_assets = [_reference_asset(c) for c in REFERENCE_CONTRACTS]
 raw_assets = [flights_opdb, flights_exports, weather, *reference_assets]

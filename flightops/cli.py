@@ -136,6 +136,13 @@ def cmd_mlflow_ui(args: argparse.Namespace, settings: Settings) -> int:
     os.execv(mlflow, command)
 
 
+def cmd_contracts(args: argparse.Namespace, settings: Settings) -> int:
+    from flightops.contracts import ALL_CONTRACTS, as_markdown
+
+    print(as_markdown(ALL_CONTRACTS))
+    return 0
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="flightops", description="Local-first MLOps platform on the NYC flights 2013 data.")
     commands = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
@@ -155,6 +162,9 @@ def build_parser() -> argparse.ArgumentParser:
     serve.add_argument("--host", default="127.0.0.1")
     serve.add_argument("--port", type=int, default=8000)
     serve.set_defaults(handler=cmd_serve)
+    commands.add_parser("contracts", help="print every source's data contract (the rules validation applies)").set_defaults(
+        handler=cmd_contracts
+    )
     ui = commands.add_parser("mlflow-ui", help="the MLflow UI over the platform's tracking store")
     ui.add_argument("--host", default="127.0.0.1")
     ui.add_argument("--port", type=int, default=5000)

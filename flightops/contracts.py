@@ -8,7 +8,7 @@ key that identifies a record and the version column that decides which duplicate
 
 from __future__ import annotations
 
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 
 ORIGIN_AIRPORTS = ("EWR", "JFK", "LGA")
 
@@ -44,7 +44,6 @@ class Contract:
     columns: tuple[Column, ...]
     version_column: str | None = None  # the newest version of a duplicated key wins
     partition_column: str | None = None  # the DATE column a daily partition covers
-    extra_columns: tuple[str, ...] = field(default=())  # delivered, allowed, not validated
 
     @property
     def column_names(self) -> list[str]:
@@ -160,6 +159,19 @@ PLANES = Contract(
         Column("engine", "VARCHAR", "Type of engine."),
     ),
 )
+
+def as_markdown(contracts: tuple[Contract, ...]) -> str:
+    """The contracts as documentation (`flightops contracts`)."""
+    lines = []
+    for contract in contracts:
+        lines += [f"## {contract.source}", "", contract.description, "",
+                  f"Key: {', '.join(contract.key)}"
+                  + (f"; newest `{contract.version_column}` wins among duplicates" if contract.version_column else ""),
+                  "", "| column | rules | description |", "|---|---|---|"]
+        lines += [f"| {c.name} | {', '.join(c.rules())} | {c.description} |" for c in contract.columns]
+        lines.append("")
+    return "\n".join(lines)
+
 
 REFERENCE_CONTRACTS = (AIRLINES, AIRPORTS, PLANES)
 ALL_CONTRACTS = (FLIGHTS, WEATHER, *REFERENCE_CONTRACTS)

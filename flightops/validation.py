@@ -103,7 +103,7 @@ def _reasons(contract: Contract, fk_tables: dict[tuple[str, str], str]) -> str:
 
 def check_columns(contract: Contract, delivered: list[str], where: str) -> None:
     """Fail on a missing or unexpected column: a schema break is not a row-level problem."""
-    expected = set(contract.column_names) | set(contract.extra_columns)
+    expected = set(contract.column_names)
     missing = [c for c in contract.column_names if c not in delivered]
     unexpected = [c for c in delivered if c not in expected and not c.startswith("_")]
     if missing or unexpected:

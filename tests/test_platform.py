@@ -123,3 +123,15 @@ def test_a_locked_warehouse_is_waited_for_then_reported(tmp_path: Path):
     finally:
         holder.kill()
         holder.wait()
+
+
+def test_the_contract_docs_list_every_column_with_its_rules():
+    from flightops.contracts import ALL_CONTRACTS, FLIGHTS, as_markdown
+
+    docs = as_markdown(ALL_CONTRACTS)
+    assert docs.count("\n## ") + docs.startswith("## ") == len(ALL_CONTRACTS)
+    for contract in ALL_CONTRACTS:
+        for column in contract.columns:
+            assert f"| {column.name} | {', '.join(column.rules())} |" in docs
+    assert "must exist in clean.airlines.carrier" in docs
+    assert f"| distance | DOUBLE, required, in [{FLIGHTS.column('distance').min}, {FLIGHTS.column('distance').max}] |" in docs
