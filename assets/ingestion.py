@@ -9,6 +9,7 @@ A delivery whose shape breaks the contract fails before anything is written.
 
 
 import csv
+import hashlib
 from datetime import date
 from pathlib import Path
 
@@ -29,6 +30,20 @@ GROUP = "ingestion"
 # What every daily raw asset shares: prefix, group, day partitions as one run per range, the pool.
 DAILY_RAW_ASSET = dict(key_prefix="raw", group_name=GROUP, partitions_def=DAILY, backfill_policy=SINGLE_RUN, pool=DUCKDB_POOL)
 LOAD_COLUMNS = "_partition_date DATE, _row BIGINT, _source VARCHAR, _batch_id VARCHAR, _loaded_at TIMESTAMP"
+# Materialization metadata of the landing-folder assets: which version of which file a run loaded,
+# per slot (an export's day, a reference file's table). The landing sensor reads it from the event log.
+FILE_VERSIONS = "file_versions"
+
+
+def file_version(path: Path) -> str:
+    """A landed file's version: the first 16 hex digits of its content's SHA-256.
+
+    Content, not name + size + mtime: a copy or a touch changes the mtime without changing the
+    data (a needless re-ingestion), and a same-size rewrite within the clock's resolution keeps it
+    (a missed one). 64 bits tell redeliveries apart and keep a year-long run's per-day map small.
+    """
+    with path.open("rb") as handle:
+        return hashlib.file_digest(handle, "sha256").hexdigest()[:16]
 
 
 def _ensure_raw_table(con, table: str, contract: Contract) -> None:
@@ -178,12 +193,18 @@ def flights_exports(context: dg.AssetExecutionContext, warehouse: WarehouseResou
                 f"No export file for {day}: expected {path}. Has the source delivered it "
                 "(`flightops sources status`)? Replay that day, then re-run the partition."
             )
+    # Hashed before reading: a file redelivered meanwhile is recorded as the older version, so the
+    # sensor ingests it again (never the reverse, which would skip the new delivery). Per day,
+    # because every partition of a range run carries this same run-level metadata.
+    versions = {day.isoformat(): file_version(path) for path, day in paths.items()}
     frame = read_exports(list(paths), FLIGHTS)
     day_of_file = {str(path): day.isoformat() for path, day in paths.items()}
     frame["_partition_date"] = frame["_file"].map(day_of_file)
     frame["_source"] = "file:" + frame.pop("_file")
     rows = land(warehouse, "flights_exports", FLIGHTS, frame, context.run_id, (first, last))
-    return dg.MaterializeResult(metadata=_metadata(rows, first, last, files=len(paths)))
+    return dg.MaterializeResult(
+        metadata=_metadata(rows, first, last, files=len(paths), **{FILE_VERSIONS: dg.MetadataValue.json(versions)})
+    )
 
 
 @dg.asset(
@@ -239,11 +260,12 @@ def _reference_asset(contract: Contract) -> dg.AssetsDefinition:
         path = landing.reference_path(landing_zone.root, contract.source)
         if not path.exists():
             raise dg.Failure(f"Reference file {path} is missing. Run `flightops sources replay` to deliver it, then re-run.")
+        versions = {contract.source: file_version(path)}  # before reading, as for the exports
         frame = read_exports([path], contract)
         frame["_partition_date"] = None
         frame["_source"] = "file:" + frame.pop("_file")
         rows = land(warehouse, contract.source, contract, frame, context.run_id, None)
-        return dg.MaterializeResult(metadata=_metadata(rows, file=str(path)))
+        return dg.MaterializeResult(metadata=_metadata(rows, file=str(path), **{FILE_VERSIONS: dg.MetadataValue.json(versions)}))
 
     return _asset
 

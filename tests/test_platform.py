@@ -1,4 +1,4 @@
-"""The code location as a whole: the asset graph, the stack, the sensor, DuckDB's lock."""
+"""The code location as a whole: the asset graph, the stack, DuckDB's lock."""
 
 from __future__ import annotations
 
@@ -9,15 +9,11 @@ import sys
 import time
 from pathlib import Path
 
-import dagster as dg
 import duckdb
 import pytest
 
 from flightops import stack_check, warehouse
-from flightops.resources import LandingZoneResource
 from flightops.settings import REPO_ROOT
-from sensors.landing import landing_zone_sensor
-from tests.conftest import Platform
 
 SNAPSHOT = Path(__file__).parent / "snapshots" / "asset_graph.json"
 
@@ -73,27 +69,6 @@ def test_definitions_validate_from_the_workspace():
 def test_the_installed_stack_is_the_verified_one():
     assert stack_check.expected_integration_version("1.13.27") == "0.29.27"
     assert stack_check.problems() == []
-
-
-def test_the_sensor_requests_each_new_export_once(platform: Platform):
-    platform.replay("2013-01-02")
-    resource = LandingZoneResource(path=str(platform.settings.landing_dir))
-
-    def evaluate(cursor):
-        with dg.build_sensor_context(cursor=cursor, resources={"landing_zone": resource}) as context:
-            return landing_zone_sensor(context)
-
-    first = evaluate(None)
-    partitions = sorted(r.partition_key for r in first.run_requests if r.partition_key)
-    assert partitions == ["2013-01-01", "2013-01-02"]
-    reference = [r for r in first.run_requests if r.asset_selection]
-    assert len(reference) == 1 and dg.AssetKey(["clean", "planes"]) in reference[0].asset_selection
-    assert evaluate(first.cursor).run_requests == []
-    # A redelivered file (new modification time) is ingested again; the others are not.
-    export = platform.settings.landing_dir / "flights" / "flights_2013-01-02.csv"
-    os.utime(export, (time.time() + 10, time.time() + 10))
-    again = evaluate(first.cursor)
-    assert [r.partition_key for r in again.run_requests] == ["2013-01-02"]
 
 
 def test_a_locked_warehouse_is_waited_for_then_reported(tmp_path: Path):
