@@ -12,7 +12,8 @@ export DO_NOT_TRACK := 1
 export DBT_SEND_ANONYMOUS_USAGE_STATS := False
 export MLFLOW_DISABLE_TELEMETRY := true
 
-.PHONY: setup run test ui mlflow-ui serve sources-api bench lock clean postgres postgres-stop browser bench-models
+.PHONY: setup run test ui mlflow-ui serve sources-api bench lock clean postgres postgres-stop browser bench-models \
+	prometheus prometheus-install prometheus-stop
 
 $(STAMP): pyproject.toml requirements.lock
 	$(PYTHON) -m venv $(VENV)
@@ -37,12 +38,24 @@ postgres:
 postgres-stop:
 	scripts/postgres.sh stop
 
+## prometheus: a private Prometheus (data/prometheus, http://127.0.0.1:9090) scraping the prediction
+## service of `make serve` (127.0.0.1:8000); FLIGHTOPS_PROMETHEUS_PORT / _TARGET / _SCRAPE_INTERVAL override
+prometheus:
+	scripts/prometheus.sh start
+
+prometheus-stop:
+	scripts/prometheus.sh stop
+
+## prometheus-install: Debian's prometheus package (apt-get, as root) when missing; its system service stays off
+prometheus-install:
+	scripts/prometheus.sh install
+
 ## browser: headless Chromium for the UI tests (Debian package, installed as root when missing)
 browser:
 	@command -v chromium >/dev/null || { apt-get update -q && DEBIAN_FRONTEND=noninteractive apt-get install -y -q chromium; }
 
-## test: the test suite (PostgreSQL and the UI tests use the real server and browser set up above)
-test: setup postgres browser
+## test: the test suite (PostgreSQL, the UI and the Prometheus tests use the real servers and browser set up above)
+test: setup postgres browser prometheus-install
 	$(BIN)/pytest
 
 ## ui: the Dagster UI on 127.0.0.1:3000 over the same instance as `make run`

@@ -39,7 +39,7 @@ from sklearn.preprocessing import OneHotEncoder, StandardScaler
 
 from flightops.serving.app import ServingOptions, create_app
 from flightops.serving.champion import CHAMPION_ALIAS, REGISTERED_MODEL_NAME
-from flightops.serving.metrics import LATENCY_BUCKETS_SECONDS
+from flightops.serving.metrics import LATENCY_BUCKETS_SECONDS, PROBABILITY_BUCKETS
 from flightops.serving.prediction_log import PREDICTIONS_TABLE, prediction_log_path
 from flightops.serving.schema import FEATURE_COLUMNS, FEATURE_DTYPES
 from flightops.settings import Settings, load_environment
@@ -358,6 +358,14 @@ def test_predictions_and_rejections_are_logged_and_counted(settings: Settings, r
     assert samples["flightops_predict_latency_seconds_sum"] == pytest.approx(
         sum(row["latency_ms"] for row in logged) / 1000
     )
+    probabilities = [answer["probability"] for answer in answers]
+    assert samples["flightops_predicted_probability_count"] == len(answers)
+    assert samples['flightops_predicted_probability_bucket{le="+Inf"}'] == len(answers)
+    for bound in PROBABILITY_BUCKETS:
+        assert samples[f'flightops_predicted_probability_bucket{{le="{bound}"}}'] == sum(
+            probability <= bound for probability in probabilities
+        )
+    assert samples["flightops_predicted_probability_sum"] == pytest.approx(sum(probabilities))
     assert samples[f'flightops_model_version{{model_name="{REGISTERED_MODEL_NAME}"}}'] == 1
 
 
@@ -419,8 +427,15 @@ def test_served_over_http(http_server: str, settings: Settings, registry: Regist
         assert refused.status_code == 422
         assert session.get(f"{http_server}/health", timeout=10).json()["model_version"] == 1
         metrics = session.get(f"{http_server}/metrics", timeout=10)
+        # What Prometheus asks for: OpenMetrics, which ends with an EOF marker.
+        open_metrics = session.get(
+            f"{http_server}/metrics", headers={"Accept": "application/openmetrics-text;version=1.0.0"}, timeout=10
+        )
     assert metrics.headers["content-type"].startswith("text/plain; version=0.0.4")
     assert metric_samples(metrics.text)['flightops_predict_requests_total{status="200"}'] == 5
+    assert open_metrics.headers["content-type"].startswith("application/openmetrics-text; version=1.0.0")
+    assert open_metrics.text.endswith("# EOF\n")
+    assert metric_samples(open_metrics.text)['flightops_predict_requests_total{status="200"}'] == 5
     assert Counter(row["status_code"] for row in logged_requests(settings)) == {200: 5, 422: 1}
 
 

@@ -1,7 +1,7 @@
 """The online prediction service: FastAPI over the registry's champion model.
 
 `POST /predict` scores one flight; `GET /health` says whether a model is loaded and
-which; `GET /metrics` exposes Prometheus counters. Every `/predict` request, refused
+which; `GET /metrics` exposes Prometheus metrics. Every `/predict` request, refused
 ones included, is timed, counted and written to the prediction log by one route
 class, so the log and the metrics cannot disagree about what was asked.
 """
@@ -22,13 +22,12 @@ import uvicorn
 from fastapi import APIRouter, FastAPI, HTTPException, Request, Response
 from fastapi.encoders import jsonable_encoder
 from fastapi.exceptions import RequestValidationError
-from fastapi.responses import PlainTextResponse
 from fastapi.routing import APIRoute
 from starlette.concurrency import run_in_threadpool
 
 from flightops.modeling.evaluate import DECISION_THRESHOLD
 from flightops.serving.champion import ChampionTracker, ChampionUnavailable, ServedModel
-from flightops.serving.metrics import CONTENT_TYPE, ServingMetrics
+from flightops.serving.metrics import ServingMetrics
 from flightops.serving.prediction_log import LoggedRequest, PredictionLog, prediction_log_path
 from flightops.serving.schema import PredictionRequest, PredictionResponse, features_frame
 from flightops.settings import Settings, load_environment
@@ -159,7 +158,7 @@ def _record(
     )
     service.metrics.observe_request(status_code, latency_seconds)
     if prediction:
-        service.metrics.observe_prediction(prediction.decision)
+        service.metrics.observe_prediction(prediction.decision, prediction.probability)
 
 
 prediction_router = APIRouter(route_class=RecordedRoute)
@@ -196,7 +195,7 @@ def create_app(settings: Settings, options: ServingOptions | None = None) -> Fas
         tracker=tracker,
         threshold=options.threshold,
         prediction_log=PredictionLog(prediction_log_path(settings.data_dir)),
-        metrics=ServingMetrics(),
+        metrics=ServingMetrics(settings, tracker),
     )
     try:
         tracker.current()
@@ -222,11 +221,11 @@ def create_app(settings: Settings, options: ServingOptions | None = None) -> Fas
             }
         return {"status": "ok", "model_loaded": True, "model_name": served.name, "model_version": served.version}
 
-    @app.get("/metrics", response_class=PlainTextResponse)
-    def metrics() -> PlainTextResponse:
-        served = tracker.served
-        text = service.metrics.render(tracker.model_name, served.version if served else None)
-        return PlainTextResponse(text, media_type=CONTENT_TYPE)
+    @app.get("/metrics")
+    def metrics(request: Request) -> Response:
+        """Prometheus exposition, in the format the scraper's Accept header asks for."""
+        body, content_type = service.metrics.render(request.headers.get("accept"))
+        return Response(body, media_type=content_type)
 
     return app
 

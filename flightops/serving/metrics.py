@@ -1,81 +1,186 @@
-"""Prometheus metrics of the prediction endpoint, rendered in the text exposition format 0.0.4.
+"""Prometheus metrics of the prediction service, kept by prometheus_client in one registry per app.
 
-`prometheus_client` is not a project dependency, and the few series needed here are
-simple to keep by hand: counters by status and by decision, one latency histogram,
-and the served model version as a gauge. Counts live in memory (they restart at
-zero with the process, as Prometheus expects); the durable record is the
-prediction log.
+Each app owns its `CollectorRegistry` (not the library's global default) so that several apps in
+one process, as in the tests, count separately. Request counts, decisions, latency and predicted
+probabilities live in memory and restart at zero with the process, as Prometheus expects; the
+durable record is the prediction log. Two collectors are read at scrape time instead: the served
+model version (the tracker may move to a new champion between requests) and the monitoring
+figures, which another process (the monitoring assets) writes to `latest.json` and the alert store.
 """
 
 from __future__ import annotations
 
-import bisect
-import threading
-from collections import Counter
+import logging
+import math
+from collections.abc import Iterator
+from datetime import date, datetime, timezone
+from numbers import Real
+from typing import Any
 
-CONTENT_TYPE = "text/plain; version=0.0.4; charset=utf-8"
+from prometheus_client import CollectorRegistry, Counter, Histogram
+from prometheus_client.exposition import choose_encoder
+from prometheus_client.metrics_core import CounterMetricFamily, GaugeMetricFamily, Metric
+from prometheus_client.registry import Collector
+
+from flightops.monitoring.alerts import RETRAIN_REQUESTED, AlertStoreError, count_alerts
+from flightops.monitoring.latest import latest_path, read_latest
+from flightops.serving.champion import ChampionTracker
+from flightops.settings import Settings
+
+log = logging.getLogger(__name__)
+
 LATENCY_BUCKETS_SECONDS = (0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0)
+PROBABILITY_BUCKETS = tuple(round(0.1 * step, 1) for step in range(1, 11))  # 0.1, 0.2, .., 1.0
 
-REQUESTS = "flightops_predict_requests_total"
-PREDICTIONS = "flightops_predictions_total"
+# prometheus_client appends `_total` to counter names in the exposition.
+REQUESTS = "flightops_predict_requests"
+PREDICTIONS = "flightops_predictions"
 LATENCY = "flightops_predict_latency_seconds"
+PROBABILITY = "flightops_predicted_probability"
 MODEL_VERSION = "flightops_model_version"
+MONITORED_DAY = "flightops_monitored_day_timestamp_seconds"
+CHAMPION_AGE = "flightops_champion_age_days"
+RETRAIN_REQUESTS = "flightops_retrain_requests"
+
+# The figures of latest.json that become `flightops_monitoring_<figure>{model_version}` gauges.
+# A figure the monitoring assets add needs a line here (and a panel in platform/grafana/).
+MONITORING_FIGURES = {
+    "weighted_stable_drift_share": "Importance-weighted share of stable inputs drifted (window to the monitored day).",
+    "estimated_roc_auc": "ROC AUC estimated from probabilities, without labels (window to the monitored day).",
+    "estimated_log_loss": "Log loss estimated from probabilities, without labels (window to the monitored day).",
+    "realized_roc_auc": "ROC AUC against the labels, on the newest labelled window.",
+    "realized_log_loss": "Log loss against the labels, on the newest labelled window.",
+    "calibration_gap": "|mean probability - delay rate| on the newest labelled window.",
+}
 
 
-def _label_value(value: str) -> str:
-    return value.replace("\\", "\\\\").replace("\n", "\\n").replace('"', '\\"')
+class ModelVersionCollector(Collector):
+    """`flightops_model_version{model_name}`: the version answering /predict now, 0 while none is loaded.
+
+    Reads what the tracker has loaded, without asking the registry: a scrape never waits on MLflow.
+    """
+
+    def __init__(self, tracker: ChampionTracker) -> None:
+        self._tracker = tracker
+
+    def collect(self) -> Iterator[Metric]:
+        served = self._tracker.served
+        family = GaugeMetricFamily(
+            MODEL_VERSION,
+            "Registry version of the model answering /predict (0: none loaded).",
+            labels=["model_name"],
+        )
+        family.add_metric([self._tracker.model_name], served.version if served else 0)
+        yield family
+
+
+def _number(payload: dict[str, Any], key: str, where: str) -> float | None:
+    """The numeric value under `key`, or None when it is missing or null (then its gauge is absent)."""
+    value = payload.get(key)
+    if value is None:
+        return None
+    if isinstance(value, bool) or not isinstance(value, Real) or not math.isfinite(value):
+        log.warning("Ignoring %s=%r in %s: not a finite number; the monitoring assets should write one or null.",
+                    key, value, where)
+        return None
+    return float(value)
+
+
+def monitoring_families(payload: dict[str, Any], where: str) -> Iterator[Metric]:
+    """Gauges of one latest.json payload; a missing or null figure gives no series at all (not 0)."""
+    version = str(payload.get("model_version") or "")
+    figures = payload.get("figures") or {}
+    for figure, documentation in MONITORING_FIGURES.items():
+        value = _number(figures, figure, where)
+        if value is not None:
+            family = GaugeMetricFamily(f"flightops_monitoring_{figure}", documentation, labels=["model_version"])
+            family.add_metric([version], value)
+            yield family
+    day = payload.get("day")
+    if day:
+        try:
+            midnight = datetime.combine(date.fromisoformat(str(day)), datetime.min.time(), timezone.utc)
+        except ValueError:
+            log.warning("Ignoring day=%r in %s: not an ISO date (YYYY-MM-DD).", day, where)
+        else:
+            yield GaugeMetricFamily(
+                MONITORED_DAY, "The newest monitored day, as Unix time of its midnight UTC.", value=midnight.timestamp()
+            )
+    age = _number(payload, "champion_age_days", where)
+    if age is not None:
+        yield GaugeMetricFamily(
+            CHAMPION_AGE, "Days from the end of the champion's training data to the monitored day.", value=age
+        )
+
+
+class MonitoringCollector(Collector):
+    """The newest monitoring figures and the count of retraining requests, read at each scrape.
+
+    The serving process must not open the DuckDB warehouse (one process per file), so it reads the
+    small files the monitoring layer writes for it. An unreadable latest.json or alert store is
+    logged and its series left out: a monitoring problem must not take the serving metrics down.
+    """
+
+    def __init__(self, settings: Settings) -> None:
+        self._settings = settings
+
+    def collect(self) -> Iterator[Metric]:
+        where = str(latest_path(self._settings))
+        try:
+            payload = read_latest(self._settings)
+        except (OSError, ValueError) as exc:
+            log.warning("Cannot read the monitoring figures %s (%s); they are left out of /metrics until "
+                        "the monitoring assets write the file again.", where, exc)
+            payload = None
+        if payload is not None:
+            yield from monitoring_families(payload, where)
+        try:
+            retrain_requests = count_alerts(self._settings, kind=RETRAIN_REQUESTED)
+        except AlertStoreError as exc:
+            log.warning("%s Until it reads again, /metrics leaves out %s_total.", exc, RETRAIN_REQUESTS)
+            return
+        yield CounterMetricFamily(
+            RETRAIN_REQUESTS,
+            f"Retraining requests raised by monitoring (alerts of kind {RETRAIN_REQUESTED}).",
+            value=retrain_requests,
+        )
 
 
 class ServingMetrics:
-    def __init__(self) -> None:
-        self._lock = threading.Lock()
-        self._requests: Counter[int] = Counter()
-        self._predictions: Counter[str] = Counter()
-        self._bucket_counts = [0] * len(LATENCY_BUCKETS_SECONDS)  # per bucket, not cumulative
-        self._latency_sum = 0.0
-        self._latency_count = 0
+    """The app's registry: what the request path records, plus the scrape-time collectors."""
+
+    def __init__(self, settings: Settings, tracker: ChampionTracker) -> None:
+        self.registry = CollectorRegistry()
+        self._requests = Counter(
+            REQUESTS, "Requests to /predict by HTTP status code.", ["status"], registry=self.registry
+        )
+        self._predictions = Counter(
+            PREDICTIONS, "Predictions returned by decision.", ["decision"], registry=self.registry
+        )
+        self._latency = Histogram(
+            LATENCY,
+            "Time to answer /predict, from receiving the request to the response.",
+            buckets=LATENCY_BUCKETS_SECONDS,
+            registry=self.registry,
+        )
+        self._probability = Histogram(
+            PROBABILITY,
+            "Delay probabilities returned by /predict.",
+            buckets=PROBABILITY_BUCKETS,
+            registry=self.registry,
+        )
+        self.registry.register(ModelVersionCollector(tracker))
+        self.registry.register(MonitoringCollector(settings))
 
     def observe_request(self, status_code: int, latency_seconds: float) -> None:
-        with self._lock:
-            self._requests[status_code] += 1
-            index = bisect.bisect_left(LATENCY_BUCKETS_SECONDS, latency_seconds)
-            if index < len(self._bucket_counts):
-                self._bucket_counts[index] += 1
-            self._latency_sum += latency_seconds
-            self._latency_count += 1
+        self._requests.labels(status=str(status_code)).inc()
+        self._latency.observe(latency_seconds)
 
-    def observe_prediction(self, decision: str) -> None:
-        with self._lock:
-            self._predictions[decision] += 1
+    def observe_prediction(self, decision: str, probability: float) -> None:
+        self._predictions.labels(decision=decision).inc()
+        self._probability.observe(probability)
 
-    def render(self, model_name: str, model_version: int | None) -> str:
-        """The exposition text; the version gauge is 0 while no model is loaded."""
-        with self._lock:
-            lines = [
-                f"# HELP {REQUESTS} Requests to /predict by HTTP status code.",
-                f"# TYPE {REQUESTS} counter",
-                *(f'{REQUESTS}{{status="{code}"}} {count}' for code, count in sorted(self._requests.items())),
-                f"# HELP {PREDICTIONS} Predictions returned by decision.",
-                f"# TYPE {PREDICTIONS} counter",
-                *(
-                    f'{PREDICTIONS}{{decision="{_label_value(decision)}"}} {count}'
-                    for decision, count in sorted(self._predictions.items())
-                ),
-                f"# HELP {LATENCY} Time to answer /predict, from receiving the request to the response.",
-                f"# TYPE {LATENCY} histogram",
-            ]
-            cumulative = 0
-            for bound, count in zip(LATENCY_BUCKETS_SECONDS, self._bucket_counts):
-                cumulative += count
-                lines.append(f'{LATENCY}_bucket{{le="{bound}"}} {cumulative}')
-            lines += [
-                f'{LATENCY}_bucket{{le="+Inf"}} {self._latency_count}',
-                f"{LATENCY}_sum {self._latency_sum!r}",
-                f"{LATENCY}_count {self._latency_count}",
-            ]
-        lines += [
-            f"# HELP {MODEL_VERSION} Registry version of the model answering /predict (0: none loaded).",
-            f"# TYPE {MODEL_VERSION} gauge",
-            f'{MODEL_VERSION}{{model_name="{_label_value(model_name)}"}} {model_version or 0}',
-        ]
-        return "\n".join(lines) + "\n"
+    def render(self, accept: str | None) -> tuple[bytes, str]:
+        """The exposition in the format the scraper asks for (OpenMetrics for Prometheus, else text 0.0.4)."""
+        encode, content_type = choose_encoder(accept or "")
+        return encode(self.registry), content_type
