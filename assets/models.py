@@ -34,6 +34,7 @@ GROUP_MODELS = "models"
 GROUP_DEPLOYMENT = "deployment"
 MODEL = dg.AssetKey(["models", "flight_delay_model"])
 CHAMPION = dg.AssetKey(["models", "champion"])
+PREDICTIONS = dg.AssetKey(["deployment", "flight_delay_predictions"])
 PREDICTIONS_TABLE = "predictions.flight_delay"
 
 
@@ -158,7 +159,7 @@ def champion(context: dg.AssetExecutionContext, config: PromotionConfig) -> dg.M
 
 
 @dg.asset(
-    key=dg.AssetKey(["deployment", "flight_delay_predictions"]),
+    key=PREDICTIONS,
     deps=[FEATURES, CHAMPION],
     group_name=GROUP_DEPLOYMENT,
     partitions_def=DAILY,

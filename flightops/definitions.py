@@ -16,10 +16,18 @@ from assets.cleaning import clean_assets
 from assets.features import flight_features
 from assets.ingestion import raw_assets
 from assets.models import model_assets
+from assets.monitoring import REALIZED_PERFORMANCE, monitoring_assets
 from assets.warehouse import dbt_project, warehouse_daily_models, warehouse_models
-from flightops.jobs import daily_job, main_job
+from flightops.jobs import daily_job, main_job, retraining_job
+from flightops.monitoring.policy import MonitoringPolicy
 from flightops.resources import LandingZoneResource, SourceDatabaseResource, WarehouseResource, WeatherApiResource
+from sensors.alerts import build_monitoring_lag_sensor, run_failure_alert_sensor
 from sensors.landing import landing_zone_sensor
+from sensors.retraining import retraining_sensor
+
+
+# The newest ingested day is the newest day of validated flights; monitoring should follow within a day.
+CLEAN_FLIGHTS = dg.AssetKey(["clean", "flights"])
 
 
 def resources() -> dict[str, dg.ConfigurableResource]:
@@ -33,12 +41,16 @@ def resources() -> dict[str, dg.ConfigurableResource]:
         "weather_api": WeatherApiResource(base_url=dg.EnvVar("FLIGHTOPS_WEATHER_API_URL")),
         # The dbt installed beside this interpreter: the venv need not be on PATH.
         "dbt": DbtCliResource(project_dir=dbt_project, dbt_executable=str(Path(sys.executable).parent / "dbt")),
+        # Thresholds, windows, label delay, cool-down: defaults in flightops/monitoring/policy.py.
+        "monitoring_policy": MonitoringPolicy(),
     }
 
 
 defs = dg.Definitions(
-    assets=[*raw_assets, *clean_assets, warehouse_models, warehouse_daily_models, flight_features, *model_assets],
-    jobs=[main_job, daily_job],
-    sensors=[landing_zone_sensor],
+    assets=[*raw_assets, *clean_assets, warehouse_models, warehouse_daily_models, flight_features, *model_assets,
+            *monitoring_assets],
+    jobs=[main_job, daily_job, retraining_job],
+    sensors=[landing_zone_sensor, retraining_sensor, run_failure_alert_sensor,
+             build_monitoring_lag_sensor(ingested_key=CLEAN_FLIGHTS, monitored_key=REALIZED_PERFORMANCE)],
     resources=resources(),
 )

@@ -6,22 +6,39 @@ import dagster as dg
 
 from flightops.partitions import DAILY
 
-# Everything for a range of days (unpartitioned assets are rebuilt whole): the README's run command.
+MODELS_GROUP = "models"
+MONITORING_GROUP = "monitoring"
+TRAINING_AND_PROMOTION = dg.AssetSelection.groups(MODELS_GROUP)
+# The reference rebuild and the decision record follow every training: they belong to retraining.
+RETRAINING_FOLLOW_UP = dg.AssetSelection.assets(["monitoring", "reference"], ["monitoring", "retrain_decisions"])
+
+# Everything for a range of days (unpartitioned assets are rebuilt whole): the first run of a platform,
+# when no champion exists yet (`flightops run`).
 main_job = dg.define_asset_job(
     "main_job",
     selection=dg.AssetSelection.all(),
     partitions_def=DAILY,
     description="The whole asset graph for a range of days: ingestion, validation, dbt warehouse, features, "
-    "training, promotion, batch predictions.",
+    "training, promotion, batch predictions, monitoring.",
 )
 
-# New days through every layer but training: what a newly landed file needs. Predictions use the
-# current champion; retraining is its own decision (launched from the UI or the CLI).
+# New days through every layer but training: what a newly landed file needs. Predictions and monitoring
+# use the current champion; retraining is the retraining sensor's decision (or a user's).
 daily_job = dg.define_asset_job(
     "daily_job",
-    selection=dg.AssetSelection.all() - dg.AssetSelection.groups("models"),
+    selection=dg.AssetSelection.all() - TRAINING_AND_PROMOTION - dg.AssetSelection.assets(["monitoring", "retrain_decisions"]),
     partitions_def=DAILY,
-    description="New days from ingestion to batch predictions, without retraining.",
+    description="New days from ingestion to batch predictions and monitoring, without retraining.",
+)
+
+RETRAINING_JOB_NAME = "retraining_job"
+# Train on the labelled features (the daily runs keep them current), decide behind the guardrail, rebuild the
+# monitoring reference for whichever version is champion, record the decision.
+retraining_job = dg.define_asset_job(
+    RETRAINING_JOB_NAME,
+    selection=TRAINING_AND_PROMOTION | RETRAINING_FOLLOW_UP,
+    description="Train a challenger up to the last labelled day, guarded promotion, monitoring reference rebuild, "
+    "and a row in monitoring.retrain_decisions. Launched by retraining_sensor (or by hand).",
 )
 
 # Reference data only: what a new airports/airlines/planes file needs.

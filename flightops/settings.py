@@ -58,6 +58,11 @@ def environment_under(base: Path) -> dict[str, str]:
     }
 
 
+def _optional(name: str) -> str | None:
+    """An optional setting: unset and empty both mean "not configured"."""
+    return os.environ.get(name) or None
+
+
 def _required(name: str) -> str:
     value = os.environ.get(name)
     if not value:
@@ -79,6 +84,13 @@ class Settings:
     duckdb_lock_timeout_seconds: float
     mlflow_tracking_uri: str
     mlflow_artifacts: Path
+    mlflow_ui_url: str
+    alert_webhook_url: str | None
+
+    @property
+    def monitoring_dir(self) -> Path:
+        """Monitoring's own files: the alert log (SQLite) and the latest figures for /metrics."""
+        return self.data_dir / "monitoring"
 
     @classmethod
     def current(cls) -> "Settings":
@@ -92,4 +104,6 @@ class Settings:
             duckdb_lock_timeout_seconds=float(_required("FLIGHTOPS_DUCKDB_LOCK_TIMEOUT_SECONDS")),
             mlflow_tracking_uri=resolve_url(_required("MLFLOW_TRACKING_URI")),
             mlflow_artifacts=resolve_path(_required("FLIGHTOPS_MLFLOW_ARTIFACTS")),
+            mlflow_ui_url=_required("FLIGHTOPS_MLFLOW_UI_URL").rstrip("/"),
+            alert_webhook_url=_optional("FLIGHTOPS_ALERT_WEBHOOK_URL"),
         )

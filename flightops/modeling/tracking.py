@@ -30,6 +30,8 @@ from flightops.modeling.schema import (
 from flightops.settings import REPO_ROOT, Settings
 
 EXPERIMENT_NAME = "flight_delay"
+# Monitoring reports (Evidently HTML kept weekly and on alert days) are artifacts of their own experiment.
+MONITORING_EXPERIMENT_NAME = "flight_delay_monitoring"
 REGISTERED_MODEL_NAME = "flight_delay_classifier"
 MODEL_ARTIFACT_NAME = "model"
 
@@ -41,10 +43,11 @@ def _sqlite_file(tracking_uri: str) -> Path | None:
     return Path(tracking_uri[len(prefix):]) if tracking_uri.startswith(prefix) else None
 
 
-def configure_mlflow(settings: Settings) -> str:
-    """Point MLflow (tracking and registry) at the Settings store; return the experiment id.
+def configure_mlflow(settings: Settings, experiment_name: str = EXPERIMENT_NAME) -> str:
+    """Point MLflow (tracking and registry) at the Settings store; return the experiment's id.
 
-    Creates the experiment on first use. An existing experiment whose artifact location
+    Creates the experiment on first use (artifacts of the training experiment at
+    FLIGHTOPS_MLFLOW_ARTIFACTS, of any other in a folder of its name below it). An existing experiment whose artifact location
     differs from Settings is refused: its artifacts would go somewhere nobody looks.
     """
     database = _sqlite_file(settings.mlflow_tracking_uri)
@@ -53,19 +56,20 @@ def configure_mlflow(settings: Settings) -> str:
     settings.mlflow_artifacts.mkdir(parents=True, exist_ok=True)
     mlflow.set_tracking_uri(settings.mlflow_tracking_uri)
     mlflow.set_registry_uri(settings.mlflow_tracking_uri)
-    artifact_location = settings.mlflow_artifacts.as_uri()
+    artifacts = settings.mlflow_artifacts if experiment_name == EXPERIMENT_NAME else settings.mlflow_artifacts / experiment_name
+    artifact_location = artifacts.as_uri()
     client = mlflow_client(settings)
-    experiment = client.get_experiment_by_name(EXPERIMENT_NAME)
+    experiment = client.get_experiment_by_name(experiment_name)
     if experiment is None:
-        return client.create_experiment(EXPERIMENT_NAME, artifact_location=artifact_location)
+        return client.create_experiment(experiment_name, artifact_location=artifact_location)
     if experiment.lifecycle_stage != "active":
         raise RuntimeError(
-            f"MLflow experiment {EXPERIMENT_NAME!r} in {settings.mlflow_tracking_uri} is deleted. Restore it "
+            f"MLflow experiment {experiment_name!r} in {settings.mlflow_tracking_uri} is deleted. Restore it "
             f"(`mlflow experiments restore --experiment-id {experiment.experiment_id}`) or remove the store."
         )
     if experiment.artifact_location != artifact_location:
         raise RuntimeError(
-            f"MLflow experiment {EXPERIMENT_NAME!r} in {settings.mlflow_tracking_uri} stores artifacts at "
+            f"MLflow experiment {experiment_name!r} in {settings.mlflow_tracking_uri} stores artifacts at "
             f"{experiment.artifact_location}, but FLIGHTOPS_MLFLOW_ARTIFACTS says {artifact_location}. "
             "Set FLIGHTOPS_MLFLOW_ARTIFACTS back to the experiment's location, or point MLFLOW_TRACKING_URI "
             "at a new store."

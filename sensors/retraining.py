@@ -1,0 +1,105 @@
+"""The retraining sensor: reads the monitoring materializations from Dagster's event log, applies the
+policy's rule (flightops.monitoring.retraining) and launches the retraining job when warranted.
+
+It never opens the DuckDB warehouse (that fails while a run writes): the per-day summaries and the
+champion's reference are in the materializations' metadata. `@asset_sensor` only sees the newest
+event and keeps a bare cursor (dagster issue 32853), and a range run writes one event per
+partition with the same run-level metadata; so this is a plain sensor reading every new event in
+order, with a JSON cursor that also keeps the degradation streak and the last trigger (cool-down).
+"""
+
+from __future__ import annotations
+
+import json
+from datetime import date
+
+import dagster as dg
+
+from assets.monitoring import (
+    DAILY_SUMMARIES,
+    REFERENCE,
+    SUMMARY_KEY,
+    TRIGGER_DAY_TAG,
+    TRIGGER_FIGURES_TAG,
+    TRIGGER_REASONS_TAG,
+    TRIGGER_TAG,
+)
+from flightops.jobs import RETRAINING_JOB_NAME, retraining_job
+from flightops.monitoring import alerts
+from flightops.monitoring.policy import MonitoringPolicy
+from flightops.monitoring.retraining import LoopState, Trigger, judge
+from flightops.settings import Settings
+
+EVENTS_PER_TICK = 200
+_ACTIVE = [dg.DagsterRunStatus.QUEUED, dg.DagsterRunStatus.NOT_STARTED, dg.DagsterRunStatus.STARTING,
+           dg.DagsterRunStatus.STARTED]
+
+
+def _champion(instance: dg.DagsterInstance) -> tuple[str, str] | None:
+    """The version and data end of the champion that monitoring currently compares against."""
+    event = instance.get_latest_materialization_event(REFERENCE)
+    if event is None:
+        return None
+    meta = event.asset_materialization.metadata
+    return str(meta["model_version"].value), str(meta["data_end"].value)
+
+
+def _active_retrain(instance: dg.DagsterInstance) -> str | None:
+    runs = instance.get_runs(dg.RunsFilter(job_name=RETRAINING_JOB_NAME, statuses=_ACTIVE), limit=1)
+    return runs[0].run_id if runs else None
+
+
+def run_request(trigger: Trigger) -> dg.RunRequest:
+    """The retraining run: training ends at the last labelled day; tags carry the reasons and figures."""
+    return dg.RunRequest(
+        run_key=trigger.run_key,
+        run_config={"ops": {"models__flight_delay_model": {"config": {"last_day": trigger.labelled_through.isoformat()}}}},
+        tags={
+            TRIGGER_TAG: "monitoring",
+            TRIGGER_DAY_TAG: trigger.day.isoformat(),
+            TRIGGER_REASONS_TAG: "; ".join(trigger.reasons),
+            TRIGGER_FIGURES_TAG: json.dumps({k: v for k, v in trigger.figures.items() if k != "checks"}, sort_keys=True),
+        },
+    )
+
+
+@dg.sensor(job=retraining_job, minimum_interval_seconds=30, default_status=dg.DefaultSensorStatus.RUNNING,
+           description="Launches retraining_job on a sustained realized-performance drop, or an estimated drop with "
+           "drift of the stable inputs; cool-down, minimum new labelled days and one run at a time.")
+def retraining_sensor(context: dg.SensorEvaluationContext, monitoring_policy: MonitoringPolicy) -> dg.SensorResult:
+    state = LoopState.from_cursor(context.cursor)
+    records = context.instance.fetch_materializations(
+        dg.AssetRecordsFilter(asset_key=SUMMARY_KEY, after_storage_id=state.after_storage_id),
+        limit=EVENTS_PER_TICK, ascending=True,
+    ).records
+    if not records:
+        return dg.SensorResult(skip_reason="No new monitoring materialization.", cursor=state.to_cursor())
+    champion = _champion(context.instance)
+    days: dict[str, dict] = {}
+    for record in records:
+        meta = record.asset_materialization.metadata
+        if DAILY_SUMMARIES in meta:
+            days.update(meta[DAILY_SUMMARIES].value)
+    state.after_storage_id = records[-1].storage_id
+    if champion is None:
+        return dg.SensorResult(skip_reason="monitoring/reference has never been materialized: no champion watched.",
+                               cursor=state.to_cursor())
+    version, data_end = champion
+    judgement = judge(days, state, monitoring_policy, champion_version=version,
+                      champion_data_end=date.fromisoformat(data_end), active_retrain_run=_active_retrain(context.instance))
+    for held in judgement.held_back:
+        context.log.info(f"Retraining warranted but held back: {held}")
+    settings = Settings.current()
+    for trigger in judgement.triggers:
+        alerts.raise_alert(
+            settings, alerts.RETRAIN_REQUESTED,
+            f"Retraining of champion v{trigger.model_version} requested for {trigger.day}: {'; '.join(trigger.reasons)}",
+            day=trigger.day.isoformat(), details={k: v for k, v in trigger.figures.items() if k != "checks"},
+            dedup_key=trigger.run_key, logger=context.log,
+        )
+    if not judgement.triggers:
+        reason = f"Judged {len(days)} monitored day(s) of v{version}: no retraining warranted"
+        if judgement.held_back:
+            reason += f" ({len(judgement.held_back)} held back by a gate: {judgement.held_back[-1]})"
+        return dg.SensorResult(skip_reason=reason, cursor=state.to_cursor())
+    return dg.SensorResult(run_requests=[run_request(t) for t in judgement.triggers], cursor=state.to_cursor())
