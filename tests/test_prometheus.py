@@ -9,7 +9,9 @@ missing from latest.json gives no series at all, rather than a misleading 0.
 from __future__ import annotations
 
 import dataclasses
+import json
 import logging
+import re
 import os
 import socket
 import subprocess
@@ -39,6 +41,9 @@ from tests.test_serving import (  # noqa: F401  (fixtures, used by name)
 )
 
 SCRIPT = REPO_ROOT / "scripts" / "prometheus.sh"
+DASHBOARD = REPO_ROOT / "platform" / "grafana" / "dashboards" / "flightops.json"
+# Grafana's macros, as a dashboard over the last minutes would fill them in.
+GRAFANA_MACROS = {"$__rate_interval": "1m", "$__range": "5m"}
 SCRIPT_TIMEOUT_SECONDS = 900  # a first start may install Prometheus with apt-get
 # Prometheus applies a new target list at most every 5 s, then scrapes every second.
 QUERY_WAIT_SECONDS = 30
@@ -116,6 +121,27 @@ def value(prometheus: str, expression: str) -> float | None:
     return results[0][1] if results else None
 
 
+def eventually(prometheus: str, expression: str) -> list[tuple[dict[str, str], float]]:
+    """The series of a query once it has any (a rate needs two scrapes), within QUERY_WAIT_SECONDS."""
+    deadline = time.monotonic() + QUERY_WAIT_SECONDS
+    while not (results := query(prometheus, expression)):
+        assert time.monotonic() < deadline, f"{expression} has no series after {QUERY_WAIT_SECONDS} s"
+        time.sleep(0.5)
+    return results
+
+
+def dashboard_queries() -> list[tuple[str, str]]:
+    """(panel title, PromQL) of every query of the Grafana dashboard, macros filled in."""
+    queries = []
+    for panel in json.loads(DASHBOARD.read_text())["panels"]:
+        for target in panel.get("targets", []):
+            expression = target["expr"]
+            for macro, interval in GRAFANA_MACROS.items():
+                expression = expression.replace(macro, interval)
+            queries.append((panel["title"], expression))
+    return queries
+
+
 def test_prometheus_scrapes_requests_probabilities_and_monitoring(
     settings: Settings, served_rows, http_server: str, prometheus: str  # noqa: F811
 ):
@@ -171,6 +197,14 @@ def test_prometheus_scrapes_requests_probabilities_and_monitoring(
     assert value(prometheus, f"flightops_monitored_day_timestamp_seconds{{{selector}}}") == DAY_TIMESTAMP
     assert value(prometheus, f"flightops_champion_age_days{{{selector}}}") == 10
     assert value(prometheus, f"flightops_retrain_requests_total{{{selector}}}") == 2
+
+    # Every dashboard query is valid PromQL and finds its series, but for the figures not written.
+    for title, expression in dashboard_queries():
+        figure = re.search(r"flightops_monitoring_(\w+)", expression)
+        if figure and FIGURES.get(figure.group(1)) is None:
+            assert query(prometheus, expression) == [], f"panel {title!r}: {expression}"
+        else:
+            assert eventually(prometheus, expression), f"panel {title!r}: {expression}"
 
 
 # The collector on its own, without a model or a server.
