@@ -1,10 +1,12 @@
 """Layer 4, the warehouse: the dbt project in dbt_project/, run by dagster-dbt.
 
-Every dbt model is an asset (key prefix `warehouse`) downstream of the clean tables
+Every dbt model is an asset (key prefix `warehouse`) downstream of the tables it reads
 (dbt sources `clean.*` map to the `clean/*` assets), and every dbt test is an asset
 check. Models tagged `daily` are partitioned like the sources and rebuilt for the
-run's date window (`--vars start_date/end_date`); the rest are rebuilt whole. Both
-run in the `duckdb_warehouse` pool, so dbt never races another writer for the file.
+run's date window (`--vars start_date/end_date`); the rest are rebuilt whole. Models
+tagged `monitoring` read the monitoring tables (sources `monitoring.*`, mapped to the
+Layer 8 assets that write them) and sit in the `monitoring` group. All run in the
+`duckdb_warehouse` pool, so dbt never races another writer for the file.
 """
 
 
@@ -16,26 +18,34 @@ from typing import Any
 import dagster as dg
 from dagster_dbt import DagsterDbtTranslator, DbtCliResource, DbtProject, dbt_assets
 
+from flightops.jobs import MONITORING_GROUP
 from flightops.partitions import DAILY, SINGLE_RUN, day_range
 from flightops.resources import WarehouseResource
 from flightops.settings import DBT_PROJECT_DIR
 from flightops.warehouse import DUCKDB_POOL
 
 DAILY_SELECTOR = "tag:daily"
+MONITORING_TAG = "monitoring"
+MONITORING_SELECTOR = f"tag:{MONITORING_TAG}"
 
 dbt_project = DbtProject(project_dir=DBT_PROJECT_DIR, profiles_dir=DBT_PROJECT_DIR)
 
 
 class WarehouseTranslator(DagsterDbtTranslator):
-    """dbt sources are the `clean/*` assets; dbt models live under `warehouse/`."""
+    """dbt sources are the assets that write them; dbt models live under `warehouse/`.
+
+    A source is `<source>/<table>` (the `clean/*` assets) unless its `config.meta.dagster.asset_key`
+    in _sources.yml names the writer (dagster-dbt's default rule): `monitoring.figures` is written by
+    the one step whose last asset is `monitoring/realized_performance`.
+    """
 
     def get_asset_key(self, dbt_resource_props: Mapping[str, Any]) -> dg.AssetKey:
         if dbt_resource_props["resource_type"] == "source":
-            return dg.AssetKey([dbt_resource_props["source_name"], dbt_resource_props["name"]])
+            return super().get_asset_key(dbt_resource_props)
         return dg.AssetKey(["warehouse", dbt_resource_props["name"]])
 
     def get_group_name(self, dbt_resource_props: Mapping[str, Any]) -> str | None:
-        return "warehouse"
+        return MONITORING_GROUP if MONITORING_TAG in dbt_resource_props["tags"] else "warehouse"
 
 
 TRANSLATOR = WarehouseTranslator()
@@ -66,11 +76,25 @@ def warehouse_daily_models(context: dg.AssetExecutionContext, dbt: DbtCliResourc
 @dbt_assets(
     manifest=dbt_project.manifest_path,
     project=dbt_project,
-    exclude=DAILY_SELECTOR,
+    exclude=f"{DAILY_SELECTOR} {MONITORING_SELECTOR}",
     dagster_dbt_translator=TRANSLATOR,
     pool=DUCKDB_POOL,
     name="warehouse_models",
 )
 def warehouse_models(context: dg.AssetExecutionContext, dbt: DbtCliResource, warehouse: WarehouseResource):
+    _point_dbt_at(warehouse)
+    yield from dbt.cli(["build"], context=context).stream()
+
+
+@dbt_assets(
+    manifest=dbt_project.manifest_path,
+    project=dbt_project,
+    select=MONITORING_SELECTOR,
+    dagster_dbt_translator=TRANSLATOR,
+    pool=DUCKDB_POOL,
+    name="monitoring_models",
+)
+def monitoring_models(context: dg.AssetExecutionContext, dbt: DbtCliResource, warehouse: WarehouseResource):
+    """mart_model_health and its staging views, rebuilt whole from the monitoring tables."""
     _point_dbt_at(warehouse)
     yield from dbt.cli(["build"], context=context).stream()
