@@ -28,7 +28,8 @@ from flightops.modeling.data import read_labelled_features
 from flightops.modeling.evaluate import classification_metrics, positive_probability
 from flightops.modeling.schema import FEATURE_COLUMNS, ID_COLUMNS
 from flightops.monitoring import alerts, figures, latest
-from flightops.monitoring.daily import DayResult, Reference, monitor_day
+from flightops.monitoring.daily import DayResult, Reference, between, monitor_day
+from flightops.monitoring.drift import drift_report, save_report
 from flightops.monitoring.performance import Estimator
 from flightops.monitoring.policy import MonitoringPolicy
 from flightops.partitions import DAILY, SINGLE_RUN, day_range, days
@@ -61,7 +62,7 @@ CHECKS: dict[str, tuple[dg.AssetKey, str, str]] = {
     "daily_volume": (PREDICTION_HEALTH, "flights_weekday_norm", "Flights of the day within the tolerance of the "
                      "median of the same weekday in the previous 4 weeks."),
     "realized_log_loss_rise": (REALIZED_PERFORMANCE, "log_loss_rise", "Realized 7-day log loss above the "
-                               "champion's reference by more than the threshold on enough days, or ROC AUC down."),
+                               "champion's reference by more than the threshold, and on enough of the window's days."),
     "calibration_gap": (REALIZED_PERFORMANCE, "calibration_gap", "Realized |mean probability - delay rate| "
                         "over the labelled window above the threshold."),
 }
@@ -199,13 +200,22 @@ def _previous_failures(con, day: date) -> set[str]:
     return {metric_to_check[m] for (m,) in rows}
 
 
-def _keep_report(result: DayResult, policy: MonitoringPolicy) -> bool:
-    return result.drift is not None and (result.day.isoweekday() == policy.report_weekday or bool(result.alerts))
+def _onsets(results: list[DayResult], before: set[str]) -> dict[date, tuple[set[str], set[str]]]:
+    """Per day: checks that start failing that day, and checks failing for a second day running or more."""
+    marks, previous = {}, before
+    for result in results:
+        failing = set(result.alerts)
+        marks[result.day] = (failing - previous, failing & previous)
+        previous = failing
+    return marks
 
 
-def _log_reports(settings: Settings, results: list[DayResult], policy: MonitoringPolicy, run_name: str) -> dict[str, str]:
-    """Evidently HTML of the kept days as MLflow artifacts; day -> URL in the MLflow UI."""
-    kept = [r for r in results if _keep_report(r, policy)]
+def _log_reports(settings: Settings, results: list[DayResult], onsets: dict, scored: pd.DataFrame, ref: Reference,
+                 policy: MonitoringPolicy, run_name: str) -> dict[str, str]:
+    """Evidently HTML (about 4 MB) of the weekly report day and of days a check starts failing, as MLflow
+    artifacts of the monitoring experiment; returns day -> URL of the report in the MLflow UI."""
+    kept = [r for r in results if r.window is not None
+            and (r.day.isoweekday() == policy.report_weekday or onsets[r.day][0])]
     if not kept:
         return {}
     experiment_id = tracking.configure_mlflow(settings, tracking.MONITORING_EXPERIMENT_NAME)
@@ -214,7 +224,7 @@ def _log_reports(settings: Settings, results: list[DayResult], policy: Monitorin
             tempfile.TemporaryDirectory(prefix="flightops-reports-") as scratch:
         for result in kept:
             name = f"{result.day.isoformat()}_drift.html"
-            result.drift.save_html(Path(scratch) / name)
+            save_report(drift_report(between(scored, *result.window), ref.rows, policy), Path(scratch) / name)
             links[result.day.isoformat()] = (f"{settings.mlflow_ui_url}/#/experiments/{experiment_id}/runs/"
                                              f"{run.info.run_id}/artifacts/reports/{name}")
         mlflow.log_artifacts(scratch, artifact_path="reports")
@@ -236,11 +246,11 @@ def _check_results(results: list[DayResult], policy: MonitoringPolicy) -> list[d
     return checked
 
 
-def _alert_repeated_failures(context, settings: Settings, results: list[DayResult], before: set[str]) -> int:
+def _alert_repeated_failures(context, settings: Settings, results: list[DayResult], onsets: dict) -> int:
     """A check failing two monitored days running raises one alert (deduplicated per check and day)."""
-    raised, previous = 0, before
+    raised = 0
     for result in results:
-        for name in set(result.alerts) & previous:
+        for name in sorted(onsets[result.day][1]):
             alert = alerts.raise_alert(
                 settings, alerts.CHECK_FAILING,
                 f"Monitoring check {name} failed on {result.day - timedelta(days=1)} and {result.day} "
@@ -249,7 +259,6 @@ def _alert_repeated_failures(context, settings: Settings, results: list[DayResul
                 run_id=context.run_id, dedup_key=f"{name}:{result.day.isoformat()}", logger=context.log,
             )
             raised += alert is not None
-        previous = set(result.alerts)
     return raised
 
 
@@ -312,8 +321,9 @@ def daily_monitoring(context: dg.AssetExecutionContext, warehouse: WarehouseReso
     with warehouse.connect() as con:
         stored = figures.replace_figures(con, [f for r in results for f in r.figures], first, last)
         after_filled = _update_after_figures(con, policy)
-    links = _log_reports(settings, results, policy, run_name=f"monitoring-{first}..{last}")
-    raised = _alert_repeated_failures(context, settings, results, before)
+    onsets = _onsets(results, before)
+    links = _log_reports(settings, results, onsets, scored, ref, policy, run_name=f"monitoring-{first}..{last}")
+    raised = _alert_repeated_failures(context, settings, results, onsets)
     summaries = {r.day.isoformat(): r.summary for r in results}
     if results:
         newest = results[-1]

@@ -107,7 +107,7 @@ def cmd_run(args: argparse.Namespace, settings: Settings) -> int:
 
     if args.first > args.until:
         raise ValueError(f"--from {args.first} is after --until {args.until}; pick a window inside 2013.")
-    return run_main_job(settings, args.first, args.until)
+    return run_main_job(settings, args.first, args.until, retrain=args.retrain)
 
 
 def cmd_model_rollback(args: argparse.Namespace, settings: Settings) -> int:
@@ -152,6 +152,8 @@ def build_parser() -> argparse.ArgumentParser:
     )
     run.add_argument("--until", type=_iso_date, required=True, help=f"last day to replay and materialize (<= {LAST_DAY})")
     run.add_argument("--from", dest="first", type=_iso_date, default=date.fromisoformat(FIRST_DAY), help="first day")
+    run.add_argument("--retrain", action="store_true",
+                     help="train and promote even though a champion exists (default: only the first run trains)")
     run.set_defaults(handler=cmd_run)
     model = commands.add_parser("model", help="the registered model (MLflow registry)")
     model_commands = model.add_subparsers(dest="model_command", required=True, metavar="COMMAND")

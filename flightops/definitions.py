@@ -17,7 +17,7 @@ from assets.features import flight_features
 from assets.ingestion import raw_assets
 from assets.models import model_assets
 from assets.monitoring import REALIZED_PERFORMANCE, monitoring_assets
-from assets.warehouse import dbt_project, warehouse_daily_models, warehouse_models
+from assets.warehouse import dbt_project, monitoring_models, warehouse_daily_models, warehouse_models
 from flightops.jobs import daily_job, main_job, retraining_job
 from flightops.monitoring.policy import MonitoringPolicy
 from flightops.resources import LandingZoneResource, SourceDatabaseResource, WarehouseResource, WeatherApiResource
@@ -47,8 +47,8 @@ def resources() -> dict[str, dg.ConfigurableResource]:
 
 
 defs = dg.Definitions(
-    assets=[*raw_assets, *clean_assets, warehouse_models, warehouse_daily_models, flight_features, *model_assets,
-            *monitoring_assets],
+    assets=[*raw_assets, *clean_assets, warehouse_models, warehouse_daily_models, monitoring_models, flight_features,
+            *model_assets, *monitoring_assets],
     jobs=[main_job, daily_job, retraining_job],
     sensors=[landing_zone_sensor, retraining_sensor, run_failure_alert_sensor,
              build_monitoring_lag_sensor(ingested_key=CLEAN_FLIGHTS, monitored_key=REALIZED_PERFORMANCE)],

@@ -9,8 +9,13 @@ from flightops.partitions import DAILY
 MODELS_GROUP = "models"
 MONITORING_GROUP = "monitoring"
 TRAINING_AND_PROMOTION = dg.AssetSelection.groups(MODELS_GROUP)
-# The reference rebuild and the decision record follow every training: they belong to retraining.
-RETRAINING_FOLLOW_UP = dg.AssetSelection.assets(["monitoring", "reference"], ["monitoring", "retrain_decisions"])
+# The reference rebuild, the decision record and the model-health mart (which marks retraining days)
+# follow every training: they belong to retraining.
+RETRAINING_FOLLOW_UP = dg.AssetSelection.assets(
+    ["monitoring", "reference"], ["monitoring", "retrain_decisions"],
+    ["warehouse", "stg_monitoring_figures"], ["warehouse", "stg_monitoring_retrain_decisions"],
+    ["warehouse", "mart_model_health"],
+)
 
 # Everything for a range of days (unpartitioned assets are rebuilt whole): the first run of a platform,
 # when no champion exists yet (`flightops run`).
@@ -38,7 +43,7 @@ retraining_job = dg.define_asset_job(
     RETRAINING_JOB_NAME,
     selection=TRAINING_AND_PROMOTION | RETRAINING_FOLLOW_UP,
     description="Train a challenger up to the last labelled day, guarded promotion, monitoring reference rebuild, "
-    "and a row in monitoring.retrain_decisions. Launched by retraining_sensor (or by hand).",
+    "a row in monitoring.retrain_decisions, the model-health mart. Launched by retraining_sensor (or by hand).",
 )
 
 # Reference data only: what a new airports/airlines/planes file needs.

@@ -54,11 +54,12 @@ def materialize(
     instance: dg.DagsterInstance,
     selection: list[dg.AssetKey] | None = None,
     run_config: dict | None = None,
+    job_name: str = "main_job",
 ) -> dg.ExecuteInProcessResult:
-    """The main job (or a selection of its assets) over first..last as one run."""
+    """A job (the main job by default), or a selection of its assets, over first..last as one run."""
     from flightops.definitions import defs  # loads the dbt manifest: only once it is parsed
 
-    job = defs.resolve_job_def("main_job")
+    job = defs.resolve_job_def(job_name)
     return job.execute_in_process(
         instance=instance,
         tags={ASSET_PARTITION_RANGE_START_TAG: first.isoformat(), ASSET_PARTITION_RANGE_END_TAG: last.isoformat()},
@@ -116,8 +117,18 @@ def failure_messages(result: dg.ExecuteInProcessResult) -> list[str]:
     return messages
 
 
-def run_main_job(settings: Settings, first: date, last: date) -> int:
-    """Replay the sources to `last`, materialize first..last on the repository's instance, print a summary."""
+def has_champion(settings: Settings) -> bool:
+    from flightops.modeling import promotion, tracking
+
+    return promotion.alias_version(tracking.mlflow_client(settings), promotion.CHAMPION) is not None
+
+
+def run_main_job(settings: Settings, first: date, last: date, retrain: bool = False) -> int:
+    """Replay the sources to `last`, materialize first..last on the repository's instance, print a summary.
+
+    The first run trains (main_job); once a champion exists, runs are daily_job (no training):
+    retraining is the retraining sensor's decision, or the user's (`retrain=True`).
+    """
     from flightops.settings import DBT_PROJECT_DIR, REPO_ROOT
     from flightops.sources.replay import replay
 
@@ -128,8 +139,11 @@ def run_main_job(settings: Settings, first: date, last: date) -> int:
     os.environ.setdefault("DAGSTER_HOME", str(REPO_ROOT))
     os.chdir(REPO_ROOT)
     print(replay(settings, last).describe())
+    job_name = "main_job" if retrain or not has_champion(settings) else "daily_job"
+    print(f"{job_name}: " + ("training a model (no champion yet, or --retrain)" if job_name == "main_job" else
+                             "a champion exists, so no training; the retraining sensor (make ui) or --retrain decides"))
     with weather_api_running(settings), dg.DagsterInstance.get() as instance:
-        result = materialize(first, last, instance)
+        result = materialize(first, last, instance, job_name=job_name)
     counts, duplicates = summarise(settings)
     print(f"\nDagster run {result.run_id}: {'succeeded' if result.success else 'FAILED'} for {first}..{last}")
     print(f"{'layer':<11} {'table':<28} {'rows':>9}")
@@ -139,6 +153,7 @@ def run_main_job(settings: Settings, first: date, last: date) -> int:
     print(f"quarantined rows: {quarantined}; duplicates removed: {duplicates}")
     print(f"warehouse: {settings.warehouse}")
     _print_champion(result)
+    _print_monitoring(result)
     if not result.success:
         for message in failure_messages(result):
             print(f"failed: {message}", file=sys.stderr)
@@ -163,3 +178,21 @@ def _print_champion(result: dg.ExecuteInProcessResult) -> None:
                            if name.startswith("test_") and name.endswith(("roc_auc", "log_loss")))
         print(f"trained version {trained['model_version'].value}, test window: {scores}")
         print(f"MLflow run {trained['mlflow_run_id'].value}; open the UI with `make mlflow-ui`")
+
+
+def _print_monitoring(result: dg.ExecuteInProcessResult) -> None:
+    """The newest monitored day's figures and the checks that failed in the run."""
+    from assets.monitoring import DAILY_SUMMARIES, SUMMARY_KEY
+
+    for event in result.get_asset_materialization_events():
+        if event.asset_key == SUMMARY_KEY:
+            summaries = event.materialization.metadata[DAILY_SUMMARIES].value
+            if not summaries:
+                print("monitoring: no day after the champion's reference window in this run")
+                return
+            newest = max(summaries)
+            figures = {k: v for k, v in summaries[newest].items() if k not in ("checks", "drifted_stable")}
+            failing = sorted({name for s in summaries.values() for name, failed in s["checks"].items() if failed})
+            print(f"monitoring: {len(summaries)} day(s); newest {newest}: {figures}")
+            print(f"checks failing on some day: {', '.join(failing) or 'none'}")
+            return

@@ -42,6 +42,7 @@ class DayResult:
     figures: list[fig.Figure]
     summary: dict
     drift: DriftResult | None
+    window: tuple[date, date] | None  # the drift window (None when too short to judge)
 
     @property
     def alerts(self) -> list[str]:
@@ -49,7 +50,7 @@ class DayResult:
         return [name for name, failed in self.summary.get("checks", {}).items() if failed]
 
 
-def _between(frame: pd.DataFrame, start: date, end: date) -> pd.DataFrame:
+def between(frame: pd.DataFrame, start: date, end: date) -> pd.DataFrame:
     return frame[(frame["flight_date"] >= start) & (frame["flight_date"] <= end)]
 
 
@@ -88,7 +89,7 @@ def monitor_day(day: date, scored: pd.DataFrame, daily_counts: pd.Series, refere
     # Feature drift and prediction health over the rolling window.
     drift = None
     window = policy.window(day, reference.data_end)
-    current = _between(scored, *window) if window else scored.iloc[0:0]
+    current = between(scored, *window) if window else scored.iloc[0:0]
     if window and len(current):
         drift = measure_drift(current, reference.rows, reference.importance, policy)
         for column in drift.columns:
@@ -126,7 +127,7 @@ def monitor_day(day: date, scored: pd.DataFrame, daily_counts: pd.Series, refere
 
     # Realized performance on the labelled window.
     labelled_window = policy.window(policy.labelled_through(day), reference.data_end)
-    labelled = _between(scored, *labelled_window) if labelled_window else scored.iloc[0:0]
+    labelled = between(scored, *labelled_window) if labelled_window else scored.iloc[0:0]
     labelled = labelled[labelled["is_delayed"].notna()]
     if labelled_window and labelled["is_delayed"].nunique() == 2:
         result = realized(labelled)
@@ -135,8 +136,7 @@ def monitor_day(day: date, scored: pd.DataFrame, daily_counts: pd.Series, refere
         auc_drop = ref["roc_auc"] - result.metrics["roc_auc"]
         bad_days = sum(ll - ref["log_loss"] > policy.realized_log_loss_rise_threshold
                        for ll in result.daily_log_loss.values())
-        degraded = (rise > policy.realized_log_loss_rise_threshold and bad_days >= policy.min_bad_days_in_window) \
-            or auc_drop > policy.realized_auc_drop_threshold
+        degraded = rise > policy.realized_log_loss_rise_threshold and bad_days >= policy.min_bad_days_in_window
         calibration_alert = result.metrics["calibration_gap"] > policy.calibration_gap_threshold
         checks["realized_log_loss_rise"] = degraded
         checks["calibration_gap"] = calibration_alert
@@ -171,4 +171,4 @@ def monitor_day(day: date, scored: pd.DataFrame, daily_counts: pd.Series, refere
             realized_degraded=bool(degraded),
         )
     summary["checks"] = checks
-    return DayResult(day=day, figures=figures, summary=summary, drift=drift)
+    return DayResult(day=day, figures=figures, summary=summary, drift=drift, window=window)

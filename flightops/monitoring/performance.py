@@ -15,9 +15,9 @@ from dataclasses import dataclass
 import numpy as np
 import pandas as pd
 from sklearn.isotonic import IsotonicRegression
-from sklearn.metrics import log_loss
+from sklearn.metrics import roc_auc_score
 
-from flightops.modeling.evaluate import GROUP_COLUMNS, classification_metrics, metrics_by_group
+from flightops.modeling.evaluate import GROUP_COLUMNS, classification_metrics
 
 _EPS = 1e-15
 
@@ -62,13 +62,29 @@ def expected_roc_auc(score: np.ndarray, positive: np.ndarray) -> float:
     return numerator / denominator if denominator > 0 else float("nan")
 
 
+def _log_loss(y: np.ndarray, p: np.ndarray) -> float:
+    p = np.clip(p, _EPS, 1 - _EPS)
+    return float(-np.mean(y * np.log(p) + (1 - y) * np.log(1 - p)))
+
+
+def slice_metrics(y: np.ndarray, p: np.ndarray) -> dict[str, float]:
+    """ROC AUC (NaN for one class), log loss and Brier of one slice: the per-slice figures, kept lean
+    because a window has dozens of slices (sklearn's input validation dominated their cost)."""
+    return {
+        "roc_auc": float(roc_auc_score(y, p)) if 0 < y.sum() < len(y) else float("nan"),
+        "log_loss": _log_loss(y, p),
+        "brier": float(np.mean((p - y) ** 2)),
+        "rows": float(len(y)),
+    }
+
+
 @dataclass(frozen=True)
 class Realized:
     """Label-based figures of one window."""
 
     metrics: dict[str, float]  # roc_auc, log_loss, brier, ece, calibration_gap, ...
     daily_log_loss: dict[str, float]  # ISO day -> that day's log loss
-    by_group: dict[str, pd.DataFrame]  # "carrier"/"origin" -> metrics per value
+    by_group: dict[str, pd.DataFrame]  # "carrier"/"origin" -> slice_metrics per value (a column of the value)
 
 
 def realized(window: pd.DataFrame) -> Realized:
@@ -78,9 +94,10 @@ def realized(window: pd.DataFrame) -> Realized:
     metrics = classification_metrics(y, p)
     metrics["calibration_gap"] = abs(metrics["mean_probability"] - metrics["base_rate"])
     days = pd.to_datetime(window["flight_date"]).dt.date
-    daily = {
-        day.isoformat(): float(log_loss(y[index], p[index], labels=[0, 1]))
-        for day, index in window.groupby(days.to_numpy()).indices.items()
+    daily = {day.isoformat(): _log_loss(y[index], p[index]) for day, index in window.groupby(days.to_numpy()).indices.items()}
+    by_group = {
+        column: pd.DataFrame([{column: value, **slice_metrics(y[index], p[index])}
+                              for value, index in window.groupby(column).indices.items()])
+        for column in GROUP_COLUMNS
     }
-    by_group = {column: metrics_by_group(window, y, p, column) for column in GROUP_COLUMNS}
     return Realized(metrics=metrics, daily_log_loss=daily, by_group=by_group)

@@ -1,8 +1,8 @@
 """When the monitoring figures warrant retraining: the rule the retraining sensor applies, as a pure function.
 
 Drift is evidence, not the trigger. A trigger is either
-- a sustained realized drop: the realized window is degraded (log loss past its threshold on
-  enough individual days, or ROC AUC down) on `sustained_days` consecutive monitored days, or
+- a sustained realized drop: the realized window is degraded (log loss past its threshold, and on
+  enough of its individual days) on `sustained_days` consecutive monitored days, or
 - an estimated drop together with drift of the stable inputs on the same day (the model is less
   sure and it is seeing flights unlike its training data), before any label arrives.
 Weather drift and cumulative-rate drift never trigger. Gates then hold a trigger back: a cool-down
@@ -63,7 +63,7 @@ def _reasons(summary: dict, streak: int, policy: MonitoringPolicy) -> list[str]:
         reasons.append(
             f"realized performance degraded {streak} days running (7-day log loss {summary.get('realized_log_loss')}, "
             f"rise {summary.get('realized_log_loss_rise')} > {policy.realized_log_loss_rise_threshold} on "
-            f"{summary.get('days_past_threshold')} days; ROC AUC drop {summary.get('realized_auc_drop')})"
+            f"{summary.get('days_past_threshold')} of the window's days)"
         )
     checks = summary.get("checks", {})
     if checks.get("estimated_auc_drop") and checks.get("stable_feature_drift"):
