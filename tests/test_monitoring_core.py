@@ -404,17 +404,25 @@ def test_window_with_three_bad_days_is_degraded(january: pd.DataFrame):
     assert result.summary["days_past_threshold"] == 3
     assert result.summary["checks"]["realized_log_loss_rise"] is True
     assert "realized_log_loss_rise" in result.alerts
+    # Probabilities average 0.25 every day; a bad day's delay rate is 0.75: the calibration gap by hand.
+    window = scored[scored["day"].between(13, 19)]
+    delay_rate = float(np.where(window["day"].isin([14, 15, 16]), 0.75, 0.25).mean())
+    assert figures["base_rate"].value == pytest.approx(delay_rate, abs=1e-12)
+    assert figures["calibration_gap"].value == pytest.approx(delay_rate - 0.25, abs=1e-12)
+    assert figures["calibration_gap"].status == fig.ALERT and result.summary["checks"]["calibration_gap"] is True
 
 
-def test_one_storm_day_does_not_degrade_the_window(january: pd.DataFrame):
-    scored = scored_frame(january, bad_days={16})
+@pytest.mark.parametrize("bad_days", [{16}, {15, 16}], ids=["one-storm-day", "two-bad-days"])
+def test_storm_days_below_the_minimum_do_not_degrade_the_window(january: pd.DataFrame, bad_days: set[int]):
+    scored = scored_frame(january, bad_days=bad_days)
     policy = MonitoringPolicy()
+    assert len(bad_days) < policy.min_bad_days_in_window == 3
     result = monitor_day(jan(20), scored, counts_of(scored), make_reference(scored), policy)
     figures = realized_figures(result)
     rise = window_log_loss(scored, 13, 19) - FINE_LOG_LOSS
     assert rise > policy.realized_log_loss_rise_threshold  # the 7-day figure alone would trigger
     assert figures["log_loss_rise"].value == pytest.approx(rise, abs=1e-12)
-    assert figures["days_past_log_loss_threshold"].value == 1
+    assert figures["days_past_log_loss_threshold"].value == len(bad_days)
     assert figures["log_loss_rise"].status == fig.OK
     assert result.summary["realized_degraded"] is False
     assert result.summary["checks"]["realized_log_loss_rise"] is False
