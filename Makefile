@@ -58,9 +58,10 @@ browser:
 test: setup postgres browser prometheus-install
 	$(BIN)/pytest
 
-## ui: the Dagster UI on 127.0.0.1:3000 over the same instance as `make run`
+## ui: the Dagster UI and daemon on 127.0.0.1:3000 over the same instance as `make run`, sensors on,
+## with the weather API running for the runs they launch
 ui: setup
-	DAGSTER_HOME=$(CURDIR) $(BIN)/dagster dev -h 127.0.0.1 -p 3000
+	$(BIN)/flightops ui
 
 ## mlflow-ui: the MLflow UI on 127.0.0.1:5000 over the platform's tracking store (data/mlflow)
 mlflow-ui: setup

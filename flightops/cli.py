@@ -136,6 +136,29 @@ def cmd_mlflow_ui(args: argparse.Namespace, settings: Settings) -> int:
     os.execv(mlflow, command)
 
 
+def cmd_ui(args: argparse.Namespace, settings: Settings) -> int:
+    """`dagster dev` over the repository's instance, with the weather API the runs it launches read.
+
+    The sensors run by default, so after `flightops sources replay --until DAY` in another terminal,
+    ingestion, monitoring and (when warranted) retraining follow with no further command.
+    """
+    import os
+    import subprocess
+
+    from flightops.pipeline import weather_api_running
+    from flightops.settings import REPO_ROOT
+
+    dagster = os.path.join(os.path.dirname(sys.executable), "dagster")
+    command = [dagster, "dev", "-h", args.host, "-p", str(args.port)]
+    with weather_api_running(settings) as api:
+        print(f"weather API: {api}; Dagster UI: http://{args.host}:{args.port} (Ctrl-C stops both)", flush=True)
+        child = subprocess.Popen(command, cwd=REPO_ROOT, env={**os.environ, "DAGSTER_HOME": str(REPO_ROOT)})
+        try:
+            return child.wait()
+        except KeyboardInterrupt:  # the terminal's Ctrl-C reached dagster dev too: let it shut down
+            return child.wait()
+
+
 def cmd_contracts(args: argparse.Namespace, settings: Settings) -> int:
     from flightops.contracts import ALL_CONTRACTS, as_markdown
 
@@ -167,6 +190,10 @@ def build_parser() -> argparse.ArgumentParser:
     commands.add_parser("contracts", help="print every source's data contract (the rules validation applies)").set_defaults(
         handler=cmd_contracts
     )
+    dagster_ui = commands.add_parser("ui", help="the Dagster UI and daemon (sensors on) with the weather API running")
+    dagster_ui.add_argument("--host", default="127.0.0.1")
+    dagster_ui.add_argument("--port", type=int, default=3000)
+    dagster_ui.set_defaults(handler=cmd_ui)
     ui = commands.add_parser("mlflow-ui", help="the MLflow UI over the platform's tracking store")
     ui.add_argument("--host", default="127.0.0.1")
     ui.add_argument("--port", type=int, default=5000)

@@ -44,6 +44,12 @@ def _champion(instance: dg.DagsterInstance) -> tuple[str, str] | None:
     return str(meta["model_version"].value), str(meta["data_end"].value)
 
 
+def _last_triggered_run_day(instance: dg.DagsterInstance) -> str | None:
+    """The trigger day of the newest retraining run this sensor launched: the cool-down survives a cursor reset."""
+    runs = instance.get_runs(dg.RunsFilter(job_name=RETRAINING_JOB_NAME, tags={TRIGGER_TAG: "monitoring"}), limit=1)
+    return runs[0].tags.get(TRIGGER_DAY_TAG) if runs else None
+
+
 def _active_retrain(instance: dg.DagsterInstance) -> str | None:
     runs = instance.get_runs(dg.RunsFilter(job_name=RETRAINING_JOB_NAME, statuses=_ACTIVE), limit=1)
     return runs[0].run_id if runs else None
@@ -85,6 +91,9 @@ def retraining_sensor(context: dg.SensorEvaluationContext, monitoring_policy: Mo
         return dg.SensorResult(skip_reason="monitoring/reference has never been materialized: no champion watched.",
                                cursor=state.to_cursor())
     version, data_end = champion
+    launched = _last_triggered_run_day(context.instance)
+    if launched and (state.last_trigger_day is None or launched > state.last_trigger_day):
+        state.last_trigger_day = launched
     judgement = judge(days, state, monitoring_policy, champion_version=version,
                       champion_data_end=date.fromisoformat(data_end), active_retrain_run=_active_retrain(context.instance))
     for held in judgement.held_back:
