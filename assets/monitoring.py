@@ -59,7 +59,7 @@ CHECKS: dict[str, tuple[dg.AssetKey, str, str]] = {
                              "(carrier, route, schedule, plane) drifted past the policy's threshold."),
     "estimated_auc_drop": (PREDICTION_HEALTH, "estimated_roc_auc_drop", "Confidence-based ROC AUC estimate below "
                            "the champion's reference AUC by more than the threshold."),
-    "daily_volume": (PREDICTION_HEALTH, "flights_weekday_norm", "Flights of the day within the tolerance of the "
+    "daily_volume": (PREDICTION_HEALTH, "flights_vs_weekday_norm", "Flights of the day within the tolerance of the "
                      "median of the same weekday in the previous 4 weeks."),
     "realized_log_loss_rise": (REALIZED_PERFORMANCE, "log_loss_rise", "Realized 7-day log loss above the "
                                "champion's reference by more than the threshold, and on enough of the window's days."),

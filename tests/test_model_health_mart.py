@@ -45,7 +45,8 @@ def known_figures() -> list[fig.Figure]:
         figure(MAR_20, health, "prediction", "estimated_log_loss", 0.51),
         figure(MAR_20, health, "prediction", "mean_probability", 0.23),
         figure(MAR_20, health, "prediction", "flights", 957, window=(MAR_20, MAR_20)),
-        figure(MAR_20, health, "prediction", "flights_weekday_norm", 920, threshold=0.3, status=fig.OK,
+        figure(MAR_20, health, "prediction", "flights_weekday_norm", 920, window=(MAR_20, MAR_20)),
+        figure(MAR_20, health, "prediction", "flights_vs_weekday_norm", 957 / 920 - 1, threshold=0.3, status=fig.OK,
                window=(MAR_20, MAR_20)),
         figure(MAR_20, realized, "performance", "roc_auc", 0.70, window=LABELLED),
         figure(MAR_20, realized, "performance", "log_loss", 0.55, window=LABELLED),
@@ -63,8 +64,9 @@ def known_figures() -> list[fig.Figure]:
         figure(MAR_21, drift, "stable", "weighted_drifted_share", 0.4, threshold=0.3, status=fig.ALERT),
         figure(MAR_21, health, "prediction", "estimated_roc_auc_drop", 0.05, threshold=0.03, status=fig.ALERT),
         figure(MAR_21, health, "prediction", "flights", 500, window=(MAR_21, MAR_21)),
-        figure(MAR_21, health, "prediction", "flights_weekday_norm", 920, threshold=0.3, status=fig.ALERT,
-               window=(MAR_21, MAR_21)),
+        figure(MAR_21, health, "prediction", "flights_weekday_norm", 920, window=(MAR_21, MAR_21)),
+        figure(MAR_21, health, "prediction", "flights_vs_weekday_norm", 500 / 920 - 1, threshold=0.3,
+               status=fig.ALERT, window=(MAR_21, MAR_21)),
         figure(MAR_22, health, "prediction", "flights", 940, version="4", window=(MAR_22, MAR_22)),
     ]
 
@@ -131,6 +133,7 @@ def test_day_level_figures_are_pivoted_into_named_columns(mart):
         "realized_expected_calibration_error": 0.061, "realized_calibration_gap": 0.059,
         "realized_log_loss_rise": 0.06, "realized_roc_auc_drop": 0.03, "realized_days_past_log_loss_threshold": 3,
     }
+    assert row["flights_vs_weekday_median"] == pytest.approx(957 / 920 - 1)
     windows = [row[c] for c in ("drift_window_start", "drift_window_end", "realized_window_start", "realized_window_end")]
     assert windows == [*WEEK, *LABELLED]
 
@@ -147,7 +150,7 @@ def test_alerts_are_the_day_level_figures_in_alert(mart):
         # The per-column drift alert (weather temp) is not a check of the day.
         (2, "realized_performance.calibration_gap, realized_performance.log_loss_rise"),
         (3, "feature_drift.weighted_drifted_share, prediction_health.estimated_roc_auc_drop, "
-            "prediction_health.flights_weekday_norm"),
+            "prediction_health.flights_vs_weekday_norm"),
         (0, ""),
     ]
 

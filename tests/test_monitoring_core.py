@@ -439,12 +439,14 @@ def test_volume_check_against_the_same_weekday_of_earlier_weeks(fine: pd.DataFra
         counts[jan(day)] = 10  # other weekdays do not count
     counts[jan(20)] = round(norm * 0.5)
     low = monitor_day(jan(20), fine, counts, reference, policy)
-    volume = {f.metric: f for f in low.figures if f.metric in ("flights", "flights_weekday_norm")}
+    volume = {f.metric: f for f in low.figures
+              if f.metric in ("flights", "flights_weekday_norm", "flights_vs_weekday_norm")}
     assert volume["flights_weekday_norm"].value == norm
     assert volume["flights"].value == round(norm * 0.5)
     assert low.summary["checks"]["daily_volume"] is True
-    assert volume["flights_weekday_norm"].status == fig.ALERT
-    assert volume["flights_weekday_norm"].threshold == policy.volume_tolerance
+    assert volume["flights_vs_weekday_norm"].value == pytest.approx(round(norm * 0.5) / norm - 1)
+    assert volume["flights_vs_weekday_norm"].status == fig.ALERT
+    assert volume["flights_vs_weekday_norm"].threshold == policy.volume_tolerance
     counts[jan(20)] = round(norm * 0.9)
     assert monitor_day(jan(20), fine, counts, reference, policy).summary["checks"]["daily_volume"] is False
     counts[jan(20)] = round(norm * 1.5)
@@ -461,7 +463,7 @@ def test_every_alert_figure_has_a_threshold(january: pd.DataFrame):
     counts[jan(20)] = 1
     figures = [f for day in (9, 10, 16, 20) for f in monitor_day(jan(day), scored, counts, reference, policy).figures]
     alerts = [f for f in figures if f.status == fig.ALERT]
-    assert {f.metric for f in alerts} >= {"drift_score", "log_loss_rise", "flights_weekday_norm", "weighted_drifted_share"}
+    assert {f.metric for f in alerts} >= {"drift_score", "log_loss_rise", "flights_vs_weekday_norm", "weighted_drifted_share"}
     assert all(f.threshold is not None for f in alerts), [f for f in alerts if f.threshold is None]
     assert {f.status for f in figures} <= {fig.OK, fig.ALERT, fig.INFO}
 

@@ -82,8 +82,10 @@ def monitor_day(day: date, scored: pd.DataFrame, daily_counts: pd.Series, refere
     volume_off = norm is not None and norm > 0 and abs(volume / norm - 1) > policy.volume_tolerance
     checks["daily_volume"] = bool(volume_off)
     add(fig.PREDICTION_HEALTH, (day, day), PREDICTION, "flights", volume, status=fig.INFO)
-    add(fig.PREDICTION_HEALTH, (day, day), PREDICTION, "flights_weekday_norm", norm,
-        threshold=policy.volume_tolerance, status=fig.ALERT if volume_off else fig.OK)
+    add(fig.PREDICTION_HEALTH, (day, day), PREDICTION, "flights_weekday_norm", norm, method="median of 4 weekdays")
+    if norm:
+        add(fig.PREDICTION_HEALTH, (day, day), PREDICTION, "flights_vs_weekday_norm", volume / norm - 1,
+            method="relative deviation", threshold=policy.volume_tolerance, status=fig.ALERT if volume_off else fig.OK)
     summary.update(volume=volume, volume_norm=norm)
 
     # Feature drift and prediction health over the rolling window.

@@ -114,7 +114,8 @@ def _frame(rows: pd.DataFrame) -> pd.DataFrame:
 def importance_weights(importance: pd.Series) -> dict[str, float]:
     """Stable inputs' weights from permutation importance (negative = useless = 0); equal when all are 0."""
     stable = FEATURE_GROUPS[STABLE]
-    clipped = {c: max(float(importance.get(c, 0.0)), 0.0) for c in stable}
+    values = {c: float(importance.get(c, 0.0)) for c in stable}
+    clipped = {c: v if v > 0 else 0.0 for c, v in values.items()}  # NaN too: max(nan, 0) would stay NaN
     total = sum(clipped.values())
     if total <= 0:
         return {c: 1.0 / len(stable) for c in stable}

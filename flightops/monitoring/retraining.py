@@ -35,7 +35,9 @@ class LoopState:
 
     @classmethod
     def from_cursor(cls, cursor: str | None) -> "LoopState":
-        return cls(**json.loads(cursor)) if cursor else cls()
+        """The saved state; keys of an older or newer version of this class are ignored, not fatal."""
+        saved = json.loads(cursor) if cursor else {}
+        return cls(**{k: v for k, v in saved.items() if k in cls.__dataclass_fields__})
 
 
 @dataclass(frozen=True)

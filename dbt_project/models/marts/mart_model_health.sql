@@ -38,6 +38,8 @@ health as (
         max(value) filter (where report = 'prediction_health' and metric = 'mean_probability') as mean_predicted_probability,
         cast(max(value) filter (where report = 'prediction_health' and metric = 'flights') as integer) as scored_flights,
         max(value) filter (where report = 'prediction_health' and metric = 'flights_weekday_norm') as weekday_median_flights,
+        max(value) filter (where report = 'prediction_health' and metric = 'flights_vs_weekday_norm')
+            as flights_vs_weekday_median,
 
         min(window_start) filter (where report = 'realized_performance') as realized_window_start,
         max(window_end) filter (where report = 'realized_performance') as realized_window_end,
