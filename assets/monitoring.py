@@ -127,7 +127,8 @@ def reference(context: dg.AssetExecutionContext, warehouse: WarehouseResource) -
         info = pd.DataFrame([{"model_version": version, "test_start": test_start, "data_end": test_end,
                               "run_id": model_version.run_id}])
         with warehouse.connect() as con:
-            con.execute("CREATE SCHEMA IF NOT EXISTS monitoring")
+            # The figures table exists from the first reference on: the model-health mart reads it.
+            figures.ensure_table(con)
             con.execute("BEGIN TRANSACTION")
             for table, frame in ((REFERENCE_TABLE, rows), (IMPORTANCE_TABLE, importance), (REFERENCE_INFO_TABLE, info)):
                 con.register("_frame", frame.assign(model_version=version))

@@ -47,16 +47,22 @@ class Platform:
 
 
 @contextlib.contextmanager
-def private_platform(base: Path) -> Iterator[Platform]:
-    """Point every setting at `base`, serve the weather API on a free port, restore on exit."""
+def private_platform(base: Path, instance_home: Path | None = None) -> Iterator[Platform]:
+    """Point every setting at `base`, serve the weather API on a free port, restore on exit.
+
+    The Dagster instance is ephemeral, or the persistent one of `instance_home` (the storage a
+    `tests.dagster_dev.dagster_dev` server on that home shares).
+    """
     from flightops.sources.weather_api import start_weather_api
+    from tests.dagster_dev import instance_for
 
     saved = dict(os.environ)
     os.environ.update(environment_under(base))
     load_environment()
     (base / "sources").mkdir(parents=True, exist_ok=True)
+    instance = instance_for(instance_home) if instance_home else dg.DagsterInstance.ephemeral()
     try:
-        with start_weather_api(base / "sources") as server, dg.DagsterInstance.ephemeral() as instance:
+        with start_weather_api(base / "sources") as server, instance:
             os.environ["FLIGHTOPS_WEATHER_API_URL"] = server.url
             yield Platform(Settings.current(), instance)
     finally:

@@ -1,13 +1,17 @@
-"""The self-closing loop in-process, on real replayed days: a champion trained on winter, monitored
-through a quiet window and a degraded one, the retraining sensor's requests, the retraining run.
+"""The self-closing loop on real replayed days: a champion trained on winter, monitored through a
+quiet window and a degraded one, the retraining sensor's requests, the retraining run; then the
+same platform under the real daemon (`dagster dev`), where a replay of new days is all it takes.
 
 The expected requests are derived independently of the sensor: from the figures table in DuckDB
 (the per-day verdicts the monitoring asset stored) and the policy's rule written out here, while
-the sensor reads the materializations' metadata from Dagster's event log.
+the sensor reads the materializations' metadata from Dagster's event log. The two tests share one
+platform (the second goes on from the first's end state) to keep the suite short.
 """
 
+import os
 from collections.abc import Iterator
 from datetime import date, timedelta
+from pathlib import Path
 
 import dagster as dg
 import pytest
@@ -20,18 +24,22 @@ from assets.monitoring import (
     REFERENCE,
     TRIGGER_DAY_TAG,
     TRIGGER_REASONS_TAG,
+    TRIGGER_TAG,
 )
+from flightops.jobs import RETRAINING_JOB_NAME
 from flightops.modeling import promotion, tracking
 from flightops.monitoring import alerts
 from flightops.monitoring.policy import MonitoringPolicy
 from flightops.monitoring.retraining import LoopState
 from sensors.retraining import retraining_sensor
 from tests.conftest import DATA_LAYERS, Platform, failure_messages, keys_in_groups, private_platform
+from tests.dagster_dev import dagster_dev, wait_for
 
-FIRST, TRAIN_END, LAST = "2013-01-01", "2013-03-10", "2013-04-30"
+FIRST, TRAIN_END, LAST = "2013-01-01", "2013-03-10", "2013-04-12"
 QUIET = ("2013-03-11", "2013-03-19")  # realized log loss at the champion's level; the weather drifts every day
 DEGRADED = ("2013-03-20", "2013-04-12")  # a late-March rise of the realized log loss, then quiet again
-LATER = ("2013-03-25", "2013-04-30")  # after the retraining: the new champion's days, and a mid-April rise
+LATER = ("2013-03-25", "2013-04-12")  # after the retraining: the champion's days after it
+DAEMON_LAST = "2013-04-30"  # replayed under the daemon: the second half of April brings a strong delay rise
 QUICK = {"tuning_trials": 0, "catboost_iterations": 150}
 MONITORING = [FEATURE_DRIFT, PREDICTION_HEALTH, REALIZED_PERFORMANCE]
 POLICY = MonitoringPolicy()
@@ -78,9 +86,15 @@ def reference_of(platform: Platform) -> tuple[str, date]:
 
 
 @pytest.fixture(scope="module")
-def trained(tmp_path_factory) -> Iterator[Platform]:
-    """Real days replayed to the end of April, the data layers materialized, a champion on Jan 1 .. Mar 10."""
-    with private_platform(tmp_path_factory.mktemp("loop")) as platform:
+def loop_dir(tmp_path_factory) -> Path:
+    return tmp_path_factory.mktemp("loop")
+
+
+@pytest.fixture(scope="module")
+def trained(loop_dir: Path) -> Iterator[Platform]:
+    """Real days replayed to Apr 12, the data layers materialized, a champion on Jan 1 .. Mar 10; the Dagster
+    instance is a persistent one (DAGSTER_HOME under the test's folder) that `dagster dev` can serve later."""
+    with private_platform(loop_dir / "platform", instance_home=loop_dir / "dagster_home") as platform:
         platform.replay(LAST)
         data = platform.run(FIRST, LAST, selection=keys_in_groups(*DATA_LAYERS))
         assert data.success, failure_messages(data)
@@ -151,8 +165,7 @@ def test_the_loop_requests_one_retraining_per_sustained_degradation_and_records_
     version, data_end = reference_of(platform)
     assert (version, data_end) == (("2", labelled_through) if promoted else ("1", date(2013, 3, 10)))
 
-    # 4. Monitoring goes on over the champion's later days: the decision gets its 7-day figures after, and a
-    #    longer cool-down holds the next degradation back while the default lets exactly the rule's request through.
+    # 4. Monitoring goes on over the champion's later days: the decision gets its 7-day figures after.
     later = platform.run(*LATER, selection=[REFERENCE, *MONITORING])
     assert later.success, failure_messages(later)
     after = platform.query(f"SELECT after_day, after_log_loss FROM {DECISIONS_TABLE} WHERE trigger = 'monitoring'")[0]
@@ -163,14 +176,51 @@ def test_the_loop_requests_one_retraining_per_sustained_degradation_and_records_
         [version, labelled_through, POLICY.window_days])[0]
     assert after == first_full
 
-    state = LoopState.from_cursor(cursor)
-    last_judged = date.fromisoformat(state.last_day)
-    bad = degraded_days(platform, version)
-    window = (last_judged + timedelta(days=1), date.fromisoformat(LATER[1]))
-    with_default = expected_triggers([d for d in bad if d >= window[0]], *window, data_end, POLICY, expected[0])
-    strict = MonitoringPolicy(cooldown_days=60)
-    assert expected_triggers([d for d in bad if d >= window[0]], *window, data_end, strict, expected[0]) == []
-    held, _ = evaluate_sensor(platform, cursor, strict)
-    assert not held.run_requests
-    result, _ = evaluate_sensor(platform, cursor)
-    assert [r.tags[TRIGGER_DAY_TAG] for r in result.run_requests] == [d.isoformat() for d in with_default]
+
+def _runs(platform: Platform, job_name: str, tags: dict | None = None) -> list[dg.DagsterRun]:
+    return list(platform.instance.get_runs(dg.RunsFilter(job_name=job_name, tags=tags or {})))
+
+
+def _finished(run: dg.DagsterRun) -> dg.DagsterRun | None:
+    if run.status == dg.DagsterRunStatus.FAILURE:
+        raise AssertionError(f"run {run.run_id} of {run.job_name} failed; see its events in the instance")
+    return run if run.status == dg.DagsterRunStatus.SUCCESS else None
+
+
+def test_under_the_daemon_a_replay_is_all_it_takes(trained: Platform, loop_dir: Path):
+    """`dagster dev` with the sensors on by default: replaying new days gives the daily run, its monitoring
+    and the retraining run, with no further command; the outcome is read from the instance."""
+    platform = trained
+    home = loop_dir / "dagster_home"
+    triggered_before = _runs(platform, RETRAINING_JOB_NAME, {TRIGGER_TAG: "monitoring"})
+    assert len(triggered_before) == 1  # the in-process test's retraining
+    last_trigger = date.fromisoformat(triggered_before[0].tags[TRIGGER_DAY_TAG])
+    champion_before, data_end_before = reference_of(platform)
+    with dagster_dev(home, dict(os.environ)):
+        platform.replay(DAEMON_LAST)
+        daily = wait_for(lambda: next((r for r in _runs(platform, "daily_job") if _finished(r)), None),
+                         timeout=420, what="the landing sensor's daily_job run to succeed")
+        retraining = wait_for(
+            lambda: next((r for r in _runs(platform, RETRAINING_JOB_NAME, {TRIGGER_TAG: "monitoring"})
+                          if r.run_id != triggered_before[0].run_id and _finished(r)), None),
+            timeout=420, what="the retraining sensor's retraining_job run to succeed")
+    # One daily run covered exactly the new days (the loaded ones were known from the event log).
+    assert (daily.tags["dagster/asset_partition_range_start"], daily.tags["dagster/asset_partition_range_end"]) == (
+        "2013-04-13", DAEMON_LAST)
+    assert len(_runs(platform, "daily_job")) == 1
+    # The retraining came once, on the day the rule gives for the stored figures of the champion it watched.
+    assert len(_runs(platform, RETRAINING_JOB_NAME, {TRIGGER_TAG: "monitoring"})) == 2
+    bad = degraded_days(platform, champion_before)
+    monitored_from = platform.query("SELECT min(day) FROM monitoring.figures WHERE model_version = ?",
+                                    [champion_before])[0][0]
+    expected = expected_triggers(bad, monitored_from, date.fromisoformat(DAEMON_LAST), data_end_before, POLICY,
+                                 last_trigger)
+    assert expected and expected[0] > date.fromisoformat(LAST), (bad, expected)
+    assert retraining.tags[TRIGGER_DAY_TAG] == expected[0].isoformat()
+    decisions = platform.query(
+        f"SELECT trigger_day, challenger_version, champion_before, champion_after FROM {DECISIONS_TABLE} "
+        "WHERE trigger = 'monitoring' ORDER BY trigger_day")
+    assert [d[0] for d in decisions] == [last_trigger, expected[0]]
+    assert decisions[1][1:3] == ("3", champion_before)
+    champion = promotion.alias_version(tracking.mlflow_client(platform.settings), promotion.CHAMPION)
+    assert champion == decisions[1][3] and reference_of(platform)[0] == champion
