@@ -13,7 +13,7 @@ export DBT_SEND_ANONYMOUS_USAGE_STATS := False
 export MLFLOW_DISABLE_TELEMETRY := true
 
 .PHONY: setup run test ui mlflow-ui serve sources-api bench lock clean postgres postgres-stop browser bench-models \
-	prometheus prometheus-install prometheus-stop
+	prometheus prometheus-install prometheus-stop bench-monitoring
 
 $(STAMP): pyproject.toml requirements.lock
 	$(PYTHON) -m venv $(VENV)
@@ -82,6 +82,11 @@ bench: setup
 ## bench-models: training wall time and peak memory (tuning off, default budget), serving latency p50/p99
 bench-models: setup
 	$(BIN)/python scripts/benchmark_models.py
+
+## bench-monitoring: Evidently time per monitored partition (1k/27k/300k rows), the daily run with and without
+## retraining, and the delay from a degraded partition to the retraining run request
+bench-monitoring: setup
+	$(BIN)/python scripts/benchmark_monitoring.py
 
 ## lock: refresh requirements.lock from the current environment (after changing pyproject.toml)
 lock:
