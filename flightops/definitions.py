@@ -42,7 +42,8 @@ def resources() -> dict[str, dg.ConfigurableResource]:
         # The dbt installed beside this interpreter: the venv need not be on PATH.
         "dbt": DbtCliResource(project_dir=dbt_project, dbt_executable=str(Path(sys.executable).parent / "dbt")),
         # Thresholds, windows, label delay, cool-down: defaults in flightops/monitoring/policy.py.
-        "monitoring_policy": MonitoringPolicy(),
+        "monitoring_policy": MonitoringPolicy(
+            retrain_tuning_trials=dg.EnvVar.int("FLIGHTOPS_RETRAIN_TUNING_TRIALS")),
     }
 
 

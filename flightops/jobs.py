@@ -9,6 +9,10 @@ from flightops.partitions import DAILY
 MODELS_GROUP = "models"
 MONITORING_GROUP = "monitoring"
 TRAINING_AND_PROMOTION = dg.AssetSelection.groups(MODELS_GROUP)
+# Runs execute their steps in one process: every step that touches the warehouse is serialised by the
+# duckdb_warehouse pool anyway, and the multiprocess default would import the code location (dbt
+# manifest, Evidently, MLflow: about 10 s) again for each of a run's fifteen steps.
+EXECUTOR = dg.in_process_executor
 # The reference rebuild, the decision record and the model-health mart (which marks retraining days)
 # follow every training: they belong to retraining.
 RETRAINING_FOLLOW_UP = dg.AssetSelection.assets(
@@ -21,6 +25,7 @@ RETRAINING_FOLLOW_UP = dg.AssetSelection.assets(
 # when no champion exists yet (`flightops run`).
 main_job = dg.define_asset_job(
     "main_job",
+    executor_def=EXECUTOR,
     selection=dg.AssetSelection.all(),
     partitions_def=DAILY,
     description="The whole asset graph for a range of days: ingestion, validation, dbt warehouse, features, "
@@ -31,6 +36,7 @@ main_job = dg.define_asset_job(
 # use the current champion; retraining is the retraining sensor's decision (or a user's).
 daily_job = dg.define_asset_job(
     "daily_job",
+    executor_def=EXECUTOR,
     selection=dg.AssetSelection.all() - TRAINING_AND_PROMOTION - dg.AssetSelection.assets(["monitoring", "retrain_decisions"]),
     partitions_def=DAILY,
     description="New days from ingestion to batch predictions and monitoring, without retraining.",
@@ -41,6 +47,7 @@ RETRAINING_JOB_NAME = "retraining_job"
 # monitoring reference for whichever version is champion, record the decision.
 retraining_job = dg.define_asset_job(
     RETRAINING_JOB_NAME,
+    executor_def=EXECUTOR,
     selection=TRAINING_AND_PROMOTION | RETRAINING_FOLLOW_UP,
     description="Train a challenger up to the last labelled day, guarded promotion, monitoring reference rebuild, "
     "a row in monitoring.retrain_decisions, the model-health mart. Launched by retraining_sensor (or by hand).",

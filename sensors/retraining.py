@@ -55,11 +55,14 @@ def _active_retrain(instance: dg.DagsterInstance) -> str | None:
     return runs[0].run_id if runs else None
 
 
-def run_request(trigger: Trigger) -> dg.RunRequest:
+def run_request(trigger: Trigger, policy: MonitoringPolicy) -> dg.RunRequest:
     """The retraining run: training ends at the last labelled day; tags carry the reasons and figures."""
+    training = {"last_day": trigger.labelled_through.isoformat()}
+    if policy.retrain_tuning_trials is not None:
+        training["tuning_trials"] = policy.retrain_tuning_trials
     return dg.RunRequest(
         run_key=trigger.run_key,
-        run_config={"ops": {"models__flight_delay_model": {"config": {"last_day": trigger.labelled_through.isoformat()}}}},
+        run_config={"ops": {"models__flight_delay_model": {"config": training}}},
         tags={
             TRIGGER_TAG: "monitoring",
             TRIGGER_DAY_TAG: trigger.day.isoformat(),
@@ -111,4 +114,4 @@ def retraining_sensor(context: dg.SensorEvaluationContext, monitoring_policy: Mo
         if judgement.held_back:
             reason += f" ({len(judgement.held_back)} held back by a gate: {judgement.held_back[-1]})"
         return dg.SensorResult(skip_reason=reason, cursor=state.to_cursor())
-    return dg.SensorResult(run_requests=[run_request(t) for t in judgement.triggers], cursor=state.to_cursor())
+    return dg.SensorResult(run_requests=[run_request(t, monitoring_policy) for t in judgement.triggers], cursor=state.to_cursor())

@@ -53,6 +53,10 @@ class MonitoringPolicy(dg.ConfigurableResource):
     cooldown_days: int = 14
     min_new_labelled_days: int = 14
 
+    # Optuna trials of an automatic retraining (None: TrainingRunConfig's default). Set from
+    # FLIGHTOPS_RETRAIN_TUNING_TRIALS in flightops/definitions.py.
+    retrain_tuning_trials: int | None = None
+
     # Evidently HTML (about 4 MB each) is kept for this weekday (ISO, 7 = Sunday) and alert days.
     report_weekday: int = 7
 
