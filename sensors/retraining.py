@@ -15,6 +15,7 @@ from datetime import date
 
 import dagster as dg
 
+from assets.features import LABELS
 from assets.monitoring import (
     DAILY_SUMMARIES,
     REFERENCE,
@@ -31,6 +32,7 @@ from flightops.monitoring.retraining import LoopState, Trigger, judge
 from flightops.settings import Settings
 
 EVENTS_PER_TICK = 200
+FIRST_MODEL = "first_model"  # the trigger tag of the request for a first model, when no champion exists
 _ACTIVE = [dg.DagsterRunStatus.QUEUED, dg.DagsterRunStatus.NOT_STARTED, dg.DagsterRunStatus.STARTING,
            dg.DagsterRunStatus.STARTED]
 
@@ -55,14 +57,18 @@ def _active_retrain(instance: dg.DagsterInstance) -> str | None:
     return runs[0].run_id if runs else None
 
 
-def run_request(trigger: Trigger, policy: MonitoringPolicy) -> dg.RunRequest:
-    """The retraining run: training ends at the last labelled day; tags carry the reasons and figures."""
-    training = {"last_day": trigger.labelled_through.isoformat()}
+def _training_config(last_day: date, policy: MonitoringPolicy) -> dict:
+    training = {"last_day": last_day.isoformat()}
     if policy.retrain_tuning_trials is not None:
         training["tuning_trials"] = policy.retrain_tuning_trials
+    return training
+
+
+def run_request(trigger: Trigger, policy: MonitoringPolicy) -> dg.RunRequest:
+    """The retraining run: training ends at the last labelled day; tags carry the reasons and figures."""
     return dg.RunRequest(
         run_key=trigger.run_key,
-        run_config={"ops": {"models__flight_delay_model": {"config": training}}},
+        run_config={"ops": {"models__flight_delay_model": {"config": _training_config(trigger.labelled_through, policy)}}},
         tags={
             TRIGGER_TAG: "monitoring",
             TRIGGER_DAY_TAG: trigger.day.isoformat(),
@@ -72,27 +78,46 @@ def run_request(trigger: Trigger, policy: MonitoringPolicy) -> dg.RunRequest:
     )
 
 
+def _first_model(context: dg.SensorEvaluationContext, policy: MonitoringPolicy, state: LoopState) -> dg.SensorResult:
+    """No champion is watched yet: once enough labelled days are in, ask for the first model (once)."""
+    labelled = sorted(context.instance.get_materialized_partitions(LABELS))
+    if len(labelled) < policy.min_new_labelled_days:
+        return dg.SensorResult(
+            skip_reason=f"No champion yet and {len(labelled)} labelled day(s) materialized; the first model is "
+            f"requested from {policy.min_new_labelled_days} on.", cursor=state.to_cursor())
+    active = _active_retrain(context.instance)
+    if active is not None:
+        return dg.SensorResult(skip_reason=f"No champion yet; retraining run {active} is queued or running.",
+                               cursor=state.to_cursor())
+    last_day = date.fromisoformat(labelled[-1])
+    return dg.SensorResult(cursor=state.to_cursor(), run_requests=[dg.RunRequest(
+        run_key=f"first-model-{last_day.isoformat()}",
+        run_config={"ops": {"models__flight_delay_model": {"config": _training_config(last_day, policy)}}},
+        tags={TRIGGER_TAG: FIRST_MODEL, TRIGGER_REASONS_TAG: f"no champion yet; {len(labelled)} labelled days"},
+    )])
+
+
 @dg.sensor(job=retraining_job, minimum_interval_seconds=30, default_status=dg.DefaultSensorStatus.RUNNING,
            description="Launches retraining_job on a sustained realized-performance drop, or an estimated drop with "
-           "drift of the stable inputs; cool-down, minimum new labelled days and one run at a time.")
+           "drift of the stable inputs; cool-down, minimum new labelled days and one run at a time. With no "
+           "champion yet, asks once for the first model when enough labelled days are in.")
 def retraining_sensor(context: dg.SensorEvaluationContext, monitoring_policy: MonitoringPolicy) -> dg.SensorResult:
     state = LoopState.from_cursor(context.cursor)
+    champion = _champion(context.instance)
+    if champion is None:
+        return _first_model(context, monitoring_policy, state)
     records = context.instance.fetch_materializations(
         dg.AssetRecordsFilter(asset_key=SUMMARY_KEY, after_storage_id=state.after_storage_id),
         limit=EVENTS_PER_TICK, ascending=True,
     ).records
     if not records:
         return dg.SensorResult(skip_reason="No new monitoring materialization.", cursor=state.to_cursor())
-    champion = _champion(context.instance)
     days: dict[str, dict] = {}
     for record in records:
         meta = record.asset_materialization.metadata
         if DAILY_SUMMARIES in meta:
             days.update(meta[DAILY_SUMMARIES].value)
     state.after_storage_id = records[-1].storage_id
-    if champion is None:
-        return dg.SensorResult(skip_reason="monitoring/reference has never been materialized: no champion watched.",
-                               cursor=state.to_cursor())
     version, data_end = champion
     launched = _last_triggered_run_day(context.instance)
     if launched and (state.last_trigger_day is None or launched > state.last_trigger_day):

@@ -131,7 +131,8 @@ def test_sensors_run_by_default_and_launch_nothing_on_a_private_empty_platform(u
     assert landing == (f"All 0 daily exports and 0 reference files in {ui.data / 'landing'} are loaded "
                        "(per the event log) or already requested."), landing
     retraining = current["retraining_sensor"]["sensorState"]["ticks"][0]["skipReason"]
-    assert retraining == "No new monitoring materialization.", retraining
+    assert retraining == ("No champion yet and 0 labelled day(s) materialized; the first model is requested "
+                          "from 14 on."), retraining
 
     with instance_for(ui.home) as instance:
         assert instance.get_runs() == [], [(r.job_name, r.run_id, r.tags) for r in instance.get_runs()]
