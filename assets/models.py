@@ -71,6 +71,11 @@ class PromotionConfig(dg.Config):
         return labelled[days > days.max() - timedelta(days=self.recent_days)]
 
 
+def embedded_png(name: str, png: bytes) -> str:
+    """A PNG as markdown the Dagster UI shows inline (metadata cannot link local files)."""
+    return f"![{name}](data:image/png;base64,{base64.b64encode(png).decode()})"
+
+
 def _plots(run_id: str) -> tuple[str, dict[str, dg.MetadataValue]]:
     """The run's evaluation plots embedded in markdown (the Dagster UI shows them), and their artifact URLs."""
     artifact_uri = mlflow.get_run(run_id).info.artifact_uri
@@ -78,8 +83,7 @@ def _plots(run_id: str) -> tuple[str, dict[str, dg.MetadataValue]]:
         folder = Path(mlflow.artifacts.download_artifacts(run_id=run_id, artifact_path="evaluation", dst_path=scratch))
         images, urls = [], {}
         for png in sorted(folder.glob("*.png")):
-            encoded = base64.b64encode(png.read_bytes()).decode()
-            images.append(f"### {png.stem}\n![{png.stem}](data:image/png;base64,{encoded})")
+            images.append(f"### {png.stem}\n{embedded_png(png.stem, png.read_bytes())}")
             urls[f"plot_{png.stem}"] = dg.MetadataValue.url(f"{artifact_uri}/evaluation/{png.name}")
     return "\n\n".join(images), urls
 

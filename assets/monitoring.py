@@ -10,7 +10,6 @@
 """
 
 
-import base64
 import io
 import json
 import tempfile
@@ -22,7 +21,7 @@ import mlflow
 import pandas as pd
 
 from assets.features import FEATURES, LABELS
-from assets.models import CHAMPION, PREDICTIONS
+from assets.models import CHAMPION, PREDICTIONS, embedded_png
 from flightops.modeling import promotion, tracking
 from flightops.modeling.data import read_labelled_features
 from flightops.modeling.evaluate import classification_metrics, positive_probability
@@ -480,11 +479,10 @@ def model_health_plot(context: dg.AssetExecutionContext, warehouse: WarehouseRes
         decisions = con.execute(f"SELECT * FROM {DECISIONS_TABLE}").df() if _table_exists(con, DECISIONS_TABLE) \
             else pd.DataFrame(columns=["trigger_day", "promoted", "labelled_through", "challenger_version"])
     png = _plot(frame, decisions)
-    encoded = base64.b64encode(png).decode()
     return dg.MaterializeResult(metadata={
         "days": int(frame["day"].nunique()),
         "retrainings": len(decisions),
-        "plot": dg.MetadataValue.md(f"![model health](data:image/png;base64,{encoded})"),
+        "plot": dg.MetadataValue.md(embedded_png("model health", png)),
     })
 
 

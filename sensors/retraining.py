@@ -30,11 +30,10 @@ from flightops.monitoring import alerts
 from flightops.monitoring.policy import MonitoringPolicy
 from flightops.monitoring.retraining import LoopState, Trigger, judge
 from flightops.settings import Settings
+from sensors.alerts import WAITING_OR_RUNNING
 
 EVENTS_PER_TICK = 200
 FIRST_MODEL = "first_model"  # the trigger tag of the request for a first model, when no champion exists
-_ACTIVE = [dg.DagsterRunStatus.QUEUED, dg.DagsterRunStatus.NOT_STARTED, dg.DagsterRunStatus.STARTING,
-           dg.DagsterRunStatus.STARTED]
 
 
 def _champion(instance: dg.DagsterInstance) -> tuple[str, str] | None:
@@ -53,7 +52,7 @@ def _last_triggered_run_day(instance: dg.DagsterInstance) -> str | None:
 
 
 def _active_retrain(instance: dg.DagsterInstance) -> str | None:
-    runs = instance.get_runs(dg.RunsFilter(job_name=RETRAINING_JOB_NAME, statuses=_ACTIVE), limit=1)
+    runs = instance.get_runs(dg.RunsFilter(job_name=RETRAINING_JOB_NAME, statuses=WAITING_OR_RUNNING), limit=1)
     return runs[0].run_id if runs else None
 
 

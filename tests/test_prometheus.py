@@ -13,7 +13,6 @@ import json
 import logging
 import re
 import os
-import socket
 import subprocess
 import time
 from collections.abc import Iterator
@@ -30,6 +29,7 @@ from flightops.monitoring.latest import latest_path, write_latest
 from flightops.serving.champion import REGISTERED_MODEL_NAME
 from flightops.serving.metrics import PROBABILITY_BUCKETS, MonitoringCollector
 from flightops.settings import REPO_ROOT, Settings
+from tests.dagster_dev import free_port
 from tests.test_serving import (  # noqa: F401  (fixtures, used by name)
     flights,
     http_server,
@@ -66,12 +66,6 @@ PAYLOAD = {
     "figures": FIGURES,
 }
 DAY_TIMESTAMP = datetime(2013, 4, 10, tzinfo=timezone.utc).timestamp()
-
-
-def free_port() -> int:
-    with socket.socket() as probe:
-        probe.bind(("127.0.0.1", 0))
-        return probe.getsockname()[1]
 
 
 def without_webhook(settings: Settings) -> Settings:
