@@ -22,7 +22,7 @@ from flightops.contracts import FLIGHTS, REFERENCE_CONTRACTS, WEATHER, Contract
 from flightops.partitions import DAILY, SINGLE_RUN, day_range
 from flightops.resources import SourceDatabaseResource, WarehouseResource
 from flightops.validation import Outcome, quote, validate
-from flightops.warehouse import DUCKDB_POOL
+from flightops.warehouse_connections import DUCKDB_POOL
 
 GROUP = "validation"
 # Above this share of quarantined rows in a run, the quarantine-rate check fails.

@@ -11,12 +11,12 @@ import dagster as dg
 
 from flightops.partitions import DAILY, SINGLE_RUN, day_range
 from flightops.resources import WarehouseResource
-from flightops.warehouse import DUCKDB_POOL
+from flightops.warehouse_connections import DUCKDB_POOL
 
 GROUP = "features"
 FEATURES = dg.AssetKey(["features", "flight_features"])
 LABELS = dg.AssetKey(["features", "flight_labels"])
-FACT = dg.AssetKey(["warehouse", "fct_flights"])
+FACT = dg.AssetKey(["marts", "fct_flights"])
 
 _HISTORY = """
 CREATE OR REPLACE TEMP TABLE _history_{name} AS

@@ -21,9 +21,9 @@ import sqlalchemy as sa
 from flightops.contracts import FLIGHTS, REFERENCE_CONTRACTS, WEATHER, Contract
 from flightops.partitions import DAILY, SINGLE_RUN, day_range, days
 from flightops.resources import LandingZoneResource, SourceDatabaseResource, WarehouseResource, WeatherApiResource
-from flightops.sources import landing
+from flightops.simulated_sources import landing
 from flightops.validation import ContractViolation, check_columns, quote
-from flightops.warehouse import DUCKDB_POOL
+from flightops.warehouse_connections import DUCKDB_POOL
 from flightops.weather_client import fetch_observations
 
 GROUP = "ingestion"

@@ -28,14 +28,14 @@ from flightops.modeling.tuning import TuningConfig
 from flightops.partitions import DAILY, SINGLE_RUN, day_range
 from flightops.resources import WarehouseResource
 from flightops.settings import Settings
-from flightops.warehouse import DUCKDB_POOL
+from flightops.warehouse_connections import DUCKDB_POOL
 
 GROUP_MODELS = "models"
 GROUP_DEPLOYMENT = "deployment"
 MODEL = dg.AssetKey(["models", "flight_delay_model"])
 CHAMPION = dg.AssetKey(["models", "champion"])
 PREDICTIONS = dg.AssetKey(["deployment", "flight_delay_predictions"])
-PREDICTIONS_TABLE = "predictions.flight_delay"
+BATCH_PREDICTIONS_TABLE = "predictions.flight_delay"
 
 
 class TrainingRunConfig(dg.Config):
@@ -140,14 +140,14 @@ def flight_delay_model(context: dg.AssetExecutionContext, config: TrainingRunCon
 def champion(context: dg.AssetExecutionContext, config: PromotionConfig) -> dg.MaterializeResult:
     settings = Settings.current()
     client = tracking.mlflow_client(settings)
-    challenger = promotion.alias_version(client, promotion.CHALLENGER)
+    challenger = promotion.alias_version(client, promotion.CHALLENGER_ALIAS)
     if challenger is None:
         raise dg.Failure(f"No model version has the alias challenger in {settings.mlflow_tracking_uri}; "
                          "materialize models/flight_delay_model first.")
     window = config.recent_window(read_labelled_features(settings))
     decision = promotion.decide_promotion(challenger, window, settings, config.policy())
     context.log.info(f"Promotion of v{challenger}: {'promoted' if decision.promoted else 'rejected'}: {'; '.join(decision.reasons)}")
-    now_champion = promotion.alias_version(client, promotion.CHAMPION)
+    now_champion = promotion.alias_version(client, promotion.CHAMPION_ALIAS)
     return dg.MaterializeResult(
         metadata={
             "champion_version": now_champion or "none",
@@ -170,7 +170,7 @@ def champion(context: dg.AssetExecutionContext, config: PromotionConfig) -> dg.M
     backfill_policy=SINGLE_RUN,
     pool=DUCKDB_POOL,
     kinds={"duckdb", "mlflow"},
-    description=f"Batch scores of every flight of the day by the current champion ({PREDICTIONS_TABLE}), "
+    description=f"Batch scores of every flight of the day by the current champion ({BATCH_PREDICTIONS_TABLE}), "
     "each row carrying the model version that scored it.",
 )
 def flight_delay_predictions(context: dg.AssetExecutionContext, warehouse: WarehouseResource) -> dg.MaterializeResult:
@@ -190,10 +190,10 @@ def flight_delay_predictions(context: dg.AssetExecutionContext, warehouse: Wareh
         scored["model_version"] = str(version)
         con.execute("CREATE SCHEMA IF NOT EXISTS predictions")
         con.register("_scored", scored)
-        con.execute(f"CREATE TABLE IF NOT EXISTS {PREDICTIONS_TABLE} AS SELECT *, current_timestamp AS scored_at FROM _scored LIMIT 0")
+        con.execute(f"CREATE TABLE IF NOT EXISTS {BATCH_PREDICTIONS_TABLE} AS SELECT *, current_timestamp AS scored_at FROM _scored LIMIT 0")
         con.execute("BEGIN TRANSACTION")
-        con.execute(f"DELETE FROM {PREDICTIONS_TABLE} WHERE flight_date BETWEEN ? AND ?", [first, last])
-        con.execute(f"INSERT INTO {PREDICTIONS_TABLE} SELECT *, current_timestamp FROM _scored")
+        con.execute(f"DELETE FROM {BATCH_PREDICTIONS_TABLE} WHERE flight_date BETWEEN ? AND ?", [first, last])
+        con.execute(f"INSERT INTO {BATCH_PREDICTIONS_TABLE} SELECT *, current_timestamp FROM _scored")
         con.execute("COMMIT")
     return dg.MaterializeResult(
         metadata={

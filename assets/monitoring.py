@@ -34,7 +34,7 @@ from flightops.monitoring.policy import MonitoringPolicy
 from flightops.partitions import DAILY, SINGLE_RUN, day_range, days
 from flightops.resources import WarehouseResource
 from flightops.settings import Settings
-from flightops.warehouse import DUCKDB_POOL
+from flightops.warehouse_connections import DUCKDB_POOL
 
 GROUP = "monitoring"
 REFERENCE = dg.AssetKey(["monitoring", "reference"])
@@ -108,7 +108,7 @@ def _importance(client, run_id: str) -> pd.DataFrame:
 def reference(context: dg.AssetExecutionContext, warehouse: WarehouseResource) -> dg.MaterializeResult:
     settings = Settings.current()
     client = _mlflow_ready(settings)
-    version = promotion.alias_version(client, promotion.CHAMPION)
+    version = promotion.alias_version(client, promotion.CHAMPION_ALIAS)
     if version is None:
         raise dg.Failure(f"No champion in {settings.mlflow_tracking_uri}: nothing to monitor. Materialize "
                          "models/flight_delay_model and models/champion first (`flightops run` does on a first run).")

@@ -14,9 +14,9 @@ from datetime import date
 from urllib.parse import urlsplit
 
 from flightops.settings import FIRST_DAY, LAST_DAY, Settings, load_environment
-from flightops.sources import admin, faults
-from flightops.sources.replay import replay
-from flightops.sources.weather_api import serve_forever
+from flightops.simulated_sources import admin, faults
+from flightops.simulated_sources.replay import replay
+from flightops.simulated_sources.weather_api import serve_forever
 
 
 def _iso_date(text: str) -> date:

@@ -17,7 +17,7 @@ from assets.features import flight_features
 from assets.ingestion import raw_assets
 from assets.models import model_assets
 from assets.monitoring import REALIZED_PERFORMANCE, monitoring_assets
-from assets.warehouse import dbt_project, monitoring_models, warehouse_daily_models, warehouse_models
+from assets.transform import dbt_project, monitoring_models, dbt_daily_models, dbt_models
 from flightops.jobs import daily_job, main_job, retraining_job
 from flightops.monitoring.policy import MonitoringPolicy
 from flightops.resources import LandingZoneResource, SourceDatabaseResource, WarehouseResource, WeatherApiResource
@@ -48,7 +48,7 @@ def resources() -> dict[str, dg.ConfigurableResource]:
 
 
 defs = dg.Definitions(
-    assets=[*raw_assets, *clean_assets, warehouse_models, warehouse_daily_models, monitoring_models, flight_features,
+    assets=[*raw_assets, *clean_assets, dbt_models, dbt_daily_models, monitoring_models, flight_features,
             *model_assets, *monitoring_assets],
     jobs=[main_job, daily_job, retraining_job],
     sensors=[landing_zone_sensor, retraining_sensor, run_failure_alert_sensor,

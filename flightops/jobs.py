@@ -17,8 +17,8 @@ EXECUTOR = dg.in_process_executor
 # follow every training: they belong to retraining.
 RETRAINING_FOLLOW_UP = dg.AssetSelection.assets(
     ["monitoring", "reference"], ["monitoring", "retrain_decisions"],
-    ["warehouse", "stg_monitoring_figures"], ["warehouse", "stg_monitoring_retrain_decisions"],
-    ["warehouse", "mart_model_health"],
+    ["staging", "stg_monitoring_figures"], ["staging", "stg_monitoring_retrain_decisions"],
+    ["marts", "mart_model_health"],
 )
 
 # Everything for a range of days (unpartitioned assets are rebuilt whole): the first run of a platform,

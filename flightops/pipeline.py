@@ -18,9 +18,9 @@ import dagster as dg
 import requests
 from dagster._core.storage.tags import ASSET_PARTITION_RANGE_END_TAG, ASSET_PARTITION_RANGE_START_TAG
 
-from flightops import warehouse
+from flightops import warehouse_connections
 from flightops.settings import Settings
-from flightops.sources.weather_api import start_weather_api
+from flightops.simulated_sources.weather_api import start_weather_api
 
 
 @contextlib.contextmanager
@@ -37,7 +37,7 @@ def weather_api_running(settings: Settings) -> Iterator[str]:
 
 
 # The asset groups of the data platform proper (everything but training and deployment).
-DATA_LAYERS = ("ingestion", "validation", "warehouse", "features")
+DATA_LAYERS = ("ingestion", "validation", "transform", "features")
 
 
 def keys_in_groups(*groups: str) -> list[dg.AssetKey]:
@@ -84,8 +84,8 @@ SUMMARY_TABLES = (
     ("clean", "clean.weather"),
     ("quarantine", "quarantine.flights"),
     ("quarantine", "quarantine.weather"),
-    ("warehouse", "marts.fct_flights"),
-    ("warehouse", "marts.mart_daily_delays"),
+    ("transform", "marts.fct_flights"),
+    ("transform", "marts.mart_daily_delays"),
     ("features", "features.flight_features"),
     ("features", "features.flight_labels"),
     ("deployment", "predictions.flight_delay"),
@@ -94,7 +94,7 @@ SUMMARY_TABLES = (
 
 def summarise(settings: Settings) -> tuple[list[LayerCount], int]:
     """Rows per layer's tables, and duplicates removed according to the load ledger."""
-    with warehouse.connect(settings.warehouse, read_only=True, timeout_seconds=settings.duckdb_lock_timeout_seconds) as con:
+    with warehouse_connections.connect(settings.warehouse, read_only=True, timeout_seconds=settings.duckdb_lock_timeout_seconds) as con:
         existing = {f"{s}.{t}" for s, t in con.execute("SELECT table_schema, table_name FROM information_schema.tables").fetchall()}
         counts = [
             LayerCount(layer, table, con.execute(f"SELECT count(*) FROM {table}").fetchone()[0] if table in existing else -1)
@@ -120,7 +120,7 @@ def failure_messages(result: dg.ExecuteInProcessResult) -> list[str]:
 def has_champion(settings: Settings) -> bool:
     from flightops.modeling import promotion, tracking
 
-    return promotion.alias_version(tracking.mlflow_client(settings), promotion.CHAMPION) is not None
+    return promotion.alias_version(tracking.mlflow_client(settings), promotion.CHAMPION_ALIAS) is not None
 
 
 def run_main_job(settings: Settings, first: date, last: date, retrain: bool = False) -> int:
@@ -130,7 +130,7 @@ def run_main_job(settings: Settings, first: date, last: date, retrain: bool = Fa
     retraining is the retraining sensor's decision, or the user's (`retrain=True`).
     """
     from flightops.settings import DBT_PROJECT_DIR, REPO_ROOT
-    from flightops.sources.replay import replay
+    from flightops.simulated_sources.replay import replay
 
     manifest = DBT_PROJECT_DIR / "target" / "manifest.json"
     if not manifest.exists():

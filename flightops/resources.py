@@ -13,7 +13,7 @@ from pathlib import Path
 import dagster as dg
 import duckdb
 
-from flightops import warehouse
+from flightops import warehouse_connections
 from flightops.settings import resolve_path, resolve_url
 
 
@@ -29,7 +29,7 @@ class WarehouseResource(dg.ConfigurableResource):
 
     @contextmanager
     def connect(self, read_only: bool = False) -> Iterator[duckdb.DuckDBPyConnection]:
-        with warehouse.connect(self.file, read_only=read_only, timeout_seconds=self.lock_timeout_seconds) as con:
+        with warehouse_connections.connect(self.file, read_only=read_only, timeout_seconds=self.lock_timeout_seconds) as con:
             yield con
 
 

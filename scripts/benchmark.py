@@ -47,7 +47,7 @@ COMPARED_COUNTS = (
     "marts.fct_flights", "marts.mart_daily_delays", "features.flight_features", "features.flight_labels",
     "features.flight_labels delayed",
 )
-LAYER_ORDER = ("ingestion", "validation", "warehouse", "features")
+LAYER_ORDER = ("ingestion", "validation", "transform", "features")
 # Lines of a failed child's output shown before the scratch folder (and its log) is removed.
 LOG_TAIL_LINES = 60
 
@@ -178,7 +178,7 @@ class MemorySampler(threading.Thread):
 
 def measure_replay(until: date) -> dict:
     """Replay the simulated source systems through `until` (their own process: their own peak)."""
-    from flightops.sources.replay import replay
+    from flightops.simulated_sources.replay import replay
 
     load_environment()
     start = time.perf_counter()
@@ -219,11 +219,11 @@ def _step_records(instance, run_id: str, group_of) -> tuple[list[dict], int]:
 
 
 def _warehouse_counts(settings: Settings) -> dict[str, int]:
-    from flightops import warehouse
+    from flightops import warehouse_connections
     from flightops.pipeline import summarise
 
     counts = {row.table: row.rows for row in summarise(settings)[0]}
-    with warehouse.connect(settings.warehouse, read_only=True, timeout_seconds=settings.duckdb_lock_timeout_seconds) as con:
+    with warehouse_connections.connect(settings.warehouse, read_only=True, timeout_seconds=settings.duckdb_lock_timeout_seconds) as con:
         counts["features.flight_labels delayed"] = con.execute(
             "SELECT count(*) FROM features.flight_labels WHERE is_delayed"
         ).fetchone()[0]

@@ -46,7 +46,7 @@ from benchmark import (
     run_child,
     scratch_environment,
 )
-from flightops.serving.prediction_log import PREDICTIONS_TABLE, prediction_log_path
+from flightops.serving.prediction_log import REQUEST_LOG_TABLE, prediction_log_path
 from flightops.settings import FIRST_DAY, LAST_DAY, Settings, load_environment
 
 if TYPE_CHECKING:  # imported where used: the parent stays small (its peak is not the children's)
@@ -81,7 +81,7 @@ def prepare(until: date) -> dict:
 
     from flightops.modeling.tracking import configure_mlflow
     from flightops.pipeline import DATA_LAYERS, failure_messages, keys_in_groups, materialize, summarise, weather_api_running
-    from flightops.sources.replay import replay
+    from flightops.simulated_sources.replay import replay
 
     replayed = replay(settings, until)
     selection = keys_in_groups(*DATA_LAYERS)
@@ -143,7 +143,7 @@ def promote(version: str, bodies: int, bodies_path: Path) -> dict:
     import pandas as pd
 
     from assets.models import PromotionConfig
-    from flightops import warehouse
+    from flightops import warehouse_connections
     from flightops.modeling import promotion
     from flightops.modeling.data import FEATURES_TABLE, read_labelled_features
     from flightops.serving.schema import FEATURE_COLUMNS
@@ -159,7 +159,7 @@ def promote(version: str, bodies: int, bodies_path: Path) -> dict:
                          "the service would have no champion to serve.")
 
     columns = ", ".join(("flight_id", *FEATURE_COLUMNS))
-    with warehouse.connect(settings.warehouse, read_only=True, timeout_seconds=settings.duckdb_lock_timeout_seconds) as con:
+    with warehouse_connections.connect(settings.warehouse, read_only=True, timeout_seconds=settings.duckdb_lock_timeout_seconds) as con:
         rows = con.execute(f"SELECT {columns} FROM {FEATURES_TABLE} WHERE flight_date >= ? ORDER BY flight_id",
                            [first_day]).df()
     drawn = rows.sample(bodies, replace=bodies > len(rows), random_state=REQUEST_SAMPLE_SEED)
@@ -237,7 +237,7 @@ def _post(session: requests.Session, url: str, body: dict, version: int) -> floa
 def logged_latencies(data_dir: Path) -> list[tuple[float, int]]:
     """(latency_ms, status_code) of every logged /predict request, in the order they were written."""
     with sqlite3.connect(prediction_log_path(data_dir)) as con:
-        rows = con.execute(f"SELECT latency_ms, status_code FROM {PREDICTIONS_TABLE} ORDER BY rowid").fetchall()
+        rows = con.execute(f"SELECT latency_ms, status_code FROM {REQUEST_LOG_TABLE} ORDER BY rowid").fetchall()
     con.close()
     return rows
 

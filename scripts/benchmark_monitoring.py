@@ -101,7 +101,7 @@ def prepare(home: Path) -> dict:
     settings = Settings.current()
     from flightops.definitions import defs
     from flightops.pipeline import DATA_LAYERS, failure_messages, keys_in_groups, materialize, weather_api_running
-    from flightops.sources.replay import replay
+    from flightops.simulated_sources.replay import replay
 
     seconds = {}
     started = time.perf_counter()
@@ -123,9 +123,9 @@ def prepare(home: Path) -> dict:
     started = time.perf_counter()
     replay(settings, NEW_DAY)
     seconds["replay Mar 11"] = time.perf_counter() - started
-    from flightops import warehouse
+    from flightops import warehouse_connections
 
-    with warehouse.connect(settings.warehouse, read_only=True, timeout_seconds=settings.duckdb_lock_timeout_seconds) as con:
+    with warehouse_connections.connect(settings.warehouse, read_only=True, timeout_seconds=settings.duckdb_lock_timeout_seconds) as con:
         version, test_start, data_end = con.execute(
             "SELECT model_version, test_start, data_end FROM monitoring.reference_info").fetchone()
         rows = con.execute("SELECT count(*) FROM monitoring.reference").fetchone()[0]
@@ -182,12 +182,12 @@ def score_rows(scratch: Path) -> dict:
     started = time.perf_counter()
     load_environment()
     settings = Settings.current()
-    from flightops import warehouse
+    from flightops import warehouse_connections
     from flightops.modeling import promotion
     from flightops.modeling.evaluate import positive_probability
     from flightops.modeling.tracking import configure_mlflow
 
-    with warehouse.connect(settings.warehouse, read_only=True, timeout_seconds=settings.duckdb_lock_timeout_seconds) as con:
+    with warehouse_connections.connect(settings.warehouse, read_only=True, timeout_seconds=settings.duckdb_lock_timeout_seconds) as con:
         version = str(con.execute("SELECT model_version FROM monitoring.reference_info").fetchone()[0])
         reference = con.execute("SELECT * FROM monitoring.reference").df()
         importance = con.execute("SELECT feature, importance FROM monitoring.reference_importance").df()
@@ -384,11 +384,11 @@ def loop(home: Path) -> dict:
     load_environment()
     settings = Settings.current()
     from assets.monitoring import DAILY_SUMMARIES, SUMMARY_KEY
-    from flightops import warehouse
+    from flightops import warehouse_connections
     from flightops.definitions import defs
     from flightops.monitoring.policy import MonitoringPolicy
     from flightops.pipeline import failure_messages, materialize, weather_api_running
-    from flightops.sources.replay import replay
+    from flightops.simulated_sources.replay import replay
     from sensors.retraining import retraining_sensor
 
     facts = _graph_facts(defs)
@@ -427,7 +427,7 @@ def loop(home: Path) -> dict:
                 "degraded_in_summaries": sorted(d for d, s in summaries.items() if s.get("realized_degraded")),
             })
     sampler.stop()
-    with warehouse.connect(settings.warehouse, read_only=True, timeout_seconds=settings.duckdb_lock_timeout_seconds) as con:
+    with warehouse_connections.connect(settings.warehouse, read_only=True, timeout_seconds=settings.duckdb_lock_timeout_seconds) as con:
         rows = con.execute(
             "SELECT day, max(value) FILTER (WHERE metric = 'log_loss_rise'), max(status) FILTER (WHERE metric = 'log_loss_rise'), "
             "max(value) FILTER (WHERE metric = 'days_past_log_loss_threshold') FROM monitoring.figures "

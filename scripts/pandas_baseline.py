@@ -7,7 +7,7 @@ labels, written as parquet files to --out. scripts/benchmark.py runs it next to 
 platform and compares the row counts it prints (also in <out>/summary.json).
 
 The source systems' derived fields are recomputed the way the replay does
-(flightops.sources.dataset documents them): flight_id, flight_date, updated_at.
+(flightops.simulated_sources.dataset documents them): flight_id, flight_date, updated_at.
 
     python scripts/pandas_baseline.py --until 2013-03-31 --out /tmp/baseline
 """
@@ -26,7 +26,7 @@ import pandas as pd
 
 from flightops.contracts import AIRLINES, AIRPORTS, FLIGHTS, PLANES, WEATHER, Column, Contract
 from flightops.settings import FIRST_DAY, LAST_DAY
-from flightops.sources.dataset import FLIGHT_FINALISED_AFTER_ARRIVAL, WEATHER_PUBLISHED_AFTER, data_dir
+from flightops.simulated_sources.dataset import FLIGHT_FINALISED_AFTER_ARRIVAL, WEATHER_PUBLISHED_AFTER, data_dir
 
 # The label's definition, as fct_flights.is_delayed_15 in the dbt project (the platform's one
 # source of it); the benchmark compares the delayed-label counts, so a drift shows there.
@@ -62,7 +62,7 @@ def local_days(frame: pd.DataFrame) -> pd.Series:
 
 
 def read_flights(first: str, last: str) -> pd.DataFrame:
-    """Flights of first..last with the fields the source systems add (see flightops.sources.dataset)."""
+    """Flights of first..last with the fields the source systems add (see flightops.simulated_sources.dataset)."""
     flights = read_text(data_dir() / "flights.csv.zip")
     local_day = local_days(flights)
     flights["flight_date"] = local_day.dt.strftime("%Y-%m-%d").astype("string[pyarrow]")
@@ -263,7 +263,7 @@ def run(until: date, out: Path) -> dict[str, int]:
                                (PLANES, references["planes"]), (FLIGHTS, flights_text), (WEATHER, weather_text)):
             clean[contract.source], quarantine[contract.source], duplicates[contract.source] = validate(text, contract, known)
             known.update({f"{contract.source}.{c}": clean[contract.source][c] for c in contract.column_names})
-    with stage("warehouse"):
+    with stage("transform"):
         fact = fact_flights(clean["flights"], clean["weather"], clean["planes"])
         mart = daily_delays(fact)
     with stage("features"):

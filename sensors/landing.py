@@ -26,7 +26,7 @@ from flightops.contracts import REFERENCE_CONTRACTS
 from flightops.jobs import REFERENCE_KEYS, daily_job
 from flightops.partitions import DAILY, days
 from flightops.resources import LandingZoneResource
-from flightops.sources import landing
+from flightops.simulated_sources import landing
 
 MAX_RANGE_DAYS_SETTING = "FLIGHTOPS_LANDING_MAX_RANGE_DAYS"
 DEFAULT_MAX_RANGE_DAYS = 31

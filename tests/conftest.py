@@ -30,7 +30,7 @@ class Platform:
     instance: dg.DagsterInstance
 
     def replay(self, until: str) -> None:
-        from flightops.sources.replay import replay
+        from flightops.simulated_sources.replay import replay
 
         replay(self.settings, date.fromisoformat(until))
 
@@ -53,7 +53,7 @@ def private_platform(base: Path, instance_home: Path | None = None) -> Iterator[
     The Dagster instance is ephemeral, or the persistent one of `instance_home` (the storage a
     `tests.dagster_dev.dagster_dev` server on that home shares).
     """
-    from flightops.sources.weather_api import start_weather_api
+    from flightops.simulated_sources.weather_api import start_weather_api
     from tests.dagster_dev import instance_for
 
     saved = dict(os.environ)

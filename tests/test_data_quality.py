@@ -8,8 +8,8 @@ import dagster as dg
 import pandas as pd
 import pytest
 
-from flightops.sources.dataset import data_dir
-from flightops.sources.faults import inject
+from flightops.simulated_sources.dataset import data_dir
+from flightops.simulated_sources.faults import inject
 from flightops.weather_client import WeatherApiError, fetch_observations
 from tests.conftest import Platform, failure_messages, keys_in_groups
 

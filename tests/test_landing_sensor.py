@@ -14,7 +14,7 @@ from dagster._core.storage.tags import ASSET_PARTITION_RANGE_END_TAG, ASSET_PART
 from assets.ingestion import FILE_VERSIONS, file_version
 from flightops.jobs import REFERENCE_KEYS
 from flightops.resources import LandingZoneResource
-from flightops.sources import landing
+from flightops.simulated_sources import landing
 from sensors.landing import MAX_RANGE_DAYS_SETTING, landing_zone_sensor
 from tests.conftest import Platform, failure_messages, keys_in_groups
 

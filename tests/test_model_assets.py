@@ -33,8 +33,8 @@ def test_the_main_job_ends_with_a_registered_champion(deployed):
     trained = metadata(result, MODEL)
     assert trained["model_version"] == "1"
     client = tracking.mlflow_client(platform.settings)
-    assert promotion.alias_version(client, promotion.CHAMPION) == "1"
-    assert promotion.alias_version(client, promotion.CHALLENGER) == "1"
+    assert promotion.alias_version(client, promotion.CHAMPION_ALIAS) == "1"
+    assert promotion.alias_version(client, promotion.CHALLENGER_ALIAS) == "1"
     decided = metadata(result, CHAMPION)
     assert decided["promoted"] is True and decided["champion_version"] == "1"
     # The model learned something real: better than the constant predictor on the test window.
@@ -80,6 +80,6 @@ def test_a_worse_challenger_is_refused_and_the_champion_stays(deployed):
     assert decided["champion_version"] == "1"
     assert "does not beat champion v1" in decided["reasons"]
     client = tracking.mlflow_client(platform.settings)
-    assert promotion.alias_version(client, promotion.CHAMPION) == "1"
+    assert promotion.alias_version(client, promotion.CHAMPION_ALIAS) == "1"
     tags = client.get_model_version(tracking.REGISTERED_MODEL_NAME, "2").tags
     assert tags["promotion.decision"] == "rejected"

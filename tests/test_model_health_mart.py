@@ -14,7 +14,7 @@ import duckdb
 import pytest
 
 from assets.monitoring import _DECISIONS_DDL, REALIZED_PERFORMANCE, RETRAIN_DECISIONS
-from assets.warehouse import monitoring_models, warehouse_models
+from assets.transform import monitoring_models, dbt_models
 from flightops.monitoring import figures as fig
 from flightops.settings import DBT_PROJECT_DIR
 
@@ -171,9 +171,9 @@ def test_an_alert_without_its_threshold_fails_the_build(tmp_path):
 
 def test_monitoring_models_sit_downstream_of_the_assets_that_write_their_sources():
     keys = {key.to_user_string() for key in monitoring_models.keys}
-    assert keys == {"warehouse/stg_monitoring_figures", "warehouse/stg_monitoring_retrain_decisions",
-                    "warehouse/mart_model_health"}
+    assert keys == {"staging/stg_monitoring_figures", "staging/stg_monitoring_retrain_decisions",
+                    "marts/mart_model_health"}
     assert set(monitoring_models.group_names_by_key.values()) == {"monitoring"}
     upstream = {dep for deps in monitoring_models.asset_deps.values() for dep in deps} - set(monitoring_models.keys)
     assert upstream == {REALIZED_PERFORMANCE, RETRAIN_DECISIONS}
-    assert not set(monitoring_models.keys) & set(warehouse_models.keys)
+    assert not set(monitoring_models.keys) & set(dbt_models.keys)

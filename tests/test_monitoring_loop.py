@@ -160,7 +160,7 @@ def test_the_loop_requests_one_retraining_per_sustained_degradation_and_records_
     challenger = client.get_model_version(tracking.REGISTERED_MODEL_NAME, "2")
     assert challenger.tags["promotion.decision"] in ("promoted", "rejected")
     promoted = challenger.tags["promotion.decision"] == "promoted"
-    assert promotion.alias_version(client, promotion.CHAMPION) == ("2" if promoted else "1")
+    assert promotion.alias_version(client, promotion.CHAMPION_ALIAS) == ("2" if promoted else "1")
     row = platform.query(
         f"SELECT trigger, trigger_day, labelled_through, challenger_version, promoted, champion_before, champion_after, "
         f"reasons, before_log_loss FROM {DECISIONS_TABLE} WHERE trigger = 'monitoring'")
@@ -231,5 +231,5 @@ def test_under_the_daemon_a_replay_is_all_it_takes(trained: Platform, loop_dir: 
     newest = tracking.mlflow_client(platform.settings).search_model_versions(
         f"name = '{tracking.REGISTERED_MODEL_NAME}'", order_by=["version_number DESC"], max_results=1)[0].version
     assert decisions[-1][1:3] == (str(newest), champion_before)
-    champion = promotion.alias_version(tracking.mlflow_client(platform.settings), promotion.CHAMPION)
+    champion = promotion.alias_version(tracking.mlflow_client(platform.settings), promotion.CHAMPION_ALIAS)
     assert champion == decisions[-1][3] and reference_of(platform)[0] == champion

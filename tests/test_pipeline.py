@@ -9,7 +9,7 @@ import dagster as dg
 import pandas as pd
 import pytest
 
-from flightops.sources.dataset import data_dir
+from flightops.simulated_sources.dataset import data_dir
 from tests.conftest import DATA_LAYERS, Platform, failure_messages, keys_in_groups, private_platform
 
 FIRST, LAST, LATER = "2013-01-01", "2013-01-05", "2013-01-07"

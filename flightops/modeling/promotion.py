@@ -23,8 +23,8 @@ from flightops.modeling.splits import flight_days
 from flightops.modeling.tracking import REGISTERED_MODEL_NAME, configure_mlflow, mlflow_client
 from flightops.settings import Settings
 
-CHAMPION = "champion"
-CHALLENGER = "challenger"
+CHAMPION_ALIAS = "champion"
+CHALLENGER_ALIAS = "challenger"
 HISTORY_TAG = "champion_history"  # JSON list of versions that were champion, oldest first
 DECISION_TAG_PREFIX = "promotion."
 
@@ -108,13 +108,13 @@ def champion_history(client: MlflowClient) -> list[str]:
 
 
 def _set_champion(client: MlflowClient, version: str, history: list[str]) -> None:
-    client.set_registered_model_alias(REGISTERED_MODEL_NAME, CHAMPION, version)
+    client.set_registered_model_alias(REGISTERED_MODEL_NAME, CHAMPION_ALIAS, version)
     client.set_registered_model_tag(REGISTERED_MODEL_NAME, HISTORY_TAG, json.dumps(history))
 
 
 def mark_challenger(client: MlflowClient, version: str) -> None:
     """Point `challenger` at a newly registered version."""
-    client.set_registered_model_alias(REGISTERED_MODEL_NAME, CHALLENGER, version)
+    client.set_registered_model_alias(REGISTERED_MODEL_NAME, CHALLENGER_ALIAS, version)
 
 
 def load_version(version: str) -> Pipeline:
@@ -158,7 +158,7 @@ def decide_promotion(
     configure_mlflow(settings)
     client = mlflow_client(settings)
     challenger_version = str(challenger_version)
-    champion_version = alias_version(client, CHAMPION)
+    champion_version = alias_version(client, CHAMPION_ALIAS)
     challenger_metrics = evaluate(load_version(challenger_version), window).metrics
     challenger_score = challenger_metrics[policy.metric]
     reasons = _sanity_failures(challenger_metrics, policy)
@@ -210,7 +210,7 @@ def rollback(to_version: int | str | None = None, *, settings: Settings | None =
     settings = settings or Settings.current()
     configure_mlflow(settings)
     client = mlflow_client(settings)
-    current = alias_version(client, CHAMPION)
+    current = alias_version(client, CHAMPION_ALIAS)
     if current is None:
         raise RuntimeError(
             f"{REGISTERED_MODEL_NAME} has no champion in {settings.mlflow_tracking_uri}; nothing to roll back. "
@@ -254,10 +254,10 @@ def load_champion(settings: Settings | None = None) -> tuple[Pipeline, str]:
     """
     settings = settings or Settings.current()
     configure_mlflow(settings)
-    version = alias_version(mlflow_client(settings), CHAMPION)
+    version = alias_version(mlflow_client(settings), CHAMPION_ALIAS)
     if version is None:
         raise RuntimeError(
-            f"{REGISTERED_MODEL_NAME} has no {CHAMPION!r} alias in {settings.mlflow_tracking_uri}; "
+            f"{REGISTERED_MODEL_NAME} has no {CHAMPION_ALIAS!r} alias in {settings.mlflow_tracking_uri}; "
             "train a model and promote it (or `flightops model rollback --version N`)."
         )
     return load_version(version), version

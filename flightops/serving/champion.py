@@ -23,7 +23,7 @@ import pandas as pd
 from mlflow import MlflowClient
 from mlflow.exceptions import MlflowException
 
-from flightops.modeling.promotion import CHAMPION as CHAMPION_ALIAS
+from flightops.modeling.promotion import CHAMPION_ALIAS
 from flightops.modeling.tracking import REGISTERED_MODEL_NAME
 
 # What the registry answers when the model, or its alias, does not exist.

@@ -14,11 +14,11 @@ from contextlib import contextmanager
 from dataclasses import astuple, dataclass, fields
 from pathlib import Path
 
-PREDICTIONS_TABLE = "predictions"
+REQUEST_LOG_TABLE = "requests"
 BUSY_TIMEOUT_MS = 10_000  # wait this long for a reader's lock before failing a write
 
 _CREATE = f"""
-CREATE TABLE IF NOT EXISTS {PREDICTIONS_TABLE} (
+CREATE TABLE IF NOT EXISTS {REQUEST_LOG_TABLE} (
     request_id    TEXT PRIMARY KEY,
     received_at   TEXT NOT NULL,     -- ISO 8601, UTC
     flight_id     TEXT,
@@ -32,7 +32,7 @@ CREATE TABLE IF NOT EXISTS {PREDICTIONS_TABLE} (
     error         TEXT,              -- why the request was refused or failed
     features_json TEXT               -- validated features; the raw body when refused
 );
-CREATE INDEX IF NOT EXISTS {PREDICTIONS_TABLE}_received_at ON {PREDICTIONS_TABLE} (received_at);
+CREATE INDEX IF NOT EXISTS {REQUEST_LOG_TABLE}_received_at ON {REQUEST_LOG_TABLE} (received_at);
 """
 
 
@@ -54,7 +54,7 @@ class LoggedRequest:
 
 _COLUMNS = [field.name for field in fields(LoggedRequest)]
 _INSERT = (
-    f"INSERT INTO {PREDICTIONS_TABLE} ({', '.join(_COLUMNS)}) "
+    f"INSERT INTO {REQUEST_LOG_TABLE} ({', '.join(_COLUMNS)}) "
     f"VALUES ({', '.join('?' for _ in _COLUMNS)})"
 )
 

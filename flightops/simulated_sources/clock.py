@@ -12,7 +12,7 @@ from datetime import date
 from pathlib import Path
 
 from flightops.settings import FIRST_DAY, LAST_DAY
-from flightops.sources.files import write_atomically
+from flightops.simulated_sources.files import write_atomically
 
 CLOCK_FILE = "clock.json"
 FIRST = date.fromisoformat(FIRST_DAY)

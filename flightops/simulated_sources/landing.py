@@ -14,8 +14,8 @@ from pathlib import Path
 
 import pandas as pd
 
-from flightops.sources.files import write_atomically
-from flightops.sources.dataset import FLIGHT_RECORD_COLUMNS, REFERENCE_NAMES, reference_file
+from flightops.simulated_sources.files import write_atomically
+from flightops.simulated_sources.dataset import FLIGHT_RECORD_COLUMNS, REFERENCE_NAMES, reference_file
 
 REFERENCE_DIR = "reference"
 FLIGHTS_DIR = "flights"

@@ -15,7 +15,7 @@ from contextlib import contextmanager
 from dataclasses import asdict, dataclass
 from pathlib import Path
 
-from flightops.sources.files import write_atomically
+from flightops.simulated_sources.files import write_atomically
 
 FAULTS_FILE = "api_faults.json"
 LOCK_FILE = "api_faults.lock"

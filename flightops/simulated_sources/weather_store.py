@@ -17,7 +17,7 @@ from pathlib import Path
 
 import pandas as pd
 
-from flightops.sources.dataset import WEATHER_CSV_DTYPES, WEATHER_RECORD_COLUMNS, records
+from flightops.simulated_sources.dataset import WEATHER_CSV_DTYPES, WEATHER_RECORD_COLUMNS, records
 
 STORE_FILE = "weather_api.sqlite"
 BUSY_TIMEOUT_SECONDS = 30.0

@@ -15,9 +15,9 @@ from datetime import date, timedelta
 import pandas as pd
 
 from flightops.settings import Settings
-from flightops.sources import clock, landing, operational_db, weather_store
-from flightops.sources.channels import split_by_channel
-from flightops.sources.dataset import load_flights, load_weather, local_dates
+from flightops.simulated_sources import clock, landing, operational_db, weather_store
+from flightops.simulated_sources.channels import split_by_channel
+from flightops.simulated_sources.dataset import load_flights, load_weather, local_dates
 
 
 @dataclass(frozen=True)

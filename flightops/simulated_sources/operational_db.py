@@ -17,7 +17,7 @@ import pandas as pd
 import sqlalchemy as sa
 from sqlalchemy.engine import Engine, make_url
 
-from flightops.sources.dataset import FLIGHT_RECORD_COLUMNS, FLIGHTS_CSV_DTYPES, records
+from flightops.simulated_sources.dataset import FLIGHT_RECORD_COLUMNS, FLIGHTS_CSV_DTYPES, records
 
 TEXT_COLUMNS = frozenset(
     {"flight_id", "flight_date", "updated_at"} | {name for name, dtype in FLIGHTS_CSV_DTYPES.items() if dtype.startswith("string")}

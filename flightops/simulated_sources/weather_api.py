@@ -32,8 +32,8 @@ from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
 from urllib.parse import parse_qs, urlsplit
 
-from flightops.sources import api_faults, clock, weather_store
-from flightops.sources.dataset import UTC_TIMESTAMP_FORMAT
+from flightops.simulated_sources import api_faults, clock, weather_store
+from flightops.simulated_sources.dataset import UTC_TIMESTAMP_FORMAT
 
 OBSERVATIONS_PATH = "/v1/observations"
 HEALTH_PATH = "/health"

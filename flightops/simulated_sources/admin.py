@@ -7,8 +7,8 @@ from dataclasses import asdict
 from pathlib import Path
 
 from flightops.settings import REPO_ROOT, Settings
-from flightops.sources import api_faults, clock, landing, operational_db, weather_store
-from flightops.sources.dataset import REFERENCE_NAMES
+from flightops.simulated_sources import api_faults, clock, landing, operational_db, weather_store
+from flightops.simulated_sources.dataset import REFERENCE_NAMES
 
 
 def _data_lines(path: Path) -> int:

@@ -1,6 +1,8 @@
-"""Layer 4, the warehouse: the dbt project in dbt_project/, run by dagster-dbt.
+"""Layer 4, transform: the dbt project in dbt_project/, run by dagster-dbt, in the warehouse file.
 
-Every dbt model is an asset (key prefix `warehouse`) downstream of the tables it reads
+Every dbt model is an asset keyed `<schema>/<model>` like every other table of the
+warehouse (`staging/stg_flights`, `marts/fct_flights`), in the `transform` group,
+downstream of the tables it reads
 (dbt sources `clean.*` map to the `clean/*` assets), and every dbt test is an asset
 check. Models tagged `daily` are partitioned like the sources and rebuilt for the
 run's date window (`--vars start_date/end_date`); the rest are rebuilt whole. Models
@@ -22,17 +24,18 @@ from flightops.jobs import MONITORING_GROUP
 from flightops.partitions import DAILY, SINGLE_RUN, day_range
 from flightops.resources import WarehouseResource
 from flightops.settings import DBT_PROJECT_DIR
-from flightops.warehouse import DUCKDB_POOL
+from flightops.warehouse_connections import DUCKDB_POOL
 
 DAILY_SELECTOR = "tag:daily"
 MONITORING_TAG = "monitoring"
 MONITORING_SELECTOR = f"tag:{MONITORING_TAG}"
+TRANSFORM_GROUP = "transform"
 
 dbt_project = DbtProject(project_dir=DBT_PROJECT_DIR, profiles_dir=DBT_PROJECT_DIR)
 
 
-class WarehouseTranslator(DagsterDbtTranslator):
-    """dbt sources are the assets that write them; dbt models live under `warehouse/`.
+class TransformTranslator(DagsterDbtTranslator):
+    """dbt sources are the assets that write them; a dbt model's key is its schema and name.
 
     A source is `<source>/<table>` (the `clean/*` assets) unless its `config.meta.dagster.asset_key`
     in _sources.yml names the writer (dagster-dbt's default rule): `monitoring.figures` is written by
@@ -42,13 +45,13 @@ class WarehouseTranslator(DagsterDbtTranslator):
     def get_asset_key(self, dbt_resource_props: Mapping[str, Any]) -> dg.AssetKey:
         if dbt_resource_props["resource_type"] == "source":
             return super().get_asset_key(dbt_resource_props)
-        return dg.AssetKey(["warehouse", dbt_resource_props["name"]])
+        return dg.AssetKey([dbt_resource_props["schema"], dbt_resource_props["name"]])
 
     def get_group_name(self, dbt_resource_props: Mapping[str, Any]) -> str | None:
-        return MONITORING_GROUP if MONITORING_TAG in dbt_resource_props["tags"] else "warehouse"
+        return MONITORING_GROUP if MONITORING_TAG in dbt_resource_props["tags"] else TRANSFORM_GROUP
 
 
-TRANSLATOR = WarehouseTranslator()
+TRANSLATOR = TransformTranslator()
 
 
 def _point_dbt_at(warehouse: WarehouseResource) -> None:
@@ -64,9 +67,9 @@ def _point_dbt_at(warehouse: WarehouseResource) -> None:
     backfill_policy=SINGLE_RUN,
     dagster_dbt_translator=TRANSLATOR,
     pool=DUCKDB_POOL,
-    name="warehouse_daily_models",
+    name="dbt_daily_models",
 )
-def warehouse_daily_models(context: dg.AssetExecutionContext, dbt: DbtCliResource, warehouse: WarehouseResource):
+def dbt_daily_models(context: dg.AssetExecutionContext, dbt: DbtCliResource, warehouse: WarehouseResource):
     first, last = day_range(context)
     _point_dbt_at(warehouse)
     window = json.dumps({"start_date": first.isoformat(), "end_date": last.isoformat()})
@@ -79,9 +82,9 @@ def warehouse_daily_models(context: dg.AssetExecutionContext, dbt: DbtCliResourc
     exclude=f"{DAILY_SELECTOR} {MONITORING_SELECTOR}",
     dagster_dbt_translator=TRANSLATOR,
     pool=DUCKDB_POOL,
-    name="warehouse_models",
+    name="dbt_models",
 )
-def warehouse_models(context: dg.AssetExecutionContext, dbt: DbtCliResource, warehouse: WarehouseResource):
+def dbt_models(context: dg.AssetExecutionContext, dbt: DbtCliResource, warehouse: WarehouseResource):
     _point_dbt_at(warehouse)
     yield from dbt.cli(["build"], context=context).stream()
 

@@ -20,9 +20,9 @@ from pathlib import Path
 import pandas as pd
 
 from flightops.settings import Settings
-from flightops.sources import api_faults, clock, landing, operational_db, weather_store
-from flightops.sources.dataset import FLIGHT_RECORD_COLUMNS, LOCAL_TIMESTAMP_FORMAT, UTC_TIMESTAMP_FORMAT
-from flightops.sources.files import write_atomically
+from flightops.simulated_sources import api_faults, clock, landing, operational_db, weather_store
+from flightops.simulated_sources.dataset import FLIGHT_RECORD_COLUMNS, LOCAL_TIMESTAMP_FORMAT, UTC_TIMESTAMP_FORMAT
+from flightops.simulated_sources.files import write_atomically
 
 OPDB, EXPORT, WEATHER = "opdb", "export", "weather"
 TARGETS = (OPDB, EXPORT, WEATHER)
