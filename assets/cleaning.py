@@ -18,13 +18,14 @@ from datetime import date
 import dagster as dg
 import sqlalchemy as sa
 
+from assets import groups
 from flightops.contracts import FLIGHTS, REFERENCE_CONTRACTS, WEATHER, Contract
 from flightops.partitions import DAILY, SINGLE_RUN, day_range
 from flightops.resources import SourceDatabaseResource, WarehouseResource
 from flightops.validation import Outcome, quote, validate
 from flightops.warehouse_connections import DUCKDB_POOL
 
-GROUP = "validation"
+GROUP = groups.VALIDATION
 # Above this share of quarantined rows in a run, the quarantine-rate check fails.
 MAX_QUARANTINE_RATE = 0.02
 
@@ -42,6 +43,8 @@ class CleanTable:
     contract: Contract
     raw_tables: dict[str, str]  # raw table -> value of the `source_channel` column
     derived: str = ""  # extra SELECT expressions computed from the typed columns
+    # Checked for freshness against the operational database (needs the `source_db` resource).
+    fresh_against_source_db: bool = False
 
     @property
     def name(self) -> str:
@@ -56,6 +59,7 @@ FLIGHTS_TABLE = CleanTable(
     FLIGHTS,
     {"flights_opdb": "opdb", "flights_exports": "export"},
     derived="dep_time IS NULL AS is_cancelled, dep_time IS NOT NULL AND arr_delay IS NULL AS is_diverted",
+    fresh_against_source_db=True,
 )
 WEATHER_TABLE = CleanTable(WEATHER, {"weather": "api"})
 REFERENCE_TABLES = [CleanTable(c, {c.source: "file"}) for c in REFERENCE_CONTRACTS]
@@ -168,7 +172,7 @@ def _check_specs(table: CleanTable, key: dg.AssetKey) -> list[dg.AssetCheckSpec]
         dg.AssetCheckSpec("rows_accounted", asset=key, blocking=True),
         dg.AssetCheckSpec("quarantine_rate", asset=key),
     ]
-    if table is FLIGHTS_TABLE:
+    if table.fresh_against_source_db:
         specs.append(dg.AssetCheckSpec("fresh", asset=key, description="The latest day at the source is loaded."))
     return specs
 
@@ -195,7 +199,7 @@ def _clean_asset(table: CleanTable) -> dg.AssetsDefinition:
     deps = [dg.AssetKey(["raw", raw]) for raw in table.raw_tables]
     deps += [dg.AssetKey(["clean", c.references[0]]) for c in table.contract.columns if c.references]
     daily = {"partitions_def": DAILY, "backfill_policy": SINGLE_RUN} if table.daily else {}
-    resources = {"warehouse", "source_db"} if table is FLIGHTS_TABLE else {"warehouse"}
+    resources = {"warehouse", "source_db"} if table.fresh_against_source_db else {"warehouse"}
 
     @dg.asset(
         key=key,
@@ -227,7 +231,7 @@ def _clean_asset(table: CleanTable) -> dg.AssetsDefinition:
                 }
             )
             yield from _checks(con, table, outcome)
-            if table is FLIGHTS_TABLE:
+            if table.fresh_against_source_db:
                 yield _freshness(con, context.resources.source_db)
 
     return _asset

@@ -8,15 +8,18 @@ diverted flights have features but no label (arrival delay unknown).
 
 
 import dagster as dg
+from dagster_dbt import get_asset_key_for_model
 
+from assets import groups
+from assets.transform import dbt_daily_models
 from flightops.partitions import DAILY, SINGLE_RUN, day_range
 from flightops.resources import WarehouseResource
 from flightops.warehouse_connections import DUCKDB_POOL
 
-GROUP = "features"
+GROUP = groups.FEATURES
 FEATURES = dg.AssetKey(["features", "flight_features"])
 LABELS = dg.AssetKey(["features", "flight_labels"])
-FACT = dg.AssetKey(["marts", "fct_flights"])
+FACT = get_asset_key_for_model([dbt_daily_models], "fct_flights")
 
 _HISTORY = """
 CREATE OR REPLACE TEMP TABLE _history_{name} AS

@@ -18,6 +18,7 @@ import duckdb
 import pandas as pd
 import sqlalchemy as sa
 
+from assets import groups
 from flightops.contracts import FLIGHTS, REFERENCE_CONTRACTS, WEATHER, Contract
 from flightops.partitions import DAILY, SINGLE_RUN, day_range, days
 from flightops.resources import LandingZoneResource, SourceDatabaseResource, WarehouseResource, WeatherApiResource
@@ -26,7 +27,7 @@ from flightops.validation import ContractViolation, check_columns, quote
 from flightops.warehouse_connections import DUCKDB_POOL
 from flightops.weather_client import fetch_observations
 
-GROUP = "ingestion"
+GROUP = groups.INGESTION
 # What every daily raw asset shares: prefix, group, day partitions as one run per range, the pool.
 DAILY_RAW_ASSET = dict(key_prefix="raw", group_name=GROUP, partitions_def=DAILY, backfill_policy=SINGLE_RUN, pool=DUCKDB_POOL)
 LOAD_COLUMNS = "_partition_date DATE, _row BIGINT, _source VARCHAR, _batch_id VARCHAR, _loaded_at TIMESTAMP"

@@ -16,6 +16,7 @@ import dagster as dg
 import mlflow
 import pandas as pd
 
+from assets import groups
 from assets.features import FEATURES, LABELS
 from flightops.modeling import promotion, tracking
 from flightops.modeling.data import read_labelled_features
@@ -30,8 +31,6 @@ from flightops.resources import WarehouseResource
 from flightops.settings import Settings
 from flightops.warehouse_connections import DUCKDB_POOL
 
-GROUP_MODELS = "models"
-GROUP_DEPLOYMENT = "deployment"
 MODEL = dg.AssetKey(["models", "flight_delay_model"])
 CHAMPION = dg.AssetKey(["models", "champion"])
 PREDICTIONS = dg.AssetKey(["deployment", "flight_delay_predictions"])
@@ -43,11 +42,12 @@ class TrainingRunConfig(dg.Config):
 
     first_day: str | None = None  # train on features from this day (default: the first available)
     last_day: str | None = None  # ... to this day (default: the last available)
-    valid_fraction: float = 0.15
-    test_fraction: float = 0.15
-    tuning_trials: int = 5  # 0 turns Optuna off
-    tuning_timeout_seconds: int = 120
-    catboost_iterations: int = 300
+    # Defaults are the modeling dataclasses' own (flightops/modeling), written there once.
+    valid_fraction: float = SplitConfig.valid_fraction
+    test_fraction: float = SplitConfig.test_fraction
+    tuning_trials: int = TuningConfig.n_trials  # 0 turns Optuna off
+    tuning_timeout_seconds: float = TuningConfig.timeout_seconds
+    catboost_iterations: int = CatBoostConfig.iterations
 
     def training_config(self) -> TrainingConfig:
         return TrainingConfig(
@@ -59,8 +59,8 @@ class TrainingRunConfig(dg.Config):
 
 class PromotionConfig(dg.Config):
     recent_days: int = 14  # the labelled window both challenger and champion are scored on
-    metric: str = "roc_auc"
-    min_improvement: float = 0.002
+    metric: str = promotion.PromotionPolicy.metric
+    min_improvement: float = promotion.PromotionPolicy.min_improvement
 
     def policy(self) -> promotion.PromotionPolicy:
         return promotion.PromotionPolicy(metric=self.metric, min_improvement=self.min_improvement)
@@ -91,7 +91,7 @@ def _plots(run_id: str) -> tuple[str, dict[str, dg.MetadataValue]]:
 @dg.asset(
     key=MODEL,
     deps=[FEATURES, LABELS],
-    group_name=GROUP_MODELS,
+    group_name=groups.MODELS,
     pool=DUCKDB_POOL,
     kinds={"catboost", "scikitlearn", "mlflow"},
     description="Tuned CatBoost classifier of arrival delay > 15 min, registered in MLflow as a new version "
@@ -131,7 +131,7 @@ def flight_delay_model(context: dg.AssetExecutionContext, config: TrainingRunCon
 @dg.asset(
     key=CHAMPION,
     deps=[MODEL],
-    group_name=GROUP_MODELS,
+    group_name=groups.MODELS,
     pool=DUCKDB_POOL,
     kinds={"mlflow"},
     description="The deployment gate: the challenger becomes champion only if it beats the champion on the "
@@ -165,7 +165,7 @@ def champion(context: dg.AssetExecutionContext, config: PromotionConfig) -> dg.M
 @dg.asset(
     key=PREDICTIONS,
     deps=[FEATURES, CHAMPION],
-    group_name=GROUP_DEPLOYMENT,
+    group_name=groups.DEPLOYMENT,
     partitions_def=DAILY,
     backfill_policy=SINGLE_RUN,
     pool=DUCKDB_POOL,

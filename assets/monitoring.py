@@ -20,6 +20,7 @@ import dagster as dg
 import mlflow
 import pandas as pd
 
+from assets import groups
 from assets.features import FEATURES, LABELS
 from assets.models import CHAMPION, PREDICTIONS, embedded_png
 from flightops.modeling import promotion, tracking
@@ -36,7 +37,7 @@ from flightops.resources import WarehouseResource
 from flightops.settings import Settings
 from flightops.warehouse_connections import DUCKDB_POOL
 
-GROUP = "monitoring"
+GROUP = groups.MONITORING
 REFERENCE = dg.AssetKey(["monitoring", "reference"])
 FEATURE_DRIFT = dg.AssetKey(["monitoring", "feature_drift"])
 PREDICTION_HEALTH = dg.AssetKey(["monitoring", "prediction_health"])

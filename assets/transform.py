@@ -20,7 +20,7 @@ from typing import Any
 import dagster as dg
 from dagster_dbt import DagsterDbtTranslator, DbtCliResource, DbtProject, dbt_assets
 
-from flightops.jobs import MONITORING_GROUP
+from assets import groups
 from flightops.partitions import DAILY, SINGLE_RUN, day_range
 from flightops.resources import WarehouseResource
 from flightops.settings import DBT_PROJECT_DIR
@@ -29,7 +29,6 @@ from flightops.warehouse_connections import DUCKDB_POOL
 DAILY_SELECTOR = "tag:daily"
 MONITORING_TAG = "monitoring"
 MONITORING_SELECTOR = f"tag:{MONITORING_TAG}"
-TRANSFORM_GROUP = "transform"
 
 dbt_project = DbtProject(project_dir=DBT_PROJECT_DIR, profiles_dir=DBT_PROJECT_DIR)
 
@@ -48,7 +47,7 @@ class TransformTranslator(DagsterDbtTranslator):
         return dg.AssetKey([dbt_resource_props["schema"], dbt_resource_props["name"]])
 
     def get_group_name(self, dbt_resource_props: Mapping[str, Any]) -> str | None:
-        return MONITORING_GROUP if MONITORING_TAG in dbt_resource_props["tags"] else TRANSFORM_GROUP
+        return groups.MONITORING if MONITORING_TAG in dbt_resource_props["tags"] else groups.TRANSFORM
 
 
 TRANSLATOR = TransformTranslator()

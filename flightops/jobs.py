@@ -4,22 +4,20 @@ from __future__ import annotations
 
 import dagster as dg
 
+from assets import groups
+from assets.monitoring import REFERENCE, RETRAIN_DECISIONS
+from assets.transform import monitoring_models
+from flightops.contracts import REFERENCE_CONTRACTS
 from flightops.partitions import DAILY
 
-MODELS_GROUP = "models"
-MONITORING_GROUP = "monitoring"
-TRAINING_AND_PROMOTION = dg.AssetSelection.groups(MODELS_GROUP)
+TRAINING_AND_PROMOTION = dg.AssetSelection.groups(groups.MODELS)
 # Runs execute their steps in one process: every step that touches the warehouse is serialised by the
 # duckdb_warehouse pool anyway, and the multiprocess default would import the code location (dbt
 # manifest, Evidently, MLflow: about 10 s) again for each of a run's fifteen steps.
 EXECUTOR = dg.in_process_executor
 # The reference rebuild, the decision record and the model-health mart (which marks retraining days)
 # follow every training: they belong to retraining.
-RETRAINING_FOLLOW_UP = dg.AssetSelection.assets(
-    ["monitoring", "reference"], ["monitoring", "retrain_decisions"],
-    ["staging", "stg_monitoring_figures"], ["staging", "stg_monitoring_retrain_decisions"],
-    ["marts", "mart_model_health"],
-)
+RETRAINING_FOLLOW_UP = dg.AssetSelection.assets(REFERENCE, RETRAIN_DECISIONS) | dg.AssetSelection.assets(monitoring_models)
 
 # Everything for a range of days (unpartitioned assets are rebuilt whole): the first run of a platform,
 # when no champion exists yet (`flightops run`).
@@ -37,7 +35,7 @@ main_job = dg.define_asset_job(
 daily_job = dg.define_asset_job(
     "daily_job",
     executor_def=EXECUTOR,
-    selection=dg.AssetSelection.all() - TRAINING_AND_PROMOTION - dg.AssetSelection.assets(["monitoring", "retrain_decisions"]),
+    selection=dg.AssetSelection.all() - TRAINING_AND_PROMOTION - dg.AssetSelection.assets(RETRAIN_DECISIONS),
     partitions_def=DAILY,
     description="New days from ingestion to batch predictions and monitoring, without retraining.",
 )
@@ -54,4 +52,4 @@ retraining_job = dg.define_asset_job(
 )
 
 # Reference data only: what a new airports/airlines/planes file needs.
-REFERENCE_KEYS = [dg.AssetKey([layer, name]) for layer in ("raw", "clean") for name in ("airlines", "airports", "planes")]
+REFERENCE_KEYS = [dg.AssetKey([layer, contract.source]) for layer in ("raw", "clean") for contract in REFERENCE_CONTRACTS]

@@ -18,6 +18,7 @@ import dagster as dg
 import requests
 from dagster._core.storage.tags import ASSET_PARTITION_RANGE_END_TAG, ASSET_PARTITION_RANGE_START_TAG
 
+from assets import groups
 from flightops import warehouse_connections
 from flightops.settings import Settings
 from flightops.simulated_sources.weather_api import start_weather_api
@@ -36,8 +37,10 @@ def weather_api_running(settings: Settings) -> Iterator[str]:
     yield settings.weather_api_url
 
 
+
+
 # The asset groups of the data platform proper (everything but training and deployment).
-DATA_LAYERS = ("ingestion", "validation", "transform", "features")
+DATA_LAYERS = (groups.INGESTION, groups.VALIDATION, groups.TRANSFORM, groups.FEATURES)
 
 
 def keys_in_groups(*groups: str) -> list[dg.AssetKey]:

@@ -24,20 +24,21 @@ OBJECTIVE = "valid_log_loss"
 class TuningConfig:
     """The search budget: stops at n_trials or timeout_seconds, whichever comes first.
 
+    The defaults are the platform's (a training run's `TrainingRunConfig` takes them from here).
     n_trials = 0 turns tuning off (the CatBoostConfig defaults are used as they are).
     The timeout is checked between trials, so a run may exceed it by one trial.
     """
 
-    n_trials: int = 20
-    timeout_seconds: float | None = 300.0
+    n_trials: int = 5
+    timeout_seconds: float = 120.0
     max_iterations: int = 800
     early_stopping_rounds: int = 40
     seed: int = 2013
 
     def __post_init__(self) -> None:
-        if self.n_trials < 0 or (self.timeout_seconds is not None and self.timeout_seconds <= 0):
+        if self.n_trials < 0 or self.timeout_seconds <= 0:
             raise ValueError(
-                f"TuningConfig needs n_trials >= 0 and a positive timeout_seconds (or None); got "
+                f"TuningConfig needs n_trials >= 0 and a positive timeout_seconds; got "
                 f"n_trials={self.n_trials}, timeout_seconds={self.timeout_seconds}."
             )
 

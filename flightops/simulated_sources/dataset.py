@@ -168,11 +168,6 @@ def reference_file(name: str) -> Path:
     return data_dir() / f"{name}.csv"
 
 
-def load_reference(name: str) -> pd.DataFrame:
-    """One reference table as in the package (airports, airlines or planes)."""
-    return pd.read_csv(reference_file(name))
-
-
 def records(frame: pd.DataFrame) -> list[dict]:
     """Rows as plain Python dicts with None for missing values (what DB drivers and JSON accept).
 
