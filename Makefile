@@ -7,10 +7,10 @@ STAMP := $(VENV)/.installed
 # Default replay window of the main job (first day is 2013-01-01).
 UNTIL ?= 2013-03-31
 
-export DAGSTER_DISABLE_TELEMETRY := 1
-export DO_NOT_TRACK := 1
-export DBT_SEND_ANONYMOUS_USAGE_STATS := False
-export MLFLOW_DISABLE_TELEMETRY := true
+# Telemetry off for every command below (dbt included): the switches are written once, in .env, and
+# read from there; like flightops.settings.load_environment(), a variable set in the environment wins.
+TELEMETRY_SWITCHES := DAGSTER_DISABLE_TELEMETRY DO_NOT_TRACK DBT_SEND_ANONYMOUS_USAGE_STATS MLFLOW_DISABLE_TELEMETRY
+$(foreach switch,$(TELEMETRY_SWITCHES),$(eval export $(switch) ?= $(shell sed -n 's/^$(switch)=//p' .env)))
 
 .PHONY: setup run test ui mlflow-ui serve sources-api bench lock clean postgres postgres-stop browser bench-models \
 	prometheus prometheus-install prometheus-stop bench-monitoring
@@ -57,6 +57,11 @@ browser:
 ## test: the test suite (PostgreSQL, the UI and the Prometheus tests use the real servers and browser set up above)
 test: setup postgres browser prometheus-install
 	$(BIN)/pytest
+
+## test-fast: the unit tests only (marker `unit`: no platform run, no server, no dbt manifest), in under a minute
+.PHONY: test-fast
+test-fast: $(STAMP)
+	$(BIN)/pytest -m unit
 
 ## ui: the Dagster UI and daemon on 127.0.0.1:3000 over the same instance as `make run`, sensors on,
 ## with the weather API running for the runs they launch

@@ -27,8 +27,7 @@ from flightops.modeling.splits import SplitConfig
 from flightops.modeling.training import TrainingConfig, train_and_register
 from flightops.modeling.tuning import TuningConfig
 from flightops.partitions import DAILY, SINGLE_RUN, day_range
-from flightops.resources import WarehouseResource
-from flightops.settings import Settings
+from flightops.resources import MlflowResource, WarehouseResource
 from flightops.warehouse_connections import DUCKDB_POOL
 
 MODEL = dg.AssetKey(["models", "flight_delay_model"])
@@ -97,17 +96,18 @@ def _plots(run_id: str) -> tuple[str, dict[str, dg.MetadataValue]]:
     description="Tuned CatBoost classifier of arrival delay > 15 min, registered in MLflow as a new version "
     f"of {tracking.REGISTERED_MODEL_NAME} (alias challenger); baseline and constant scored beside it.",
 )
-def flight_delay_model(context: dg.AssetExecutionContext, config: TrainingRunConfig) -> dg.MaterializeResult:
-    settings = Settings.current()
+def flight_delay_model(context: dg.AssetExecutionContext, config: TrainingRunConfig, warehouse: WarehouseResource,
+                       mlflow_store: MlflowResource) -> dg.MaterializeResult:
     first = date.fromisoformat(config.first_day) if config.first_day else None
     last = date.fromisoformat(config.last_day) if config.last_day else None
-    frame = read_labelled_features(settings, first, last)
+    with warehouse.connect(read_only=True) as con:
+        frame = read_labelled_features(con, first, last)
     if frame.empty:
         raise dg.Failure(
-            f"No labelled features between {first or 'the start'} and {last or 'the end'} in {settings.warehouse}. "
+            f"No labelled features between {first or 'the start'} and {last or 'the end'} in {warehouse.file}. "
             "Materialize features/flight_features and features/flight_labels for those days first."
         )
-    result = train_and_register(frame, settings, config.training_config(), dagster_run_id=context.run_id, run_name=f"dagster-{context.run_id[:8]}")
+    result = train_and_register(frame, mlflow_store, config.training_config(), dagster_run_id=context.run_id, run_name=f"dagster-{context.run_id[:8]}")
     plots, plot_urls = _plots(result.run_id)
     test = {f"test_{kind}_{metric}": round(value, 4)
             for kind, metrics in result.test_metrics.items()
@@ -137,15 +137,16 @@ def flight_delay_model(context: dg.AssetExecutionContext, config: TrainingRunCon
     description="The deployment gate: the challenger becomes champion only if it beats the champion on the "
     "same recent labelled days by a margin and passes sanity checks; the decision and both scores are recorded.",
 )
-def champion(context: dg.AssetExecutionContext, config: PromotionConfig) -> dg.MaterializeResult:
-    settings = Settings.current()
-    client = tracking.mlflow_client(settings)
+def champion(context: dg.AssetExecutionContext, config: PromotionConfig, warehouse: WarehouseResource,
+             mlflow_store: MlflowResource) -> dg.MaterializeResult:
+    client = tracking.mlflow_client(mlflow_store)
     challenger = promotion.alias_version(client, promotion.CHALLENGER_ALIAS)
     if challenger is None:
-        raise dg.Failure(f"No model version has the alias challenger in {settings.mlflow_tracking_uri}; "
+        raise dg.Failure(f"No model version has the alias challenger in {mlflow_store.mlflow_tracking_uri}; "
                          "materialize models/flight_delay_model first.")
-    window = config.recent_window(read_labelled_features(settings))
-    decision = promotion.decide_promotion(challenger, window, settings, config.policy())
+    with warehouse.connect(read_only=True) as con:
+        window = config.recent_window(read_labelled_features(con))
+    decision = promotion.decide_promotion(challenger, window, mlflow_store, config.policy())
     context.log.info(f"Promotion of v{challenger}: {'promoted' if decision.promoted else 'rejected'}: {'; '.join(decision.reasons)}")
     now_champion = promotion.alias_version(client, promotion.CHAMPION_ALIAS)
     return dg.MaterializeResult(
@@ -173,10 +174,10 @@ def champion(context: dg.AssetExecutionContext, config: PromotionConfig) -> dg.M
     description=f"Batch scores of every flight of the day by the current champion ({BATCH_PREDICTIONS_TABLE}), "
     "each row carrying the model version that scored it.",
 )
-def flight_delay_predictions(context: dg.AssetExecutionContext, warehouse: WarehouseResource) -> dg.MaterializeResult:
-    settings = Settings.current()
+def flight_delay_predictions(context: dg.AssetExecutionContext, warehouse: WarehouseResource,
+                             mlflow_store: MlflowResource) -> dg.MaterializeResult:
     first, last = day_range(context)
-    model, version = promotion.load_champion(settings)
+    model, version = promotion.load_champion(mlflow_store)
     columns = ", ".join((*ID_COLUMNS, *FEATURE_COLUMNS))
     with warehouse.connect() as con:
         features = con.execute(

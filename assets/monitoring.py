@@ -33,8 +33,7 @@ from flightops.monitoring.drift import drift_report, save_report
 from flightops.monitoring.performance import Estimator
 from flightops.monitoring.policy import MonitoringPolicy
 from flightops.partitions import DAILY, SINGLE_RUN, day_range, days
-from flightops.resources import WarehouseResource
-from flightops.settings import Settings
+from flightops.resources import MlflowResource, MonitoringResource, WarehouseResource
 from flightops.warehouse_connections import DUCKDB_POOL
 
 GROUP = groups.MONITORING
@@ -72,9 +71,9 @@ CHECKS: dict[str, tuple[dg.AssetKey, str, str]] = {
 # Reference
 
 
-def _mlflow_ready(settings: Settings):
-    tracking.configure_mlflow(settings)
-    return tracking.mlflow_client(settings)
+def _mlflow_ready(mlflow_store: MlflowResource):
+    tracking.configure_mlflow(mlflow_store)
+    return tracking.mlflow_client(mlflow_store)
 
 
 def _table_exists(con, table: str) -> bool:
@@ -106,12 +105,12 @@ def _importance(client, run_id: str) -> pd.DataFrame:
     description="The champion's held-out test window (features, its probabilities, labels) and feature importance, "
     f"keyed by model version ({REFERENCE_TABLE}); rebuilt only when the champion changes.",
 )
-def reference(context: dg.AssetExecutionContext, warehouse: WarehouseResource) -> dg.MaterializeResult:
-    settings = Settings.current()
-    client = _mlflow_ready(settings)
+def reference(context: dg.AssetExecutionContext, warehouse: WarehouseResource,
+              mlflow_store: MlflowResource) -> dg.MaterializeResult:
+    client = _mlflow_ready(mlflow_store)
     version = promotion.alias_version(client, promotion.CHAMPION_ALIAS)
     if version is None:
-        raise dg.Failure(f"No champion in {settings.mlflow_tracking_uri}: nothing to monitor. Materialize "
+        raise dg.Failure(f"No champion in {mlflow_store.mlflow_tracking_uri}: nothing to monitor. Materialize "
                          "models/flight_delay_model and models/champion first (`flightops run` does on a first run).")
     model_version = client.get_model_version(tracking.REGISTERED_MODEL_NAME, version)
     params = client.get_run(model_version.run_id).data.params
@@ -119,7 +118,8 @@ def reference(context: dg.AssetExecutionContext, warehouse: WarehouseResource) -
     with warehouse.connect(read_only=True) as con:
         stored = _stored_reference_version(con)
     if stored != version:
-        rows = read_labelled_features(settings, test_start, test_end)
+        with warehouse.connect(read_only=True) as con:
+            rows = read_labelled_features(con, test_start, test_end)
         model = promotion.load_version(version)
         rows["probability"] = positive_probability(model, rows)
         rows["is_delayed"] = rows["is_delayed"].astype(int)
@@ -211,22 +211,22 @@ def _onsets(results: list[DayResult], before: set[str]) -> dict[date, tuple[set[
     return marks
 
 
-def _log_reports(settings: Settings, results: list[DayResult], onsets: dict, scored: pd.DataFrame, ref: Reference,
-                 policy: MonitoringPolicy, run_name: str) -> dict[str, str]:
+def _log_reports(mlflow_store: MlflowResource, results: list[DayResult], onsets: dict, scored: pd.DataFrame,
+                 ref: Reference, policy: MonitoringPolicy, run_name: str) -> dict[str, str]:
     """Evidently HTML (about 4 MB) of the weekly report day and of days a check starts failing, as MLflow
     artifacts of the monitoring experiment; returns day -> URL of the report in the MLflow UI."""
     kept = [r for r in results if r.window is not None
             and (r.day.isoweekday() == policy.report_weekday or onsets[r.day][0])]
     if not kept:
         return {}
-    experiment_id = tracking.configure_mlflow(settings, tracking.MONITORING_EXPERIMENT_NAME)
+    experiment_id = tracking.configure_mlflow(mlflow_store, tracking.MONITORING_EXPERIMENT_NAME)
     links = {}
     with mlflow.start_run(experiment_id=experiment_id, run_name=run_name) as run, \
             tempfile.TemporaryDirectory(prefix="flightops-reports-") as scratch:
         for result in kept:
             name = f"{result.day.isoformat()}_drift.html"
             save_report(drift_report(between(scored, *result.window), ref.rows, policy), Path(scratch) / name)
-            links[result.day.isoformat()] = (f"{settings.mlflow_ui_url}/#/experiments/{experiment_id}/runs/"
+            links[result.day.isoformat()] = (f"{mlflow_store.mlflow_ui_url}/#/experiments/{experiment_id}/runs/"
                                              f"{run.info.run_id}/artifacts/reports/{name}")
         mlflow.log_artifacts(scratch, artifact_path="reports")
     return links
@@ -247,13 +247,13 @@ def _check_results(results: list[DayResult], policy: MonitoringPolicy) -> list[d
     return checked
 
 
-def _alert_repeated_failures(context, settings: Settings, results: list[DayResult], onsets: dict) -> int:
+def _alert_repeated_failures(context, monitoring: MonitoringResource, results: list[DayResult], onsets: dict) -> int:
     """A check failing two monitored days running raises one alert (deduplicated per check and day)."""
     raised = 0
     for result in results:
         for name in sorted(onsets[result.day][1]):
             alert = alerts.raise_alert(
-                settings, alerts.CHECK_FAILING,
+                monitoring, alerts.CHECK_FAILING,
                 f"Monitoring check {name} failed on {result.day - timedelta(days=1)} and {result.day} "
                 f"for champion v{result.summary['model_version']}; see monitoring/{CHECKS[name][0].path[-1]} in the UI.",
                 day=result.day.isoformat(), details={"check": name, **{k: v for k, v in result.summary.items() if k != "checks"}},
@@ -305,14 +305,14 @@ def _update_after_figures(con, policy: MonitoringPolicy) -> int:
     backfill_policy=SINGLE_RUN,
     pool=DUCKDB_POOL,
 )
-def daily_monitoring(context: dg.AssetExecutionContext, warehouse: WarehouseResource, monitoring_policy: MonitoringPolicy):
-    settings = Settings.current()
+def daily_monitoring(context: dg.AssetExecutionContext, warehouse: WarehouseResource, monitoring_policy: MonitoringPolicy,
+                     mlflow_store: MlflowResource, monitoring: MonitoringResource):
     policy = monitoring_policy
     first, last = day_range(context)
     history_start = first - timedelta(days=max(policy.window_days + policy.label_delay_days, 28))
     with warehouse.connect(read_only=True) as con:
         ref = load_reference(con)
-        _mlflow_ready(settings)
+        _mlflow_ready(mlflow_store)
         model = promotion.load_version(ref.model_version)
         scored = _scored_window(con, model, history_start, last)
         counts = _daily_counts(con, history_start, last)
@@ -323,12 +323,12 @@ def daily_monitoring(context: dg.AssetExecutionContext, warehouse: WarehouseReso
         stored = figures.replace_figures(con, [f for r in results for f in r.figures], first, last)
         after_filled = _update_after_figures(con, policy)
     onsets = _onsets(results, before)
-    links = _log_reports(settings, results, onsets, scored, ref, policy, run_name=f"monitoring-{first}..{last}")
-    raised = _alert_repeated_failures(context, settings, results, onsets)
+    links = _log_reports(mlflow_store, results, onsets, scored, ref, policy, run_name=f"monitoring-{first}..{last}")
+    raised = _alert_repeated_failures(context, monitoring, results, onsets)
     summaries = {r.day.isoformat(): r.summary for r in results}
     if results:
         newest = results[-1]
-        latest.write_latest(settings, {
+        latest.write_latest(monitoring, {
             "day": newest.day.isoformat(), "model_version": ref.model_version,
             "champion_data_end": ref.data_end.isoformat(), "champion_age_days": (newest.day - ref.data_end).days,
             "figures": {"weighted_stable_drift_share": newest.summary.get("weighted_stable_drift"),
@@ -389,8 +389,8 @@ CREATE TABLE IF NOT EXISTS {DECISIONS_TABLE} (
     description=f"Every retraining ({DECISIONS_TABLE}): why (the sensor's reasons and figures), the run, the "
     "challenger, the guardrail's decision, and the champion's 7-day figures before and after.",
 )
-def retrain_decisions(context: dg.AssetExecutionContext, warehouse: WarehouseResource) -> dg.MaterializeResult:
-    settings = Settings.current()
+def retrain_decisions(context: dg.AssetExecutionContext, warehouse: WarehouseResource,
+                      monitoring: MonitoringResource) -> dg.MaterializeResult:
     tags = context.run.tags
     decided = context.instance.get_latest_materialization_event(CHAMPION)
     if decided is None or decided.run_id != context.run_id:
@@ -421,7 +421,7 @@ def retrain_decisions(context: dg.AssetExecutionContext, warehouse: WarehouseRes
         total = con.execute(f"SELECT count(*) FROM {DECISIONS_TABLE}").fetchone()[0]
     if row["trigger"] == "monitoring" and not row["promoted"] and trigger_figures.get("realized_degraded"):
         alerts.raise_alert(
-            settings, alerts.RETRAIN_REJECTED_DEGRADED,
+            monitoring, alerts.RETRAIN_REJECTED_DEGRADED,
             f"Retraining for {row['trigger_day']} produced v{row['challenger_version']}, which the guardrail rejected "
             f"({row['guardrail_reasons']}), while champion v{row['champion_before']} is still degraded: a human should "
             "look (MLflow runs, monitoring/realized_performance), then retrain with another window or roll back.",

@@ -8,12 +8,13 @@ check. Models tagged `daily` are partitioned like the sources and rebuilt for th
 run's date window (`--vars start_date/end_date`); the rest are rebuilt whole. Models
 tagged `monitoring` read the monitoring tables (sources `monitoring.*`, mapped to the
 Layer 8 assets that write them) and sit in the `monitoring` group. All run in the
-`duckdb_warehouse` pool, so dbt never races another writer for the file.
+`duckdb_warehouse` pool, so dbt never races another writer for the file. dbt opens the
+`warehouse` resource's file: its absolute path is the dbt var `flightops_warehouse`, which
+dbt_project/profiles.yml prefers to FLIGHTOPS_WAREHOUSE (the process environment is not touched).
 """
 
 
 import json
-import os
 from collections.abc import Mapping
 from typing import Any
 
@@ -53,9 +54,13 @@ class TransformTranslator(DagsterDbtTranslator):
 TRANSLATOR = TransformTranslator()
 
 
-def _point_dbt_at(warehouse: WarehouseResource) -> None:
-    """dbt reads FLIGHTOPS_WAREHOUSE from its profile; hand it the resource's absolute path."""
-    os.environ["FLIGHTOPS_WAREHOUSE"] = str(warehouse.file)
+# The dbt var profiles.yml takes the warehouse file from (before FLIGHTOPS_WAREHOUSE, then the default).
+WAREHOUSE_VAR = "flightops_warehouse"
+
+
+def dbt_vars(warehouse: WarehouseResource, **run_vars: str) -> list[str]:
+    """`--vars` of a dbt invocation: the resource's warehouse file (absolute), and the run's own vars."""
+    return ["--vars", json.dumps({WAREHOUSE_VAR: str(warehouse.file), **run_vars})]
 
 
 @dbt_assets(
@@ -70,9 +75,8 @@ def _point_dbt_at(warehouse: WarehouseResource) -> None:
 )
 def dbt_daily_models(context: dg.AssetExecutionContext, dbt: DbtCliResource, warehouse: WarehouseResource):
     first, last = day_range(context)
-    _point_dbt_at(warehouse)
-    window = json.dumps({"start_date": first.isoformat(), "end_date": last.isoformat()})
-    yield from dbt.cli(["build", "--vars", window], context=context).stream()
+    window = dbt_vars(warehouse, start_date=first.isoformat(), end_date=last.isoformat())
+    yield from dbt.cli(["build", *window], context=context).stream()
 
 
 @dbt_assets(
@@ -84,8 +88,7 @@ def dbt_daily_models(context: dg.AssetExecutionContext, dbt: DbtCliResource, war
     name="dbt_models",
 )
 def dbt_models(context: dg.AssetExecutionContext, dbt: DbtCliResource, warehouse: WarehouseResource):
-    _point_dbt_at(warehouse)
-    yield from dbt.cli(["build"], context=context).stream()
+    yield from dbt.cli(["build", *dbt_vars(warehouse)], context=context).stream()
 
 
 @dbt_assets(
@@ -98,5 +101,4 @@ def dbt_models(context: dg.AssetExecutionContext, dbt: DbtCliResource, warehouse
 )
 def monitoring_models(context: dg.AssetExecutionContext, dbt: DbtCliResource, warehouse: WarehouseResource):
     """mart_model_health and its staging views, rebuilt whole from the monitoring tables."""
-    _point_dbt_at(warehouse)
-    yield from dbt.cli(["build"], context=context).stream()
+    yield from dbt.cli(["build", *dbt_vars(warehouse)], context=context).stream()

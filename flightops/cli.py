@@ -113,7 +113,7 @@ def cmd_run(args: argparse.Namespace, settings: Settings) -> int:
 def cmd_model_rollback(args: argparse.Namespace, settings: Settings) -> int:
     from flightops.modeling.promotion import rollback
 
-    print(rollback(args.version, settings=settings).describe())
+    print(rollback(args.version, store=settings).describe())
     return 0
 
 

@@ -1,10 +1,17 @@
 """The code location: every asset, check, job, sensor and resource of the platform.
 
-Resources read their settings from environment variables (`EnvVar`) when a run
-starts; defaults come from the repository's `.env`, which `dagster dev` loads.
+Assets get every setting through the resources below, which read environment variables
+(`EnvVar`) when a run starts; the defaults come from the repository's `.env`, loaded here
+(without overriding the environment) so the code location needs nothing else, whoever starts it.
 """
 
 from __future__ import annotations
+
+# ruff: noqa: E402  (the environment is loaded before the imports that read it)
+from flightops.settings import load_environment
+
+# Before the imports below: MLflow reads its telemetry switch at import.
+load_environment()
 
 import sys
 from pathlib import Path
@@ -20,7 +27,14 @@ from assets.monitoring import REALIZED_PERFORMANCE, monitoring_assets
 from assets.transform import dbt_project, monitoring_models, dbt_daily_models, dbt_models
 from flightops.jobs import daily_job, main_job, retraining_job
 from flightops.monitoring.policy import MonitoringPolicy
-from flightops.resources import LandingZoneResource, SourceDatabaseResource, WarehouseResource, WeatherApiResource
+from flightops.resources import (
+    LandingZoneResource,
+    MlflowResource,
+    MonitoringResource,
+    SourceDatabaseResource,
+    WarehouseResource,
+    WeatherApiResource,
+)
 from sensors.alerts import build_monitoring_lag_sensor, run_failure_alert_sensor
 from sensors.landing import landing_zone_sensor
 from sensors.retraining import retraining_sensor
@@ -35,6 +49,17 @@ def resources() -> dict[str, dg.ConfigurableResource]:
         "warehouse": WarehouseResource(
             path=dg.EnvVar("FLIGHTOPS_WAREHOUSE"),
             lock_timeout_seconds=dg.EnvVar.int("FLIGHTOPS_DUCKDB_LOCK_TIMEOUT_SECONDS"),
+        ),
+        # The project's own MLflow handle, not dagster-mlflow's `mlflow_tracking` (which starts an MLflow
+        # run, and may create the experiment, before the asset runs): one tracked run per model.
+        "mlflow_store": MlflowResource(
+            tracking_uri=dg.EnvVar("MLFLOW_TRACKING_URI"),
+            artifact_location=dg.EnvVar("FLIGHTOPS_MLFLOW_ARTIFACTS"),
+            ui_url=dg.EnvVar("FLIGHTOPS_MLFLOW_UI_URL"),
+        ),
+        "monitoring": MonitoringResource(
+            data_dir=dg.EnvVar("FLIGHTOPS_DATA_DIR"),
+            webhook_url=dg.EnvVar("FLIGHTOPS_ALERT_WEBHOOK_URL"),
         ),
         "source_db": SourceDatabaseResource(url=dg.EnvVar("FLIGHTOPS_SOURCE_DB_URL")),
         "landing_zone": LandingZoneResource(path=dg.EnvVar("FLIGHTOPS_LANDING_DIR")),

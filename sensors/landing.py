@@ -13,7 +13,6 @@ from __future__ import annotations
 
 import hashlib
 import json
-import os
 from dataclasses import asdict, dataclass, field
 from datetime import date, timedelta
 from pathlib import Path
@@ -26,10 +25,11 @@ from flightops.contracts import REFERENCE_CONTRACTS
 from flightops.jobs import REFERENCE_KEYS, daily_job
 from flightops.partitions import DAILY, days
 from flightops.resources import LandingZoneResource
+from flightops.settings import Settings
 from flightops.simulated_sources import landing
 
+# The setting (default in .env) capping the days of one run: Settings.landing_max_range_days.
 MAX_RANGE_DAYS_SETTING = "FLIGHTOPS_LANDING_MAX_RANGE_DAYS"
-DEFAULT_MAX_RANGE_DAYS = 31
 # Materializations read per event-log query; the sensor pages until it has read them all.
 PAGE_SIZE = 1000
 # The assets whose metadata says which file versions are loaded: the exports and the reference tables.
@@ -91,17 +91,6 @@ def _recorded_versions(record: dg.EventLogRecord) -> dict[str, str]:
     """Slot -> version of one materialization; one recorded before versions were kept gives none."""
     entry = record.asset_materialization.metadata.get(FILE_VERSIONS)
     return dict(entry.value) if entry is not None else {}
-
-
-def max_range_days() -> int:
-    """The longest range of days one run covers (FLIGHTOPS_LANDING_MAX_RANGE_DAYS, default 31)."""
-    text = os.environ.get(MAX_RANGE_DAYS_SETTING) or str(DEFAULT_MAX_RANGE_DAYS)
-    if not text.isdigit() or int(text) < 1:
-        raise ValueError(
-            f"{MAX_RANGE_DAYS_SETTING}={text!r} is not a positive whole number of days. Set it (environment "
-            f"or .env) to the longest range one landing-sensor run may cover, e.g. {DEFAULT_MAX_RANGE_DAYS}."
-        )
-    return int(text)
 
 
 def delivered_exports(root: Path, log: dg.DagsterLogManager) -> dict[str, str]:
@@ -169,7 +158,7 @@ def landing_zone_sensor(
             f"The landing folder {root} does not exist. Deliver files into it (`flightops sources replay`) "
             "or point FLIGHTOPS_LANDING_DIR at the folder the sources write to."
         )
-    max_days = max_range_days()
+    max_days = Settings.current().landing_max_range_days  # read at each evaluation, like the resources
     cursor = Cursor.parse(context.cursor)
     cursor.learn_loaded(context.instance)
     exports, reference = delivered_exports(root, context.log), delivered_reference(root)

@@ -11,7 +11,6 @@ import threading
 from collections.abc import Iterator
 from dataclasses import replace
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
-from pathlib import Path
 
 import dagster as dg
 import pytest
@@ -21,7 +20,7 @@ from dagster._core.storage.tags import ASSET_PARTITION_RANGE_END_TAG, ASSET_PART
 from flightops.monitoring import alerts
 from flightops.settings import REPO_ROOT, Settings
 from sensors.alerts import build_monitoring_lag_sensor, run_failure_alert_sensor
-from tests.conftest import Platform
+from tests.platform_harness import Platform
 
 
 class Receiver:

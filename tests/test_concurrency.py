@@ -8,7 +8,7 @@ from pathlib import Path
 import dagster as dg
 
 from flightops.settings import REPO_ROOT
-from tests.conftest import Platform
+from tests.platform_harness import Platform
 
 CHILD = """
 import sys

@@ -8,21 +8,26 @@ import dagster as dg
 import pandas as pd
 import pytest
 
+from flightops.pipeline import keys_in_groups
 from flightops.simulated_sources.dataset import data_dir
 from flightops.simulated_sources.faults import inject
 from flightops.weather_client import WeatherApiError, fetch_observations
-from tests.conftest import Platform, failure_messages, keys_in_groups
+from tests.platform_harness import Platform, failure_messages
 
 DAY1, DAY2 = "2013-01-01", "2013-01-02"
 DAY2_DATE = date.fromisoformat(DAY2)
-INGEST_AND_CLEAN = keys_in_groups("ingestion", "validation")
+
+
+def ingest_and_clean() -> list[dg.AssetKey]:
+    """The ingestion and validation assets, resolved when a test runs (a broken definition fails the test)."""
+    return keys_in_groups("ingestion", "validation")
 
 
 @pytest.fixture
 def loaded(platform: Platform) -> Platform:
     """Two replayed days; the first already validated, so faults on the second hit a live warehouse."""
     platform.replay(DAY2)
-    result = platform.run(DAY1, DAY1, INGEST_AND_CLEAN)
+    result = platform.run(DAY1, DAY1, ingest_and_clean())
     assert result.success, failure_messages(result)
     return platform
 
@@ -55,7 +60,7 @@ def quarantined(platform: Platform, source: str) -> list[tuple[str, list[str], s
 )
 def test_row_faults_go_to_quarantine_with_their_reason(loaded: Platform, fault, target, reason):
     change = inject(loaded.settings, fault, day=DAY2_DATE, count=3, target=target)
-    result = loaded.run(DAY2, DAY2, INGEST_AND_CLEAN)
+    result = loaded.run(DAY2, DAY2, ingest_and_clean())
     assert result.success, failure_messages(result)
     rows = quarantined(loaded, "flights")
     assert len(rows) == 3
@@ -70,7 +75,7 @@ def test_row_faults_go_to_quarantine_with_their_reason(loaded: Platform, fault, 
 
 def test_duplicates_are_removed_and_the_newest_version_wins(loaded: Platform):
     change = inject(loaded.settings, "duplicates", day=DAY2_DATE, count=4, target="opdb")
-    result = loaded.run(DAY2, DAY2, INGEST_AND_CLEAN)
+    result = loaded.run(DAY2, DAY2, ingest_and_clean())
     assert result.success, failure_messages(result)
     rows_in, clean, quarantine, duplicates = day2_counts(loaded, "flights")
     assert (duplicates, quarantine) == (4, 0)
@@ -95,7 +100,7 @@ def test_duplicates_are_removed_and_the_newest_version_wins(loaded: Platform):
 
 def test_weather_faults_are_quarantined_and_optional_fields_stay_null(loaded: Platform):
     inject(loaded.settings, "out-of-range", day=DAY2_DATE, count=2, target="weather")
-    result = loaded.run(DAY2, DAY2, INGEST_AND_CLEAN)
+    result = loaded.run(DAY2, DAY2, ingest_and_clean())
     assert result.success, failure_messages(result)
     rows = quarantined(loaded, "weather")
     assert len(rows) == 2 and all("humid: 250" in " ".join(reasons) for _, reasons, _ in rows)
@@ -117,7 +122,7 @@ def test_weather_faults_are_quarantined_and_optional_fields_stay_null(loaded: Pl
 def test_schema_breaks_fail_the_partition_naming_file_and_column(loaded: Platform, fault, expected):
     clean_day1 = loaded.query("SELECT count(*) FROM clean.flights WHERE flight_date = ?", [DAY1])[0][0]
     inject(loaded.settings, fault, day=DAY2_DATE, target="export")
-    result = loaded.run(DAY2, DAY2, INGEST_AND_CLEAN)
+    result = loaded.run(DAY2, DAY2, ingest_and_clean())
     assert not result.success
     message = failure_messages(result)
     assert "flights_2013-01-02.csv" in message

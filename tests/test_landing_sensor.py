@@ -11,17 +11,20 @@ import dagster as dg
 import pytest
 from dagster._core.storage.tags import ASSET_PARTITION_RANGE_END_TAG, ASSET_PARTITION_RANGE_START_TAG
 
-from assets.ingestion import FILE_VERSIONS, file_version
-from flightops.jobs import REFERENCE_KEYS
+from flightops.pipeline import keys_in_groups
 from flightops.resources import LandingZoneResource
 from flightops.simulated_sources import landing
-from sensors.landing import MAX_RANGE_DAYS_SETTING, landing_zone_sensor
-from tests.conftest import Platform, failure_messages, keys_in_groups
+from tests.platform_harness import Platform, failure_messages
+
+# The code location (assets/, sensors/, flightops.jobs) is imported inside the tests that use it: collecting
+# the suite loads no definitions, and a broken definition fails those tests, not the collection.
 
 EXPORTS = dg.AssetKey(["raw", "flights_exports"])
 
 
 def evaluate(platform: Platform, cursor: str | None = None) -> dg.SensorResult | dg.SkipReason:
+    from sensors.landing import landing_zone_sensor
+
     resource = LandingZoneResource(path=str(platform.settings.landing_dir))
     with dg.build_sensor_context(
         instance=platform.instance, cursor=cursor, resources={"landing_zone": resource}
@@ -50,6 +53,8 @@ def rewrite(platform: Platform, day: str) -> None:
 
 
 def test_a_backlog_on_an_empty_instance_is_one_range_run(platform: Platform):
+    from flightops.jobs import REFERENCE_KEYS
+
     platform.replay("2013-01-05")
     result = evaluate(platform)
     daily = [r for r in result.run_requests if not r.asset_selection]
@@ -71,6 +76,8 @@ def test_a_backlog_on_an_empty_instance_is_one_range_run(platform: Platform):
 
 
 def test_the_cap_splits_a_long_backlog(platform: Platform, monkeypatch: pytest.MonkeyPatch):
+    from sensors.landing import MAX_RANGE_DAYS_SETTING
+
     platform.replay("2013-01-10")
     monkeypatch.setenv(MAX_RANGE_DAYS_SETTING, "4")
     result = evaluate(platform)
@@ -79,6 +86,8 @@ def test_the_cap_splits_a_long_backlog(platform: Platform, monkeypatch: pytest.M
 
 
 def test_a_bad_cap_is_reported_with_the_setting(platform: Platform, monkeypatch: pytest.MonkeyPatch):
+    from sensors.landing import MAX_RANGE_DAYS_SETTING
+
     platform.settings.landing_dir.mkdir(parents=True)
     monkeypatch.setenv(MAX_RANGE_DAYS_SETTING, "0")
     with pytest.raises(ValueError, match=f"{MAX_RANGE_DAYS_SETTING}='0' is not a positive whole number"):
@@ -95,6 +104,7 @@ def test_the_requested_range_run_materializes_exactly_its_days(platform: Platfor
     platform.replay("2013-01-03")
     first = evaluate(platform)
     [request] = [r for r in first.run_requests if not r.asset_selection]
+    from assets.ingestion import FILE_VERSIONS, file_version
     from flightops.definitions import defs
 
     # Ingestion and validation of the daily job: the warehouse and predictions layers add dbt's

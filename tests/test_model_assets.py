@@ -6,9 +6,11 @@ import dagster as dg
 import pandas as pd
 import pytest
 
-from assets.models import CHAMPION, MODEL
 from flightops.modeling import promotion, tracking
-from tests.conftest import Platform, failure_messages, private_platform
+from tests.platform_harness import Platform, failure_messages, private_platform
+
+# The code location (assets/, sensors/, flightops.jobs) is imported inside the tests that use it: collecting
+# the suite loads no definitions, and a broken definition fails those tests, not the collection.
 
 FIRST, LAST = "2013-01-01", "2013-02-20"
 QUICK_TRAINING = {"ops": {"models__flight_delay_model": {"config": {"tuning_trials": 0, "catboost_iterations": 150}}}}
@@ -29,6 +31,8 @@ def deployed(tmp_path_factory) -> Iterator[tuple[Platform, dg.ExecuteInProcessRe
 
 
 def test_the_main_job_ends_with_a_registered_champion(deployed):
+    from assets.models import CHAMPION, MODEL
+
     platform, result = deployed
     trained = metadata(result, MODEL)
     assert trained["model_version"] == "1"
@@ -71,6 +75,8 @@ def test_every_flight_is_scored_by_the_champion_version(deployed):
 
 
 def test_a_worse_challenger_is_refused_and_the_champion_stays(deployed):
+    from assets.models import CHAMPION, MODEL
+
     platform, _ = deployed
     worse = {"ops": {"models__flight_delay_model": {"config": {"tuning_trials": 0, "catboost_iterations": 2}}}}
     result = platform.run(FIRST, LAST, [MODEL, CHAMPION], worse)

@@ -13,10 +13,11 @@ from pathlib import Path
 import duckdb
 import pytest
 
-from assets.monitoring import _DECISIONS_DDL, REALIZED_PERFORMANCE, RETRAIN_DECISIONS
-from assets.transform import monitoring_models, dbt_models
 from flightops.monitoring import figures as fig
 from flightops.settings import DBT_PROJECT_DIR
+
+# The code location (assets/, sensors/, flightops.jobs) is imported inside the tests that use it: collecting
+# the suite loads no definitions, and a broken definition fails those tests, not the collection.
 
 MAR_20, MAR_21, MAR_22 = date(2013, 3, 20), date(2013, 3, 21), date(2013, 3, 22)
 WEEK = (date(2013, 3, 14), MAR_20)
@@ -74,6 +75,8 @@ def known_figures() -> list[fig.Figure]:
 def write_warehouse(path: Path, figures: list[fig.Figure]) -> None:
     """monitoring.figures through the monitoring layer's writer; two retrainings triggered by Mar 21's
     figures (a rejected one and its re-run, promoting v4) and a manual one without a trigger day."""
+    from assets.monitoring import _DECISIONS_DDL
+
     with duckdb.connect(str(path)) as con:
         fig.replace_figures(con, figures, MAR_20, MAR_22)
         con.execute(_DECISIONS_DDL)
@@ -170,6 +173,9 @@ def test_an_alert_without_its_threshold_fails_the_build(tmp_path):
 
 
 def test_monitoring_models_sit_downstream_of_the_assets_that_write_their_sources():
+    from assets.monitoring import REALIZED_PERFORMANCE, RETRAIN_DECISIONS
+    from assets.transform import dbt_models, monitoring_models
+
     keys = {key.to_user_string() for key in monitoring_models.keys}
     assert keys == {"staging/stg_monitoring_figures", "staging/stg_monitoring_retrain_decisions",
                     "marts/mart_model_health"}

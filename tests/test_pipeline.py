@@ -9,8 +9,9 @@ import dagster as dg
 import pandas as pd
 import pytest
 
+from flightops.pipeline import DATA_LAYERS, keys_in_groups
 from flightops.simulated_sources.dataset import data_dir
-from tests.conftest import DATA_LAYERS, Platform, failure_messages, keys_in_groups, private_platform
+from tests.platform_harness import Platform, failure_messages, private_platform
 
 FIRST, LAST, LATER = "2013-01-01", "2013-01-05", "2013-01-07"
 

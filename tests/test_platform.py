@@ -76,6 +76,7 @@ def test_definitions_validate_from_the_workspace():
     assert "flightops.definitions" in result.stdout + result.stderr
 
 
+@pytest.mark.unit
 def test_the_installed_stack_is_the_verified_one():
     assert stack_check.expected_integration_version("1.13.27") == "0.29.27"
     assert stack_check.problems() == []
@@ -110,6 +111,7 @@ def test_a_locked_warehouse_is_waited_for_then_reported(tmp_path: Path):
         holder.wait()
 
 
+@pytest.mark.unit
 def test_the_contract_docs_list_every_column_with_its_rules():
     from flightops.contracts import ALL_CONTRACTS, FLIGHTS, as_markdown
 

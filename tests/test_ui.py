@@ -19,6 +19,8 @@ import requests
 from flightops.settings import environment_under, load_environment
 from tests.dagster_dev import dagster_dev, free_port, instance_for, wait_for
 
+pytestmark = [pytest.mark.daemon, pytest.mark.browser]
+
 CHROMIUM = shutil.which("chromium")
 # The sensors of flightops.definitions that must be on by default (default_status=RUNNING).
 DEFAULT_RUNNING = ("landing_zone_sensor", "retraining_sensor", "run_failure_alert_sensor")

@@ -4,11 +4,10 @@ from __future__ import annotations
 
 from datetime import date
 
+import duckdb
 import pandas as pd
 
 from flightops.modeling.schema import FEATURE_COLUMNS, ID_COLUMNS, LABEL_COLUMN
-from flightops.settings import Settings
-from flightops.warehouse_connections import connect
 
 FEATURES_TABLE = "features.flight_features"
 LABELS_TABLE = "features.flight_labels"
@@ -25,10 +24,13 @@ def join_labels(features: pd.DataFrame, labels: pd.DataFrame) -> pd.DataFrame:
     return features.merge(labels[["flight_id", LABEL_COLUMN]], on="flight_id", how="inner")
 
 
-def read_labelled_features(settings: Settings, start: date | None = None, end: date | None = None) -> pd.DataFrame:
+def read_labelled_features(
+    con: duckdb.DuckDBPyConnection, start: date | None = None, end: date | None = None
+) -> pd.DataFrame:
     """Labelled feature rows with flight_date in [start, end] (both optional), ordered by date.
 
-    Reads only the columns the models use, through a short-lived read-only connection.
+    Reads only the columns the models use, on the caller's connection to the warehouse (read-only
+    is enough: `WarehouseResource.connect(read_only=True)` in an asset).
     """
     columns = ", ".join(f"f.{column}" for column in (*ID_COLUMNS, *FEATURE_COLUMNS))
     query = (
@@ -37,5 +39,4 @@ def read_labelled_features(settings: Settings, start: date | None = None, end: d
         "WHERE (CAST(? AS DATE) IS NULL OR f.flight_date >= ?) AND (CAST(? AS DATE) IS NULL OR f.flight_date <= ?) "
         "ORDER BY f.flight_date, f.dep_minute_of_day, f.flight_id"
     )
-    with connect(settings.warehouse, read_only=True, timeout_seconds=settings.duckdb_lock_timeout_seconds) as con:
-        return con.execute(query, [start, start, end, end]).df()
+    return con.execute(query, [start, start, end, end]).df()

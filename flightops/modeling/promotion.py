@@ -20,8 +20,7 @@ from sklearn.pipeline import Pipeline
 
 from flightops.modeling.evaluate import HIGHER_IS_BETTER, evaluate
 from flightops.modeling.splits import flight_days
-from flightops.modeling.tracking import REGISTERED_MODEL_NAME, configure_mlflow, mlflow_client
-from flightops.settings import Settings
+from flightops.modeling.tracking import REGISTERED_MODEL_NAME, MlflowStore, configure_mlflow, mlflow_client
 
 CHAMPION_ALIAS = "champion"
 CHALLENGER_ALIAS = "challenger"
@@ -143,7 +142,7 @@ def _describe_window(window: pd.DataFrame) -> str:
 def decide_promotion(
     challenger_version: str,
     window: pd.DataFrame,
-    settings: Settings,
+    store: MlflowStore,
     policy: PromotionPolicy = PromotionPolicy(),
 ) -> PromotionDecision:
     """Score challenger and current champion on `window` (labelled features); promote or keep.
@@ -155,8 +154,8 @@ def decide_promotion(
             f"The promotion window has {len(window)} labelled rows, fewer than PromotionPolicy.min_rows="
             f"{policy.min_rows}; widen the window of recent labelled days."
         )
-    configure_mlflow(settings)
-    client = mlflow_client(settings)
+    configure_mlflow(store)
+    client = mlflow_client(store)
     challenger_version = str(challenger_version)
     champion_version = alias_version(client, CHAMPION_ALIAS)
     challenger_metrics = evaluate(load_version(challenger_version), window).metrics
@@ -202,18 +201,14 @@ def decide_promotion(
     return decision
 
 
-def rollback(to_version: int | str | None = None, *, settings: Settings | None = None) -> RollbackResult:
-    """Point `champion` back at the previous champion, or at `to_version` when given.
-
-    CLI-ready: call load_environment() first when `settings` is not passed.
-    """
-    settings = settings or Settings.current()
-    configure_mlflow(settings)
-    client = mlflow_client(settings)
+def rollback(to_version: int | str | None = None, *, store: MlflowStore) -> RollbackResult:
+    """Point `champion` back at the previous champion, or at `to_version` when given."""
+    configure_mlflow(store)
+    client = mlflow_client(store)
     current = alias_version(client, CHAMPION_ALIAS)
     if current is None:
         raise RuntimeError(
-            f"{REGISTERED_MODEL_NAME} has no champion in {settings.mlflow_tracking_uri}; nothing to roll back. "
+            f"{REGISTERED_MODEL_NAME} has no champion in {store.mlflow_tracking_uri}; nothing to roll back. "
             "Train and promote a model first."
         )
     history = champion_history(client)
@@ -237,7 +232,7 @@ def rollback(to_version: int | str | None = None, *, settings: Settings | None =
             client.get_model_version(REGISTERED_MODEL_NAME, target)
         except MlflowException as exc:
             raise RuntimeError(
-                f"{REGISTERED_MODEL_NAME} has no version {target} in {settings.mlflow_tracking_uri}; "
+                f"{REGISTERED_MODEL_NAME} has no version {target} in {store.mlflow_tracking_uri}; "
                 "list versions in the MLflow UI and pass an existing one."
             ) from exc
         history.append(target)
@@ -246,18 +241,17 @@ def rollback(to_version: int | str | None = None, *, settings: Settings | None =
     return RollbackResult(previous_champion=current, champion=target, history=history)
 
 
-def load_champion(settings: Settings | None = None) -> tuple[Pipeline, str]:
+def load_champion(store: MlflowStore) -> tuple[Pipeline, str]:
     """The serving model and its version number.
 
     The alias is resolved once and that version is loaded, so the returned version is the
     one whose model is returned even if the alias moves meanwhile.
     """
-    settings = settings or Settings.current()
-    configure_mlflow(settings)
-    version = alias_version(mlflow_client(settings), CHAMPION_ALIAS)
+    configure_mlflow(store)
+    version = alias_version(mlflow_client(store), CHAMPION_ALIAS)
     if version is None:
         raise RuntimeError(
-            f"{REGISTERED_MODEL_NAME} has no {CHAMPION_ALIAS!r} alias in {settings.mlflow_tracking_uri}; "
+            f"{REGISTERED_MODEL_NAME} has no {CHAMPION_ALIAS!r} alias in {store.mlflow_tracking_uri}; "
             "train a model and promote it (or `flightops model rollback --version N`)."
         )
     return load_version(version), version

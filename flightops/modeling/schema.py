@@ -1,16 +1,25 @@
-"""The model's input contract: which feature columns exist and how they are typed.
+"""The model's input contract: which feature columns exist, what each means and which values it takes.
 
-Every other module derives its column lists from here, so adding a feature is a
-one-line change. Identifiers (flight_id, flight_date) travel with the rows for
-splitting and lineage but are never model inputs.
+Every other module derives its column lists from here, so adding a feature is a change of this
+file: its name in CATEGORICAL_FEATURES or NUMERIC_FEATURES and its entry in FEATURES. Training
+(`model_inputs`), the logged MLflow signature (`flightops.modeling.tracking`), batch scoring and
+the serving request (`flightops.serving.schema`, built field by field from FEATURES) all read it.
+Identifiers (flight_id, flight_date) travel with the rows for splitting and lineage but are
+never model inputs. The label is `is_delayed`: the flight arrived more than 15 minutes late
+(arr_delay > 15, `fct_flights.is_delayed_15` in the dbt project).
 """
 
 from __future__ import annotations
 
+from dataclasses import dataclass
+
 import pandas as pd
+
+from flightops.contracts import FLIGHTS, ORIGIN_AIRPORTS, WEATHER
 
 ID_COLUMNS: tuple[str, ...] = ("flight_id", "flight_date")
 LABEL_COLUMN = "is_delayed"
+LABEL_DESCRIPTION = "the flight arrived more than 15 minutes late (arr_delay > 15)"
 
 CATEGORICAL_FEATURES: tuple[str, ...] = ("carrier", "origin", "dest", "route")
 # Not model inputs although the feature table has them: month, route_prior_flights and
@@ -47,6 +56,107 @@ INTEGER_FEATURES: tuple[str, ...] = ("day_of_week", "dep_hour", "dep_minute_of_d
 
 # Categorical values that are missing are replaced by this token.
 MISSING_CATEGORY = "__missing__"
+
+
+@dataclass(frozen=True)
+class Feature:
+    """What one model input means and which values it takes.
+
+    `minimum` and `maximum` are inclusive bounds, `allowed` the only values of a categorical.
+    A `nullable` feature may be null (no weather observation, plane not in the reference, no
+    earlier flights): the models take missing values, and a serving request may leave it out.
+    `example` is its value in the example request body (flight UA421 EWR-SFO on 2013-03-05).
+    The serving request model (`flightops.serving.schema`) is built from these entries.
+    """
+
+    description: str
+    example: str | int | float | None
+    nullable: bool = False
+    minimum: float | None = None
+    maximum: float | None = None
+    allowed: tuple[str, ...] | None = None
+
+
+def _at_origin(name: str, example: float | None) -> Feature:
+    """A weather feature: the weather contract's column, observed at the origin in the departure hour."""
+    column = WEATHER.column(name)
+    return Feature(
+        f"{column.description.rstrip('.')}; observed at the origin airport in the hour of the scheduled "
+        "departure, null when there is no observation.",
+        example, nullable=True, minimum=column.min, maximum=column.max,
+    )
+
+
+def _prior_delay_rate(key: str, example: float | None) -> Feature:
+    return Feature(
+        f"Share of the {key}'s flights on earlier days (of the loaded history) that arrived more than 15 "
+        f"minutes late, among those with a known arrival; null when the {key} has none. Only days before "
+        "the flight's date count (point in time).",
+        example, nullable=True, minimum=0, maximum=1,
+    )
+
+
+_DISTANCE = FLIGHTS.column("distance")
+# One entry per column of FEATURE_COLUMNS (checked below). Bounds of the weather columns and of
+# distance are the source contracts' (flightops.contracts): values outside them never reach the
+# warehouse, so the model has not seen them either.
+FEATURES: dict[str, Feature] = {
+    "carrier": Feature("Two-letter carrier code, e.g. UA.", "UA"),
+    "origin": Feature("Departure airport: EWR, JFK or LGA.", "EWR", allowed=ORIGIN_AIRPORTS),
+    "dest": Feature("Destination airport FAA code, e.g. SFO.", "SFO"),
+    "route": Feature("origin-dest, e.g. EWR-SFO.", "EWR-SFO"),
+    "day_of_week": Feature("ISO day of the week of the flight's local date: 1 Monday .. 7 Sunday.", 2,
+                           minimum=1, maximum=7),
+    "dep_hour": Feature("Hour of the scheduled departure, local New York time.", 6, minimum=0, maximum=23),
+    "dep_minute_of_day": Feature("Minute of the day of the scheduled departure, local: dep_hour * 60 + minute.",
+                                 370, minimum=0, maximum=1439),
+    "is_weekend": Feature("1 when the flight's local date is a Saturday or a Sunday, else 0.", 0,
+                          minimum=0, maximum=1),
+    "distance": Feature(_DISTANCE.description, 2565.0, minimum=_DISTANCE.min, maximum=_DISTANCE.max),
+    "temp": _at_origin("temp", 32.0),
+    "dewp": _at_origin("dewp", 21.02),
+    "humid": _at_origin("humid", 63.51),
+    "wind_dir": _at_origin("wind_dir", 310.0),
+    "wind_speed": _at_origin("wind_speed", 9.2),
+    "wind_gust": _at_origin("wind_gust", None),
+    "precip": _at_origin("precip", 0.0),
+    "pressure": _at_origin("pressure", 1015.9),
+    "visib": _at_origin("visib", 10.0),
+    "plane_age": Feature("Plane age in years: the flight's year minus the year the plane was built; null when "
+                         "the tail number is not in the planes reference.", 16.0, nullable=True, minimum=0),
+    "plane_seats": Feature("Seats of the plane; null when the tail number is not in the planes reference.",
+                           179.0, nullable=True, minimum=1),
+    "route_prior_delay_rate": _prior_delay_rate("route", 0.18),
+    "carrier_prior_delay_rate": _prior_delay_rate("carrier", 0.19),
+}
+
+
+def _check_features() -> None:
+    """FEATURES describes exactly FEATURE_COLUMNS, and the whole-number features are never null."""
+    if list(FEATURES) != list(FEATURE_COLUMNS):
+        raise RuntimeError(
+            "flightops.modeling.schema.FEATURES must have one entry per FEATURE_COLUMNS column, in that "
+            f"order; columns without an entry: {sorted(set(FEATURE_COLUMNS) - set(FEATURES))}, entries "
+            f"without a column: {sorted(set(FEATURES) - set(FEATURE_COLUMNS))}."
+        )
+    nullable_integers = [column for column in INTEGER_FEATURES if FEATURES[column].nullable]
+    if nullable_integers:
+        raise RuntimeError(f"INTEGER_FEATURES must never be null, but FEATURES marks {nullable_integers} nullable.")
+
+
+_check_features()
+
+
+def feature_type(column: str) -> type:
+    """The type of a feature's values: str (categoricals), int (INTEGER_FEATURES) or float.
+
+    The logged MLflow signature declares them string, long and double.
+    """
+    if column in CATEGORICAL_FEATURES:
+        return str
+    if column in NUMERIC_FEATURES:
+        return int if column in INTEGER_FEATURES else float
+    raise KeyError(f"{column!r} is not a model input; the inputs are flightops.modeling.schema.FEATURE_COLUMNS.")
 
 
 def model_inputs(frame: pd.DataFrame) -> pd.DataFrame:

@@ -1,7 +1,8 @@
 """MLflow wiring: where runs and models are stored, and what lineage each run carries.
 
-The experiment is created with an explicit artifact location (Settings.mlflow_artifacts), so
-no artifact ever lands in a `./mlruns` of whatever the working directory happens to be.
+The experiment is created with an explicit artifact location (`mlflow_artifacts` of the store), so
+no artifact ever lands in a `./mlruns` of whatever the working directory happens to be. The store
+is an `MlflowStore`: the `MlflowResource` in an asset, `Settings` in the CLI, scripts and tests.
 """
 
 from __future__ import annotations
@@ -11,6 +12,7 @@ import logging
 import subprocess
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Protocol
 
 import mlflow
 import numpy as np
@@ -26,8 +28,9 @@ from flightops.modeling.schema import (
     INTEGER_FEATURES,
     LABEL_COLUMN,
     NUMERIC_FEATURES,
+    feature_type,
 )
-from flightops.settings import REPO_ROOT, Settings
+from flightops.settings import REPO_ROOT
 
 EXPERIMENT_NAME = "flight_delay"
 # Monitoring reports (Evidently HTML kept weekly and on alert days) are artifacts of their own experiment.
@@ -38,38 +41,52 @@ MODEL_ARTIFACT_NAME = "model"
 _log = logging.getLogger(__name__)
 
 
+class MlflowStore(Protocol):
+    """Where runs, registered models and artifacts live (the registry is in the tracking store).
+
+    Both `flightops.resources.MlflowResource` (assets) and `flightops.settings.Settings` (CLI,
+    scripts, tests) are one.
+    """
+
+    @property
+    def mlflow_tracking_uri(self) -> str: ...
+
+    @property
+    def mlflow_artifacts(self) -> Path: ...
+
+
 def _sqlite_file(tracking_uri: str) -> Path | None:
     prefix = "sqlite:///"
     return Path(tracking_uri[len(prefix):]) if tracking_uri.startswith(prefix) else None
 
 
-def configure_mlflow(settings: Settings, experiment_name: str = EXPERIMENT_NAME) -> str:
-    """Point MLflow (tracking and registry) at the Settings store; return the experiment's id.
+def configure_mlflow(store: MlflowStore, experiment_name: str = EXPERIMENT_NAME) -> str:
+    """Point MLflow (tracking and registry) at the store; return the experiment's id.
 
     Creates the experiment on first use (artifacts of the training experiment at
     FLIGHTOPS_MLFLOW_ARTIFACTS, of any other in a folder of its name below it). An existing experiment whose artifact location
-    differs from Settings is refused: its artifacts would go somewhere nobody looks.
+    differs from the store's is refused: its artifacts would go somewhere nobody looks.
     """
-    database = _sqlite_file(settings.mlflow_tracking_uri)
+    database = _sqlite_file(store.mlflow_tracking_uri)
     if database is not None:
         database.parent.mkdir(parents=True, exist_ok=True)
-    settings.mlflow_artifacts.mkdir(parents=True, exist_ok=True)
-    mlflow.set_tracking_uri(settings.mlflow_tracking_uri)
-    mlflow.set_registry_uri(settings.mlflow_tracking_uri)
-    artifacts = settings.mlflow_artifacts if experiment_name == EXPERIMENT_NAME else settings.mlflow_artifacts / experiment_name
+    store.mlflow_artifacts.mkdir(parents=True, exist_ok=True)
+    mlflow.set_tracking_uri(store.mlflow_tracking_uri)
+    mlflow.set_registry_uri(store.mlflow_tracking_uri)
+    artifacts = store.mlflow_artifacts if experiment_name == EXPERIMENT_NAME else store.mlflow_artifacts / experiment_name
     artifact_location = artifacts.as_uri()
-    client = mlflow_client(settings)
+    client = mlflow_client(store)
     experiment = client.get_experiment_by_name(experiment_name)
     if experiment is None:
         return client.create_experiment(experiment_name, artifact_location=artifact_location)
     if experiment.lifecycle_stage != "active":
         raise RuntimeError(
-            f"MLflow experiment {experiment_name!r} in {settings.mlflow_tracking_uri} is deleted. Restore it "
+            f"MLflow experiment {experiment_name!r} in {store.mlflow_tracking_uri} is deleted. Restore it "
             f"(`mlflow experiments restore --experiment-id {experiment.experiment_id}`) or remove the store."
         )
     if experiment.artifact_location != artifact_location:
         raise RuntimeError(
-            f"MLflow experiment {experiment_name!r} in {settings.mlflow_tracking_uri} stores artifacts at "
+            f"MLflow experiment {experiment_name!r} in {store.mlflow_tracking_uri} stores artifacts at "
             f"{experiment.artifact_location}, but FLIGHTOPS_MLFLOW_ARTIFACTS says {artifact_location}. "
             "Set FLIGHTOPS_MLFLOW_ARTIFACTS back to the experiment's location, or point MLFLOW_TRACKING_URI "
             "at a new store."
@@ -77,15 +94,16 @@ def configure_mlflow(settings: Settings, experiment_name: str = EXPERIMENT_NAME)
     return experiment.experiment_id
 
 
-def mlflow_client(settings: Settings) -> MlflowClient:
-    """A client bound to the Settings store, independent of MLflow's global state."""
-    return MlflowClient(tracking_uri=settings.mlflow_tracking_uri, registry_uri=settings.mlflow_tracking_uri)
+def mlflow_client(store: MlflowStore) -> MlflowClient:
+    """A client bound to the store, independent of MLflow's global state."""
+    return MlflowClient(tracking_uri=store.mlflow_tracking_uri, registry_uri=store.mlflow_tracking_uri)
+
+
+_SIGNATURE_TYPES = {str: DataType.string, int: DataType.long, float: DataType.double}
 
 
 def _input_type(column: str) -> DataType:
-    if column in CATEGORICAL_FEATURES:
-        return DataType.string
-    return DataType.long if column in INTEGER_FEATURES else DataType.double
+    return _SIGNATURE_TYPES[feature_type(column)]
 
 
 def in_signature_types(frame: pd.DataFrame) -> pd.DataFrame:

@@ -27,6 +27,7 @@ from flightops.modeling.tracking import (
     MODEL_ARTIFACT_NAME,
     REGISTERED_MODEL_NAME,
     Lineage,
+    MlflowStore,
     configure_mlflow,
     git_commit,
     in_signature_types,
@@ -35,7 +36,6 @@ from flightops.modeling.tracking import (
     training_data_hash,
 )
 from flightops.modeling.tuning import OBJECTIVE, TuningConfig, TuningResult, tune_catboost
-from flightops.settings import Settings
 
 REGISTERED_KIND = "catboost"  # of the models fitted in a run, the one registered
 # What unpickling the logged pipeline needs. Written out because MLflow's inference of them
@@ -117,7 +117,7 @@ def _write_evaluation(folder: Path, split: DataSplit, evaluations: dict[str, ev.
 
 def train_and_register(
     frame: pd.DataFrame,
-    settings: Settings,
+    store: MlflowStore,
     config: TrainingConfig = TrainingConfig(),
     *,
     windows: SplitWindows | None = None,
@@ -131,7 +131,7 @@ def train_and_register(
     partition range recorded as lineage (default: first and last flight_date of `frame`).
     Promotion to champion is a separate step (promotion.decide_promotion).
     """
-    experiment_id = configure_mlflow(settings)
+    experiment_id = configure_mlflow(store)
     split = split_by_time(frame, windows or plan_windows(frame, config.split))
     train_valid = split.train_and_valid()
     y_train_valid = labels_of(train_valid)
@@ -177,7 +177,7 @@ def train_and_register(
             pip_requirements=_pip_requirements(),
         )
         version = str(model_info.registered_model_version)
-        client = mlflow_client(settings)
+        client = mlflow_client(store)
         for key, value in lineage.as_tags().items():
             client.set_model_version_tag(REGISTERED_MODEL_NAME, version, key, value)
         mark_challenger(client, version)

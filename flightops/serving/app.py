@@ -1,16 +1,16 @@
 """The online prediction service: FastAPI over the registry's champion model.
 
-`POST /predict` scores one flight; `GET /health` says whether a model is loaded and
-which; `GET /metrics` exposes Prometheus metrics. Every `/predict` request, refused
-ones included, is timed, counted and written to the prediction log by one route
-class, so the log and the metrics cannot disagree about what was asked.
+`POST /predict` scores one flight (the probability that it arrives more than 15 minutes
+late); `GET /health` says whether a model is loaded and which; `GET /metrics` exposes
+Prometheus metrics. Every `/predict` request, refused ones included, is timed, counted
+and written to the prediction log by one route class, so the log and the metrics cannot
+disagree about what was asked.
 """
 
 from __future__ import annotations
 
 import json
 import logging
-import os
 import time
 import uuid
 from collections.abc import Callable, Coroutine
@@ -34,6 +34,7 @@ from flightops.settings import Settings, load_environment
 
 log = logging.getLogger(__name__)
 
+# The settings (flightops.settings.Settings, defaults in .env) the options come from.
 THRESHOLD_VARIABLE = "FLIGHTOPS_SERVING_THRESHOLD"
 REFRESH_VARIABLE = "FLIGHTOPS_SERVING_MODEL_REFRESH_SECONDS"
 
@@ -42,8 +43,8 @@ REFRESH_VARIABLE = "FLIGHTOPS_SERVING_MODEL_REFRESH_SECONDS"
 class ServingOptions:
     """Decision threshold, and how often the registry alias is checked for a new champion."""
 
-    threshold: float = DECISION_THRESHOLD
-    model_refresh_seconds: float = 10.0
+    threshold: float
+    model_refresh_seconds: float
 
     def __post_init__(self) -> None:
         if not 0.0 <= self.threshold <= 1.0:
@@ -57,17 +58,10 @@ class ServingOptions:
             )
 
     @classmethod
-    def from_environment(cls) -> "ServingOptions":
-        """The defaults above, overridden by the environment variables when set."""
-        overrides: dict[str, float] = {}
-        for field, variable in (("threshold", THRESHOLD_VARIABLE), ("model_refresh_seconds", REFRESH_VARIABLE)):
-            value = os.environ.get(variable)
-            if value:
-                try:
-                    overrides[field] = float(value)
-                except ValueError as exc:
-                    raise ValueError(f"{variable}={value!r} is not a number; set it to a decimal number.") from exc
-        return cls(**overrides)
+    def from_settings(cls, settings: Settings) -> "ServingOptions":
+        """The service's settings; no threshold set means batch scoring's (DECISION_THRESHOLD)."""
+        threshold = DECISION_THRESHOLD if settings.serving_threshold is None else settings.serving_threshold
+        return cls(threshold=threshold, model_refresh_seconds=settings.serving_model_refresh_seconds)
 
 
 @dataclass(frozen=True)
@@ -166,7 +160,9 @@ prediction_router = APIRouter(route_class=RecordedRoute)
 
 @prediction_router.post("/predict", response_model=PredictionResponse)
 def predict(flight: PredictionRequest, request: Request) -> PredictionResponse:
-    """Probability that this flight departs delayed, and the decision at the threshold."""
+    """Probability that this flight arrives more than 15 minutes late (the label `is_delayed`:
+    arr_delay > 15), and the decision at the threshold. The body is the model's inputs
+    (`flightops.modeling.schema`); nullable ones may be null or left out."""
     service = _service(request)
     features = flight.features()
     request.state.features, request.state.flight_id = features, flight.flight_id
@@ -188,8 +184,10 @@ def predict(flight: PredictionRequest, request: Request) -> PredictionResponse:
 
 
 def create_app(settings: Settings, options: ServingOptions | None = None) -> FastAPI:
-    """The service for the registry at `settings.mlflow_tracking_uri`, loading its champion now if there is one."""
-    options = options or ServingOptions.from_environment()
+    """The service for the registry at `settings.mlflow_tracking_uri`, loading its champion now if there is one.
+
+    `options` default to the settings' (`ServingOptions.from_settings`)."""
+    options = options or ServingOptions.from_settings(settings)
     tracker = ChampionTracker(settings.mlflow_tracking_uri, options.model_refresh_seconds)
     service = PredictionService(
         tracker=tracker,

@@ -43,7 +43,7 @@ class ServedModel:
     model: Any  # a fitted sklearn-compatible classifier or pipeline
 
     def delay_probability(self, frame: pd.DataFrame) -> np.ndarray:
-        """Probability of the positive (delayed) class for each row."""
+        """Probability of the positive class for each row: arriving more than 15 minutes late."""
         return self.model.predict_proba(frame)[:, 1]
 
 

@@ -165,7 +165,7 @@ class ServingMetrics:
         )
         self._probability = Histogram(
             PROBABILITY,
-            "Delay probabilities returned by /predict.",
+            "Probabilities of arriving more than 15 minutes late returned by /predict.",
             buckets=PROBABILITY_BUCKETS,
             registry=self.registry,
         )

@@ -1,77 +1,87 @@
-"""The request and response contract of the prediction endpoint.
+"""The request and response contract of the prediction endpoint, derived from the model's schema.
 
-The feature fields carry the names of the warehouse table `features.flight_features`
-(the model was trained on that table), so one served request is one row of it.
-Ranges are checked here, before the model sees anything, so a bad value is refused
-with a 422 that names the field instead of being turned into a silent prediction.
-Nullable features (weather, plane, prior rates) must still be sent, as `null`:
-a client that forgot a column is told so rather than getting an imputed answer.
+The request's feature fields are built from `flightops.modeling.schema` (its FEATURE_COLUMNS and
+the FEATURES table of meanings, bounds and examples), so the service asks for exactly the
+model's inputs, under the names of the warehouse table `features.flight_features`: adding or
+dropping a feature there changes the request with it. Columns the table has but the model does
+not use (month, route_prior_flights, carrier_prior_flights) are refused like any unknown field.
+Ranges are checked here, before the model sees anything, so a bad value is refused with a 422
+that names the field instead of being turned into a silent prediction. Nullable features
+(weather, plane, prior delay rates) may be sent as `null` or left out; every other feature
+must be sent.
 """
 
 from __future__ import annotations
 
-from typing import Literal, get_origin
+from typing import Any, Literal
 
 import numpy as np
 import pandas as pd
-from pydantic import BaseModel, ConfigDict, Field
+from pydantic import BaseModel, ConfigDict, Field, create_model
+
+from flightops.modeling.schema import (
+    CATEGORICAL_FEATURES,
+    FEATURE_COLUMNS,
+    FEATURES,
+    LABEL_DESCRIPTION,
+    Feature,
+    feature_type,
+)
 
 Decision = Literal["delayed", "on_time"]
 
 
-class FlightFeatures(BaseModel):
-    """One flight's model input, as in `features.flight_features`."""
+def _field(column: str, feature: Feature) -> tuple[Any, Any]:
+    """(annotation, FieldInfo) of one feature: its type, bounds and description from the schema."""
+    annotation: Any = feature_type(column)
+    constraints: dict[str, Any] = {"ge": feature.minimum, "le": feature.maximum}
+    if feature.allowed:
+        annotation = Literal[feature.allowed]
+    elif annotation is str:
+        constraints["min_length"] = 1
+    if feature.nullable:
+        annotation = annotation | None
+    default = None if feature.nullable else ...
+    constraints = {name: bound for name, bound in constraints.items() if bound is not None}
+    return annotation, Field(default, description=feature.description, **constraints)
 
+
+class _Features(BaseModel):
     model_config = ConfigDict(extra="forbid")
 
-    month: int = Field(ge=1, le=12)
-    day_of_week: int = Field(ge=1, le=7)
-    dep_hour: int = Field(ge=0, le=23)
-    dep_minute_of_day: int = Field(ge=0, le=1439)
-    is_weekend: int = Field(ge=0, le=1)
-    carrier: str = Field(min_length=1)
-    origin: Literal["EWR", "JFK", "LGA"]
-    dest: str = Field(min_length=1)
-    route: str = Field(min_length=1)
-    distance: float = Field(gt=0)
-    temp: float | None
-    dewp: float | None
-    humid: float | None = Field(ge=0, le=100)
-    wind_dir: float | None = Field(ge=0, le=360)
-    wind_speed: float | None = Field(ge=0)
-    wind_gust: float | None = Field(ge=0)
-    precip: float | None = Field(ge=0)
-    pressure: float | None = Field(gt=0)
-    visib: float | None = Field(ge=0)
-    plane_age: float | None = Field(ge=0)
-    plane_seats: float | None = Field(gt=0)
-    route_prior_flights: int = Field(ge=0)
-    route_prior_delay_rate: float | None = Field(ge=0, le=1)
-    carrier_prior_flights: int = Field(ge=0)
-    carrier_prior_delay_rate: float | None = Field(ge=0, le=1)
 
+FlightFeatures: type[BaseModel] = create_model(
+    "FlightFeatures",
+    __base__=_Features,
+    __module__=__name__,
+    __doc__="One flight's model inputs: a row of `features.flight_features` restricted to the model's columns.",
+    **{column: _field(column, FEATURES[column]) for column in FEATURE_COLUMNS},
+)
 
-FEATURE_COLUMNS: tuple[str, ...] = tuple(FlightFeatures.model_fields)
-
-
-def _pandas_dtype(annotation: object) -> str:
-    """Numerics as float64 (nulls as NaN) and categoricals as strings: the types training
-    feeds the model (`flightops.modeling.schema.model_inputs`), so both frames agree."""
-    return "object" if annotation is str or get_origin(annotation) is Literal else "float64"
-
-
-FEATURE_DTYPES: dict[str, str] = {
-    name: _pandas_dtype(field.annotation) for name, field in FlightFeatures.model_fields.items()
+EXAMPLE_FLIGHT_ID = "2013-03-05_UA421_EWR"
+EXAMPLE_REQUEST: dict[str, object] = {
+    "flight_id": EXAMPLE_FLIGHT_ID,
+    **{column: FEATURES[column].example for column in FEATURE_COLUMNS},
 }
 
 
-class PredictionRequest(FlightFeatures):
-    """A flight to score; `flight_id` is only echoed back and logged."""
+class PredictionRequest(FlightFeatures):  # type: ignore[misc, valid-type]
+    """A flight to score: its model inputs, and a `flight_id` that is only echoed back and logged."""
 
-    flight_id: str | int | None = None
+    model_config = ConfigDict(extra="forbid", json_schema_extra={"examples": [EXAMPLE_REQUEST]})
+
+    flight_id: str | int | None = Field(None, description="Any id of the flight; echoed in the answer and logged.")
 
     def features(self) -> dict[str, object]:
+        """The model inputs, omitted nullable ones as None."""
         return self.model_dump(include=set(FEATURE_COLUMNS))
+
+
+# Numerics as float64 (nulls as NaN) and categoricals as strings: what
+# `flightops.modeling.schema.model_inputs` makes of a training frame, so both frames agree.
+FEATURE_DTYPES: dict[str, str] = {
+    column: "object" if column in CATEGORICAL_FEATURES else "float64" for column in FEATURE_COLUMNS
+}
 
 
 def features_frame(features: dict[str, object]) -> pd.DataFrame:
@@ -84,8 +94,11 @@ def features_frame(features: dict[str, object]) -> pd.DataFrame:
 
 
 class PredictionResponse(BaseModel):
-    flight_id: str | int | None
-    probability: float
-    decision: Decision
-    model_name: str
-    model_version: int
+    flight_id: str | int | None = Field(description="The request's flight_id, if it had one.")
+    probability: float = Field(description=f"Probability that {LABEL_DESCRIPTION}, from the champion model.")
+    decision: Decision = Field(
+        description="`delayed` when the probability is at least the service's threshold "
+        "(FLIGHTOPS_SERVING_THRESHOLD), else `on_time`."
+    )
+    model_name: str = Field(description="Registered MLflow model that answered.")
+    model_version: int = Field(description="Its registry version (the champion alias's when it answered).")
