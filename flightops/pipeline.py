@@ -37,8 +37,6 @@ def weather_api_running(settings: Settings) -> Iterator[str]:
     yield settings.weather_api_url
 
 
-
-
 # The asset groups of the data platform proper (everything but training and deployment).
 DATA_LAYERS = (groups.INGESTION, groups.VALIDATION, groups.TRANSFORM, groups.FEATURES)
 

@@ -142,5 +142,6 @@ class Settings:
             alert_webhook_url=_optional("FLIGHTOPS_ALERT_WEBHOOK_URL"),
             serving_threshold=_optional_number("FLIGHTOPS_SERVING_THRESHOLD"),
             serving_model_refresh_seconds=_number("FLIGHTOPS_SERVING_MODEL_REFRESH_SECONDS"),
-            landing_max_range_days=_positive_whole("FLIGHTOPS_LANDING_MAX_RANGE_DAYS", "days"),
+            landing_max_range_days=_positive_whole(
+                "FLIGHTOPS_LANDING_MAX_RANGE_DAYS", "days (the longest range one landing-sensor run covers, e.g. 31)"),
         )

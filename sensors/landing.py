@@ -28,8 +28,6 @@ from flightops.resources import LandingZoneResource
 from flightops.settings import Settings
 from flightops.simulated_sources import landing
 
-# The setting (default in .env) capping the days of one run: Settings.landing_max_range_days.
-MAX_RANGE_DAYS_SETTING = "FLIGHTOPS_LANDING_MAX_RANGE_DAYS"
 # Materializations read per event-log query; the sensor pages until it has read them all.
 PAGE_SIZE = 1000
 # The assets whose metadata says which file versions are loaded: the exports and the reference tables.

@@ -20,6 +20,7 @@ from tests.platform_harness import Platform, failure_messages
 # the suite loads no definitions, and a broken definition fails those tests, not the collection.
 
 EXPORTS = dg.AssetKey(["raw", "flights_exports"])
+MAX_RANGE_DAYS_SETTING = "FLIGHTOPS_LANDING_MAX_RANGE_DAYS"  # flightops.settings.Settings.landing_max_range_days
 
 
 def evaluate(platform: Platform, cursor: str | None = None) -> dg.SensorResult | dg.SkipReason:
@@ -76,8 +77,6 @@ def test_a_backlog_on_an_empty_instance_is_one_range_run(platform: Platform):
 
 
 def test_the_cap_splits_a_long_backlog(platform: Platform, monkeypatch: pytest.MonkeyPatch):
-    from sensors.landing import MAX_RANGE_DAYS_SETTING
-
     platform.replay("2013-01-10")
     monkeypatch.setenv(MAX_RANGE_DAYS_SETTING, "4")
     result = evaluate(platform)
@@ -86,8 +85,6 @@ def test_the_cap_splits_a_long_backlog(platform: Platform, monkeypatch: pytest.M
 
 
 def test_a_bad_cap_is_reported_with_the_setting(platform: Platform, monkeypatch: pytest.MonkeyPatch):
-    from sensors.landing import MAX_RANGE_DAYS_SETTING
-
     platform.settings.landing_dir.mkdir(parents=True)
     monkeypatch.setenv(MAX_RANGE_DAYS_SETTING, "0")
     with pytest.raises(ValueError, match=f"{MAX_RANGE_DAYS_SETTING}='0' is not a positive whole number"):

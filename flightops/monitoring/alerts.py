@@ -25,7 +25,7 @@ from typing import Any
 
 import requests
 
-from flightops.settings import Settings
+from flightops.monitoring.latest import MonitoringFiles
 
 # Kinds of alert raised by the platform (the `kind` column).
 RUN_FAILED = "run_failed"
@@ -88,12 +88,12 @@ class Alert:
     webhook_status: str = WEBHOOK_NOT_CONFIGURED
 
 
-def store_path(settings: Settings) -> Path:
+def store_path(settings: MonitoringFiles) -> Path:
     return settings.monitoring_dir / STORE_FILE
 
 
 def raise_alert(
-    settings: Settings,
+    settings: MonitoringFiles,
     kind: str,
     message: str,
     *,
@@ -141,7 +141,7 @@ def raise_alert(
     return replace(alert, webhook_status=status)
 
 
-def count_alerts(settings: Settings, kind: str | None = None) -> int:
+def count_alerts(settings: MonitoringFiles, kind: str | None = None) -> int:
     """Alerts stored (of one kind, or all); 0 before the first alert. Never creates the store."""
     with _reader(store_path(settings)) as con:
         if con is None:
@@ -150,7 +150,7 @@ def count_alerts(settings: Settings, kind: str | None = None) -> int:
         return con.execute(f"SELECT count(*) FROM alerts {where}", params).fetchone()[0]
 
 
-def recent_alerts(settings: Settings, kind: str | None = None, limit: int = 50) -> list[Alert]:
+def recent_alerts(settings: MonitoringFiles, kind: str | None = None, limit: int = 50) -> list[Alert]:
     """The newest alerts first (of one kind, or all)."""
     with _reader(store_path(settings)) as con:
         if con is None:

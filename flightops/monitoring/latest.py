@@ -9,18 +9,27 @@ from __future__ import annotations
 import json
 import os
 from pathlib import Path
-from typing import Any
+from typing import Any, Protocol
 
-from flightops.settings import Settings
+
+class MonitoringFiles(Protocol):
+    """Where monitoring keeps its own files and sends alerts: `MonitoringResource` in an asset,
+    `Settings` in a sensor, the CLI or a test."""
+
+    @property
+    def monitoring_dir(self) -> Path: ...
+
+    @property
+    def alert_webhook_url(self) -> str | None: ...
 
 FILE_NAME = "latest.json"
 
 
-def latest_path(settings: Settings) -> Path:
+def latest_path(settings: MonitoringFiles) -> Path:
     return settings.monitoring_dir / FILE_NAME
 
 
-def write_latest(settings: Settings, payload: dict[str, Any]) -> Path:
+def write_latest(settings: MonitoringFiles, payload: dict[str, Any]) -> Path:
     """Replace the file atomically (a reader sees the old or the new figures, never half)."""
     path = latest_path(settings)
     path.parent.mkdir(parents=True, exist_ok=True)
@@ -30,7 +39,7 @@ def write_latest(settings: Settings, payload: dict[str, Any]) -> Path:
     return path
 
 
-def read_latest(settings: Settings) -> dict[str, Any] | None:
+def read_latest(settings: MonitoringFiles) -> dict[str, Any] | None:
     """The newest figures, or None before monitoring has run."""
     path = latest_path(settings)
     if not path.exists():
