@@ -44,16 +44,29 @@ class TrainingRunConfig(dg.Config):
     # Defaults are the modeling dataclasses' own (flightops/modeling), written there once.
     valid_fraction: float = SplitConfig.valid_fraction
     test_fraction: float = SplitConfig.test_fraction
+    # A fixed test window by date (e.g. 2013-10-01 .. 2013-12-31) instead of test_fraction: scores
+    # then compare across runs; the days before test_start are train and validation.
+    test_start: str | None = None
+    test_end: str | None = None  # default: the last day trained on
     tuning_trials: int = TuningConfig.n_trials  # 0 turns Optuna off
     tuning_timeout_seconds: float = TuningConfig.timeout_seconds
     catboost_iterations: int = CatBoostConfig.iterations
 
     def training_config(self) -> TrainingConfig:
         return TrainingConfig(
-            split=SplitConfig(valid_fraction=self.valid_fraction, test_fraction=self.test_fraction),
+            split=SplitConfig(valid_fraction=self.valid_fraction, test_fraction=self.test_fraction,
+                              test_start=_day(self.test_start, "test_start"), test_end=_day(self.test_end, "test_end")),
             catboost=CatBoostConfig(iterations=self.catboost_iterations),
             tuning=TuningConfig(n_trials=self.tuning_trials, timeout_seconds=self.tuning_timeout_seconds),
         )
+
+
+def _day(text: str | None, field: str) -> date | None:
+    """A config field's day, or a message naming the field when it is not YYYY-MM-DD."""
+    try:
+        return date.fromisoformat(text) if text else None
+    except ValueError as exc:
+        raise ValueError(f"Training config {field}={text!r} is not a date; write it as YYYY-MM-DD (e.g. 2013-10-01).") from exc
 
 
 class PromotionConfig(dg.Config):
@@ -98,8 +111,7 @@ def _plots(run_id: str) -> tuple[str, dict[str, dg.MetadataValue]]:
 )
 def flight_delay_model(context: dg.AssetExecutionContext, config: TrainingRunConfig, warehouse: WarehouseResource,
                        mlflow_store: MlflowResource) -> dg.MaterializeResult:
-    first = date.fromisoformat(config.first_day) if config.first_day else None
-    last = date.fromisoformat(config.last_day) if config.last_day else None
+    first, last = _day(config.first_day, "first_day"), _day(config.last_day, "last_day")
     with warehouse.connect(read_only=True) as con:
         frame = read_labelled_features(con, first, last)
     if frame.empty:

@@ -28,6 +28,7 @@ from assets.transform import dbt_project, monitoring_models, dbt_daily_models, d
 from flightops.jobs import daily_job, main_job, retraining_job
 from flightops.monitoring.policy import MonitoringPolicy
 from flightops.resources import (
+    FeatureStoreResource,
     LandingZoneResource,
     MlflowResource,
     MonitoringResource,
@@ -56,6 +57,10 @@ def resources() -> dict[str, dg.ConfigurableResource]:
             tracking_uri=dg.EnvVar("MLFLOW_TRACKING_URI"),
             artifact_location=dg.EnvVar("FLIGHTOPS_MLFLOW_ARTIFACTS"),
             ui_url=dg.EnvVar("FLIGHTOPS_MLFLOW_UI_URL"),
+        ),
+        "feature_store": FeatureStoreResource(
+            prediction_lead_minutes=dg.EnvVar.int("FLIGHTOPS_PREDICTION_LEAD_MINUTES"),
+            data_dir=dg.EnvVar("FLIGHTOPS_DATA_DIR"),
         ),
         "monitoring": MonitoringResource(
             data_dir=dg.EnvVar("FLIGHTOPS_DATA_DIR"),

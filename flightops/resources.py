@@ -16,6 +16,8 @@ import dagster as dg
 import duckdb
 
 from flightops import warehouse_connections
+from flightops.feature_engineering import check_lead
+from flightops.online_features import online_features_under
 from flightops.settings import monitoring_dir_under, resolve_path, resolve_url
 
 
@@ -60,6 +62,23 @@ class MlflowResource(dg.ConfigurableResource):
     @property
     def mlflow_ui_url(self) -> str:
         return self.ui_url.rstrip("/")
+
+
+class FeatureStoreResource(dg.ConfigurableResource):
+    """How the features are computed and where serving finds them: the prediction time (minutes
+    before each flight's scheduled departure; flightops.feature_engineering) and the online store's
+    file under the data folder (flightops.online_features)."""
+
+    prediction_lead_minutes: int
+    data_dir: str  # the platform's data folder (absolute, or relative to the repository root)
+
+    @property
+    def lead_minutes(self) -> int:
+        return check_lead(self.prediction_lead_minutes)
+
+    @property
+    def online_file(self) -> Path:
+        return online_features_under(resolve_path(self.data_dir))
 
 
 class MonitoringResource(dg.ConfigurableResource):

@@ -104,6 +104,13 @@ def _positive_whole(name: str, what: str) -> int:
     return int(text)
 
 
+def _lead_minutes(name: str) -> int:
+    from flightops.feature_engineering import check_lead
+
+    text = _required(name)
+    return check_lead(int(text) if text.isdigit() else text)  # type: ignore[arg-type]
+
+
 @dataclass(frozen=True)
 class Settings:
     data_dir: Path
@@ -120,6 +127,14 @@ class Settings:
     serving_threshold: float | None  # None: the batch decision threshold (flightops.modeling.evaluate)
     serving_model_refresh_seconds: float
     landing_max_range_days: int
+    prediction_lead_minutes: int
+
+    @property
+    def online_features(self) -> Path:
+        """The online feature store the prediction service reads (flightops.online_features)."""
+        from flightops.online_features import online_features_under
+
+        return online_features_under(self.data_dir)
 
     @property
     def monitoring_dir(self) -> Path:
@@ -144,4 +159,5 @@ class Settings:
             serving_model_refresh_seconds=_number("FLIGHTOPS_SERVING_MODEL_REFRESH_SECONDS"),
             landing_max_range_days=_positive_whole(
                 "FLIGHTOPS_LANDING_MAX_RANGE_DAYS", "days (the longest range one landing-sensor run covers, e.g. 31)"),
+            prediction_lead_minutes=_lead_minutes("FLIGHTOPS_PREDICTION_LEAD_MINUTES"),
         )

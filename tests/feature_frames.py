@@ -24,6 +24,7 @@ from datetime import date, timedelta
 import numpy as np
 import pandas as pd
 
+from flightops.modeling.data import LEAD_COLUMN
 from flightops.modeling.schema import FEATURE_COLUMNS, FEATURES, ID_COLUMNS, LABEL_COLUMN
 
 CARRIERS = {"UA": 0.1, "B6": 0.3, "EV": 0.6, "DL": -0.3, "AA": -0.1, "MQ": 0.4, "US": -0.4, "WN": 0.2}
@@ -34,6 +35,7 @@ DESTINATIONS = {  # destination: (miles from New York, effect on the delay odds)
 }
 ORIGINS = {"EWR": 0.2, "JFK": 0.0, "LGA": -0.1}
 BASE_LOG_ODDS = -2.1  # about a fifth of the flights delayed, as in 2013
+LEAD_MINUTES = 60  # the rows' prediction lead
 
 
 def _sigmoid(x: np.ndarray) -> np.ndarray:
@@ -45,7 +47,7 @@ def feature_tables(
 ) -> tuple[pd.DataFrame, pd.DataFrame]:
     """(features, labels) for `days` days from `first_day`: the two tables' columns and types.
 
-    features: flight_id, flight_date (datetime.date) and every model input; labels: flight_id,
+    features: flight_id, flight_date (datetime.date), prediction_lead_minutes and every model input; labels: flight_id,
     flight_date, arr_delay and is_delayed (arr_delay > 15, as fct_flights.is_delayed_15), for
     all flights but about 1% (diverted: no arrival delay, so no label).
     """
@@ -83,6 +85,27 @@ def feature_tables(
     }
     weather = {name: np.where(no_observation, np.nan, values) for name, values in weather.items()}
 
+    # The day so far at the origin, and the aircraft's previous leg (flightops.feature_engineering).
+    recent = rng.integers(0, 80, n).astype("int32")
+    none_left = recent == 0
+    recent_delay = np.where(none_left, np.nan, np.round(np.clip(rng.normal(8, 15, n), -20, 300), 2))
+    carrier_today = rng.integers(0, 30, n).astype("int32")
+    earlier_leg = rng.random(n) < 0.5
+    leg_left = earlier_leg & (rng.random(n) < 0.7)
+    operations = {
+        "origin_recent_departures": recent,
+        "origin_recent_mean_dep_delay": recent_delay,
+        "origin_recent_delayed_share": np.where(none_left, np.nan, np.round(rng.uniform(0, 0.6, n), 3)),
+        "origin_backlog": rng.poisson(3, n).astype("int32"),
+        "origin_flights_in_hour": rng.integers(1, 40, n).astype("int32"),
+        "carrier_origin_departures_today": carrier_today,
+        "carrier_origin_delayed_share_today": np.where(carrier_today == 0, np.nan, np.round(rng.uniform(0, 0.5, n), 3)),
+        "tail_prev_gap_minutes": np.where(earlier_leg, rng.integers(30, 600, n).astype(float), np.nan),
+        "tail_prev_dep_delay": np.where(leg_left, np.clip(np.round(rng.normal(10, 30, n)), -20, 600), np.nan),
+        "tail_prev_arr_delay": np.where(leg_left & (rng.random(n) < 0.8),
+                                        np.clip(np.round(rng.normal(5, 35, n)), -60, 600), np.nan),
+    }
+
     unknown_plane = rng.random(n) < 0.08
     carrier_effect = np.array([CARRIERS[c] for c in carrier])
     route_effect = np.array([DESTINATIONS[d][1] for d in dest]) + np.array([ORIGINS[o] for o in origin])
@@ -91,6 +114,7 @@ def feature_tables(
         "flight_id": pd.Series(np.array([d.isoformat() for d in dates])[day_index]) + "_" + carrier
         + pd.Series(np.arange(n) % flights_per_day).astype(str) + "_" + origin,
         "flight_date": flight_date,
+        LEAD_COLUMN: np.full(n, LEAD_MINUTES, dtype="int32"),
         "carrier": carrier,
         "origin": origin,
         "dest": dest,
@@ -108,8 +132,9 @@ def feature_tables(
             _sigmoid(BASE_LOG_ODDS + 0.5 + route_effect + rng.normal(0, 0.3, n)), 0, 1)),
         "carrier_prior_delay_rate": np.where(first, np.nan, np.clip(
             _sigmoid(BASE_LOG_ODDS + 0.5 + carrier_effect + rng.normal(0, 0.2, n)), 0, 1)),
+        **operations,
     })
-    assert list(features.columns) == [*ID_COLUMNS, *FEATURE_COLUMNS]
+    assert list(features.columns) == [*ID_COLUMNS, LEAD_COLUMN, *FEATURE_COLUMNS]
     for column in FEATURE_COLUMNS:  # inside the documented ranges, which the service enforces
         feature, values = FEATURES[column], features[column].dropna()
         assert feature.minimum is None or (values >= feature.minimum).all(), column
@@ -123,6 +148,7 @@ def feature_tables(
         + 1.6 * ((np.nan_to_num(weather["temp"], nan=50.0) - 50.0) / 25.0) ** 2
         + 1.8 * ((np.nan_to_num(weather["precip"]) > 0.03) & (np.nan_to_num(weather["visib"], nan=10.0) < 4))
         + 1.2 * (np.nan_to_num(weather["wind_gust"]) > 30)
+        + 0.02 * (np.nan_to_num(recent_delay, nan=8.0) - 8.0)
     )
     delayed = rng.random(n) < _sigmoid(log_odds)
     arr_delay = np.where(delayed, 16 + np.round(rng.exponential(40, n)), rng.integers(-40, 16, n)).astype(float)

@@ -74,6 +74,28 @@ def test_every_flight_is_scored_by_the_champion_version(deployed):
     assert model.predict_proba(frame)[:, 1] == pytest.approx([row[0] for row in sample], rel=1e-9)
 
 
+def test_the_service_scores_a_flight_by_id_exactly_as_batch_scoring_did(deployed):
+    """Training/serving parity: POST /predict/flight reads the online store the features asset wrote."""
+    from fastapi.testclient import TestClient
+
+    from flightops.serving.app import create_app
+
+    platform, _ = deployed
+    sample = platform.query(
+        "SELECT flight_id, probability, model_version FROM predictions.flight_delay ORDER BY hash(flight_id) LIMIT 25"
+    )
+    assert len(sample) == 25
+    client = TestClient(create_app(platform.settings))
+    for flight_id, probability, version in sample:
+        answer = client.post("/predict/flight", json={"flight_id": flight_id})
+        assert answer.status_code == 200, answer.text
+        assert answer.json()["model_version"] == int(version)
+        assert answer.json()["probability"] == pytest.approx(probability, rel=1e-12, abs=1e-15), flight_id
+    unknown = client.post("/predict/flight", json={"flight_id": "2014-01-01_XX1_EWR"})
+    assert unknown.status_code == 404
+    assert "not in the online feature store" in unknown.json()["detail"]
+
+
 def test_a_worse_challenger_is_refused_and_the_champion_stays(deployed):
     from assets.models import CHAMPION, MODEL
 

@@ -40,6 +40,7 @@ def known_figures() -> list[fig.Figure]:
         figure(MAR_20, drift, "calendar", "drifted_share", 0.5),
         figure(MAR_20, drift, "weather", "drifted_share", 1.0),
         figure(MAR_20, drift, "cumulative", "drifted_share", 0.0),
+        figure(MAR_20, drift, "operations", "drifted_share", 0.4),
         figure(MAR_20, drift, "weather", "drift_score", 0.4, slice_="temp", threshold=0.1, status=fig.ALERT),
         figure(MAR_20, health, "prediction", "estimated_roc_auc", 0.71),
         figure(MAR_20, health, "prediction", "estimated_roc_auc_drop", 0.02, threshold=0.03, status=fig.OK),
@@ -120,8 +121,8 @@ def test_day_level_figures_are_pivoted_into_named_columns(mart):
     row = mart[MAR_20]
     assert {column: row[column] for column in (
         "stable_features_weighted_drifted_share", "stable_features_drifted_share", "calendar_features_drifted_share",
-        "weather_features_drifted_share", "cumulative_features_drifted_share", "estimated_roc_auc",
-        "estimated_roc_auc_drop", "estimated_log_loss", "mean_predicted_probability", "scored_flights",
+        "weather_features_drifted_share", "cumulative_features_drifted_share", "operations_features_drifted_share",
+        "estimated_roc_auc", "estimated_roc_auc_drop", "estimated_log_loss", "mean_predicted_probability", "scored_flights",
         "weekday_median_flights", "realized_labelled_flights", "realized_delay_rate", "realized_roc_auc",
         "realized_log_loss", "realized_brier_score", "realized_expected_calibration_error",
         "realized_calibration_gap", "realized_log_loss_rise", "realized_roc_auc_drop",
@@ -129,7 +130,7 @@ def test_day_level_figures_are_pivoted_into_named_columns(mart):
     )} == {
         "stable_features_weighted_drifted_share": 0.1, "stable_features_drifted_share": 0.125,
         "calendar_features_drifted_share": 0.5, "weather_features_drifted_share": 1.0,
-        "cumulative_features_drifted_share": 0.0, "estimated_roc_auc": 0.71, "estimated_roc_auc_drop": 0.02,
+        "cumulative_features_drifted_share": 0.0, "operations_features_drifted_share": 0.4, "estimated_roc_auc": 0.71, "estimated_roc_auc_drop": 0.02,
         "estimated_log_loss": 0.51, "mean_predicted_probability": 0.23, "scored_flights": 957,
         "weekday_median_flights": 920.0, "realized_labelled_flights": 6423, "realized_delay_rate": 0.29,
         "realized_roc_auc": 0.70, "realized_log_loss": 0.55, "realized_brier_score": 0.18,

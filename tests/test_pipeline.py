@@ -132,7 +132,11 @@ def test_appending_later_days_changes_no_feature_of_an_earlier_flight(built):
         "SELECT min(route_prior_flights) > 0 FROM features.flight_features "
         "WHERE flight_date = DATE '2013-01-07' AND carrier_prior_flights > 0"
     )[0][0]
+    # Nothing is known before the first loaded day: its first flights have no history at all, and
+    # its later ones only arrivals known by their prediction time.
     first_day_history = platform.query(
-        f"SELECT max(route_prior_flights), max(carrier_prior_flights) FROM features.flight_features WHERE flight_date = DATE '{FIRST}'"
+        "SELECT min(route_prior_flights), min(carrier_prior_flights), max(carrier_prior_flights) "
+        f"FROM features.flight_features WHERE flight_date = DATE '{FIRST}'"
     )[0]
-    assert first_day_history == (0, 0)
+    first_day_flights = platform.query(f"SELECT count(*) FROM features.flight_features WHERE flight_date = DATE '{FIRST}'")[0][0]
+    assert first_day_history[:2] == (0, 0) and first_day_history[2] < first_day_flights

@@ -11,6 +11,9 @@ from flightops.modeling.schema import FEATURE_COLUMNS, ID_COLUMNS, LABEL_COLUMN
 
 FEATURES_TABLE = "features.flight_features"
 LABELS_TABLE = "features.flight_labels"
+# Minutes before departure the row's features were computed for (flightops.feature_engineering);
+# read with the rows so that training records it and refuses rows of different leads.
+LEAD_COLUMN = "prediction_lead_minutes"
 
 
 def join_labels(features: pd.DataFrame, labels: pd.DataFrame) -> pd.DataFrame:
@@ -27,12 +30,12 @@ def join_labels(features: pd.DataFrame, labels: pd.DataFrame) -> pd.DataFrame:
 def read_labelled_features(
     con: duckdb.DuckDBPyConnection, start: date | None = None, end: date | None = None
 ) -> pd.DataFrame:
-    """Labelled feature rows with flight_date in [start, end] (both optional), ordered by date.
+    """Labelled feature rows with flight_date in [start, end] (both optional), ordered by date, with their lead.
 
     Reads only the columns the models use, on the caller's connection to the warehouse (read-only
     is enough: `WarehouseResource.connect(read_only=True)` in an asset).
     """
-    columns = ", ".join(f"f.{column}" for column in (*ID_COLUMNS, *FEATURE_COLUMNS))
+    columns = ", ".join(f"f.{column}" for column in (*ID_COLUMNS, LEAD_COLUMN, *FEATURE_COLUMNS))
     query = (
         f"SELECT {columns}, l.{LABEL_COLUMN} FROM {FEATURES_TABLE} AS f "
         f"JOIN {LABELS_TABLE} AS l USING (flight_id) "
@@ -40,3 +43,16 @@ def read_labelled_features(
         "ORDER BY f.flight_date, f.dep_minute_of_day, f.flight_id"
     )
     return con.execute(query, [start, start, end, end]).df()
+
+
+def prediction_lead(frame: pd.DataFrame) -> int:
+    """The one prediction lead of the rows' features, or a ValueError naming the leads found."""
+    leads = frame[LEAD_COLUMN].value_counts().sort_index()
+    if len(leads) != 1:
+        found = ", ".join(f"{int(lead)} min ({count} rows)" for lead, count in leads.items()) or "no rows"
+        raise ValueError(
+            f"The feature rows were computed at different prediction leads: {found}. A model must learn one "
+            "lead: after changing FLIGHTOPS_PREDICTION_LEAD_MINUTES, rematerialize features/flight_features "
+            "for every day (e.g. `flightops run --from 2013-01-01 --until <last day>`)."
+        )
+    return int(leads.index[0])

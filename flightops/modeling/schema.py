@@ -16,6 +16,7 @@ from dataclasses import dataclass
 import pandas as pd
 
 from flightops.contracts import FLIGHTS, ORIGIN_AIRPORTS, WEATHER
+from flightops.feature_engineering import RECENT_HOURS
 
 ID_COLUMNS: tuple[str, ...] = ("flight_id", "flight_date")
 LABEL_COLUMN = "is_delayed"
@@ -47,12 +48,26 @@ NUMERIC_FEATURES: tuple[str, ...] = (
     "plane_seats",
     "route_prior_delay_rate",
     "carrier_prior_delay_rate",
+    # What happened earlier on the same day, known at prediction time (flightops.feature_engineering).
+    "origin_recent_departures",
+    "origin_recent_mean_dep_delay",
+    "origin_recent_delayed_share",
+    "origin_backlog",
+    "origin_flights_in_hour",
+    "carrier_origin_departures_today",
+    "carrier_origin_delayed_share_today",
+    "tail_prev_gap_minutes",
+    "tail_prev_dep_delay",
+    "tail_prev_arr_delay",
 )
 FEATURE_COLUMNS: tuple[str, ...] = CATEGORICAL_FEATURES + NUMERIC_FEATURES
 # Numeric features that are whole numbers and never null. The logged MLflow signature declares
 # them `long` (the rest `double`): pyfunc refuses int64 input for a double column, and JSON
 # requests carry these as integers.
-INTEGER_FEATURES: tuple[str, ...] = ("day_of_week", "dep_hour", "dep_minute_of_day", "is_weekend")
+INTEGER_FEATURES: tuple[str, ...] = (
+    "day_of_week", "dep_hour", "dep_minute_of_day", "is_weekend",
+    "origin_recent_departures", "origin_backlog", "origin_flights_in_hour", "carrier_origin_departures_today",
+)
 
 # Categorical values that are missing are replaced by this token.
 MISSING_CATEGORY = "__missing__"
@@ -78,25 +93,27 @@ class Feature:
 
 
 def _at_origin(name: str, example: float | None) -> Feature:
-    """A weather feature: the weather contract's column, observed at the origin in the departure hour."""
+    """A weather feature: the weather contract's column, the origin's latest observation by prediction time."""
     column = WEATHER.column(name)
     return Feature(
-        f"{column.description.rstrip('.')}; observed at the origin airport in the hour of the scheduled "
-        "departure, null when there is no observation.",
+        f"{column.description.rstrip('.')}; the origin airport's latest observation at or before the prediction "
+        "time, null when there is none.",
         example, nullable=True, minimum=column.min, maximum=column.max,
     )
 
 
 def _prior_delay_rate(key: str, example: float | None) -> Feature:
     return Feature(
-        f"Share of the {key}'s flights on earlier days (of the loaded history) that arrived more than 15 "
-        f"minutes late, among those with a known arrival; null when the {key} has none. Only days before "
-        "the flight's date count (point in time).",
+        f"Share of the {key}'s earlier flights (of the loaded history) that arrived more than 15 minutes late, "
+        f"among those whose arrival was known by the prediction time; null when the {key} has none.",
         example, nullable=True, minimum=0, maximum=1,
     )
 
 
 _DISTANCE = FLIGHTS.column("distance")
+_DEP_DELAY = FLIGHTS.column("dep_delay")
+_ARR_DELAY = FLIGHTS.column("arr_delay")
+_RECENT = f"in the {RECENT_HOURS} hours before the prediction time"
 # One entry per column of FEATURE_COLUMNS (checked below). Bounds of the weather columns and of
 # distance are the source contracts' (flightops.contracts): values outside them never reach the
 # warehouse, so the model has not seen them either.
@@ -128,6 +145,39 @@ FEATURES: dict[str, Feature] = {
                            179.0, nullable=True, minimum=1),
     "route_prior_delay_rate": _prior_delay_rate("route", 0.18),
     "carrier_prior_delay_rate": _prior_delay_rate("carrier", 0.19),
+    # Congestion and delays building up at the origin: the strongest signal of the day (issue 9's
+    # measurements in README "Prediction time and features").
+    "origin_recent_departures": Feature(f"Departures from the origin airport {_RECENT}.", 52, minimum=0),
+    "origin_recent_mean_dep_delay": Feature(
+        f"Mean departure delay in minutes of the origin's departures {_RECENT}; null when none left.", 8.5,
+        nullable=True, minimum=_DEP_DELAY.min, maximum=_DEP_DELAY.max),
+    "origin_recent_delayed_share": Feature(
+        f"Share of the origin's departures {_RECENT} that left more than 15 minutes late; null when none left.",
+        0.12, nullable=True, minimum=0, maximum=1),
+    "origin_backlog": Feature(
+        "Flights of the prediction time's day scheduled to leave the origin before the prediction time that had "
+        "not left by then (cancelled ones included): a queue at the airport.", 3, minimum=0),
+    "origin_flights_in_hour": Feature(
+        "Flights scheduled to leave the origin in the flight's scheduled departure hour (the schedule is known "
+        "in advance), the flight itself included.", 24, minimum=1),
+    # The carrier's operation at this airport today: crews and gates are shared within a carrier.
+    "carrier_origin_departures_today": Feature(
+        "The carrier's departures from the origin since the start of the prediction time's day, before it.", 10,
+        minimum=0),
+    "carrier_origin_delayed_share_today": Feature(
+        "Share of those departures that left more than 15 minutes late; null when none left.", 0.1,
+        nullable=True, minimum=0, maximum=1),
+    # The aircraft's previous leg from New York the same day: a late inbound plane delays this one.
+    "tail_prev_gap_minutes": Feature(
+        "Minutes between the scheduled departures of the same aircraft's previous New York departure that day and "
+        "this one (schedule slack); null when it has no earlier departure that day.", None, nullable=True,
+        minimum=0, maximum=1440),
+    "tail_prev_dep_delay": Feature(
+        "Departure delay in minutes of that previous leg, when it had left by the prediction time; else null.",
+        None, nullable=True, minimum=_DEP_DELAY.min, maximum=_DEP_DELAY.max),
+    "tail_prev_arr_delay": Feature(
+        "Arrival delay in minutes of that previous leg, when its arrival was known by the prediction time; "
+        "else null.", None, nullable=True, minimum=_ARR_DELAY.min, maximum=_ARR_DELAY.max),
 }
 
 

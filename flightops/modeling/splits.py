@@ -17,10 +17,19 @@ DATE_COLUMN = "flight_date"
 
 @dataclass(frozen=True)
 class SplitConfig:
-    """How many of the available days go to validation and test (fractions of distinct days)."""
+    """Which of the available days go to validation and test.
+
+    By fractions of the distinct days (the last `test_fraction` test, the `valid_fraction` before
+    them validation), or with a fixed test window by date: `test_start` (and optionally
+    `test_end`, default the last day) name the test days, so scores compare across runs and with
+    other tools; the days before `test_start` are then split into train and the last
+    `valid_fraction` of them for validation (the final model is refit on both).
+    """
 
     valid_fraction: float = 0.15
     test_fraction: float = 0.15
+    test_start: date | None = None
+    test_end: date | None = None
 
     def __post_init__(self) -> None:
         if not (0 < self.valid_fraction < 1 and 0 < self.test_fraction < 1
@@ -28,6 +37,10 @@ class SplitConfig:
             raise ValueError(
                 f"SplitConfig fractions must be in (0, 1) and sum below 1 so that training keeps days; "
                 f"got valid_fraction={self.valid_fraction}, test_fraction={self.test_fraction}."
+            )
+        if self.test_end is not None and (self.test_start is None or self.test_end < self.test_start):
+            raise ValueError(
+                f"SplitConfig test_end {self.test_end} needs a test_start on or before it (got {self.test_start})."
             )
 
 
@@ -81,8 +94,10 @@ def flight_days(frame: pd.DataFrame) -> pd.Series:
 
 
 def plan_windows(frame: pd.DataFrame, config: SplitConfig) -> SplitWindows:
-    """Cut the distinct days of `frame` into train / valid / test by the configured fractions."""
+    """Cut the distinct days of `frame` into train / valid / test as configured (fractions or a fixed test window)."""
     days = sorted(flight_days(frame).unique())
+    if config.test_start is not None:
+        return _fixed_test_window(days, config)
     n_test = max(1, round(len(days) * config.test_fraction))
     n_valid = max(1, round(len(days) * config.valid_fraction))
     n_train = len(days) - n_valid - n_test
@@ -98,6 +113,30 @@ def plan_windows(frame: pd.DataFrame, config: SplitConfig) -> SplitWindows:
         valid_end=days[n_train + n_valid - 1],
         test_start=days[n_train + n_valid],
         test_end=days[-1],
+    )
+
+
+def _fixed_test_window(days: list[date], config: SplitConfig) -> SplitWindows:
+    """Test on config.test_start..test_end (default: the last day); train and validate on the days before."""
+    assert config.test_start is not None
+    test_end = config.test_end or days[-1]
+    test_days = [day for day in days if config.test_start <= day <= test_end]
+    before = [day for day in days if day < config.test_start]
+    n_valid = max(1, round(len(before) * config.valid_fraction))
+    if not test_days or len(before) - n_valid < 1:
+        raise ValueError(
+            f"The test window {config.test_start}..{test_end} leaves {len(test_days)} test day(s) and "
+            f"{len(before)} earlier day(s) of {days[0]}..{days[-1]} with data; it needs at least one test day "
+            "and two earlier days (train and validation). Choose a test window inside the loaded days, "
+            "after their start."
+        )
+    return SplitWindows(
+        train_start=before[0],
+        train_end=before[-n_valid - 1],
+        valid_start=before[-n_valid],
+        valid_end=before[-1],
+        test_start=test_days[0],
+        test_end=test_days[-1],
     )
 
 

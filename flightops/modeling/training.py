@@ -19,6 +19,7 @@ import pandas as pd
 from sklearn.pipeline import Pipeline
 
 from flightops.modeling import evaluate as ev
+from flightops.modeling.data import LEAD_COLUMN, prediction_lead
 from flightops.modeling.models import BaselineConfig, CatBoostConfig, build_baseline, build_catboost
 from flightops.modeling.promotion import mark_challenger
 from flightops.modeling.schema import FEATURE_COLUMNS, labels_of
@@ -73,9 +74,11 @@ class TrainingResult:
     fit_seconds: float
 
 
-def _params(config: TrainingConfig, tuning: TuningResult, windows: SplitWindows) -> dict[str, str | int | float]:
+def _params(config: TrainingConfig, tuning: TuningResult, windows: SplitWindows,
+            lead_minutes: int) -> dict[str, str | int | float]:
     return {
         **windows.as_params(),
+        LEAD_COLUMN: lead_minutes,
         **{f"catboost_{name}": value for name, value in tuning.config.as_params().items()},
         **{f"baseline_{name}": value for name, value in asdict(config.baseline).items()},
         **{f"tuning_{name}": value for name, value in asdict(config.tuning).items()},
@@ -131,6 +134,7 @@ def train_and_register(
     partition range recorded as lineage (default: first and last flight_date of `frame`).
     Promotion to champion is a separate step (promotion.decide_promotion).
     """
+    lead_minutes = prediction_lead(frame)
     experiment_id = configure_mlflow(store)
     split = split_by_time(frame, windows or plan_windows(frame, config.split))
     train_valid = split.train_and_valid()
@@ -161,7 +165,7 @@ def train_and_register(
     )
     example = in_signature_types(split.test.head(5))
     with mlflow.start_run(experiment_id=experiment_id, run_name=run_name, tags=lineage.as_tags()) as run:
-        mlflow.log_params(_params(config, tuning, split.windows))
+        mlflow.log_params(_params(config, tuning, split.windows, lead_minutes))
         mlflow.log_metrics(_metrics(evaluations, tuning, fit_seconds))
         with tempfile.TemporaryDirectory(prefix="flightops-evaluation-") as folder:
             _write_evaluation(Path(folder), split, evaluations, importance, tuning)

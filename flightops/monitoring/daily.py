@@ -15,7 +15,9 @@ import pandas as pd
 
 from flightops.modeling.evaluate import GROUP_COLUMNS
 from flightops.monitoring import figures as fig
-from flightops.monitoring.drift import CUMULATIVE, FEATURE_GROUPS, PREDICTION, STABLE, WEATHER, DriftResult, measure_drift
+from flightops.monitoring.drift import (
+    CUMULATIVE, FEATURE_GROUPS, OPERATIONS, PREDICTION, STABLE, WEATHER, DriftResult, measure_drift,
+)
 from flightops.monitoring.performance import Estimator, realized
 from flightops.monitoring.policy import MonitoringPolicy
 
@@ -121,6 +123,7 @@ def monitor_day(day: date, scored: pd.DataFrame, daily_counts: pd.Series, refere
             drifted_stable=drift.drifted(STABLE),
             weather_drift_share=round(drift.share(WEATHER), 4),
             cumulative_drift_share=round(drift.share(CUMULATIVE), 4),
+            operations_drift_share=round(drift.share(OPERATIONS), 4),
             probability_drifted=bool(drift.share(PREDICTION)),
             estimated_roc_auc=round(estimate["roc_auc"], 4),
             estimated_auc_drop=round(drop, 4),

@@ -33,6 +33,7 @@ STABLE = "stable"
 CALENDAR = "calendar"
 WEATHER = "weather"
 CUMULATIVE = "cumulative"
+OPERATIONS = "operations"
 PREDICTION = "prediction"
 PROBABILITY_COLUMN = "probability"
 
@@ -44,6 +45,12 @@ FEATURE_GROUPS: dict[str, tuple[str, ...]] = {
     CALENDAR: ("day_of_week", "is_weekend"),
     WEATHER: ("temp", "dewp", "humid", "wind_dir", "wind_speed", "wind_gust", "precip", "pressure", "visib"),
     CUMULATIVE: ("route_prior_delay_rate", "carrier_prior_delay_rate"),
+    # The day so far (departures, backlog, the aircraft's previous leg): volatile by design, they move
+    # with every disrupted day, so like weather they are reported, never evidence for retraining.
+    OPERATIONS: ("origin_recent_departures", "origin_recent_mean_dep_delay", "origin_recent_delayed_share",
+                 "origin_backlog", "origin_flights_in_hour", "carrier_origin_departures_today",
+                 "carrier_origin_delayed_share_today", "tail_prev_gap_minutes", "tail_prev_dep_delay",
+                 "tail_prev_arr_delay"),
 }
 
 

@@ -1,7 +1,8 @@
 """The online prediction service: FastAPI over the registry's champion model.
 
 `POST /predict` scores one flight (the probability that it arrives more than 15 minutes
-late); `GET /health` says whether a model is loaded and which; `GET /metrics` exposes
+late) from its model inputs; `POST /predict/flight` scores a flight the platform has computed
+features for, by its id (the online feature store: the same rows training and batch scoring read); `GET /health` says whether a model is loaded and which; `GET /metrics` exposes
 Prometheus metrics. Every `/predict` request, refused ones included, is timed, counted
 and written to the prediction log by one route class, so the log and the metrics cannot
 disagree about what was asked.
@@ -29,7 +30,8 @@ from flightops.modeling.evaluate import DECISION_THRESHOLD
 from flightops.serving.champion import ChampionTracker, ChampionUnavailable, ServedModel
 from flightops.serving.metrics import ServingMetrics
 from flightops.serving.prediction_log import LoggedRequest, PredictionLog, prediction_log_path
-from flightops.serving.schema import PredictionRequest, PredictionResponse, features_frame
+from flightops.online_features import OnlineFeatures
+from flightops.serving.schema import FlightLookup, PredictionRequest, PredictionResponse, features_frame
 from flightops.settings import Settings, load_environment
 
 log = logging.getLogger(__name__)
@@ -66,10 +68,11 @@ class ServingOptions:
 
 @dataclass(frozen=True)
 class PredictionService:
-    """What the routes share: the champion, the decision threshold, the log and the metrics."""
+    """What the routes share: the champion, the decision threshold, the online features, the log and the metrics."""
 
     tracker: ChampionTracker
     threshold: float
+    online_features: OnlineFeatures
     prediction_log: PredictionLog
     metrics: ServingMetrics
 
@@ -163,9 +166,14 @@ def predict(flight: PredictionRequest, request: Request) -> PredictionResponse:
     """Probability that this flight arrives more than 15 minutes late (the label `is_delayed`:
     arr_delay > 15), and the decision at the threshold. The body is the model's inputs
     (`flightops.modeling.schema`); nullable ones may be null or left out."""
-    service = _service(request)
     features = flight.features()
     request.state.features, request.state.flight_id = features, flight.flight_id
+    return _score(request, features, flight.flight_id)
+
+
+def _score(request: Request, features: dict[str, object], flight_id: str | int | None) -> PredictionResponse:
+    """The champion's probability for one flight's model inputs, and the decision; left on request.state for the log."""
+    service = _service(request)
     try:
         served = service.tracker.current()
     except ChampionUnavailable as exc:
@@ -173,7 +181,7 @@ def predict(flight: PredictionRequest, request: Request) -> PredictionResponse:
     request.state.served = served  # logged even if the model then fails
     probability = float(served.delay_probability(features_frame(features))[0])
     prediction = PredictionResponse(
-        flight_id=flight.flight_id,
+        flight_id=flight_id,
         probability=probability,
         decision=service.decide(probability),
         model_name=served.name,
@@ -181,6 +189,24 @@ def predict(flight: PredictionRequest, request: Request) -> PredictionResponse:
     )
     request.state.prediction = prediction
     return prediction
+
+
+@prediction_router.post("/predict/flight", response_model=PredictionResponse)
+def predict_flight(lookup: FlightLookup, request: Request) -> PredictionResponse:
+    """The same answer for a flight the platform has computed features for, by its id: the model
+    inputs come from the online feature store (the rows of `features.flight_features`, as known at
+    the flight's prediction time), so the service scores exactly what training and batch scoring read."""
+    request.state.flight_id = lookup.flight_id
+    features = _service(request).online_features.model_inputs(lookup.flight_id)
+    if features is None:
+        raise HTTPException(
+            status_code=404,
+            detail=f"Flight {lookup.flight_id!r} is not in the online feature store "
+            f"({_service(request).online_features.path}). Materialize the features of its day "
+            "(`flightops run --from DAY --until DAY`), or send its features to POST /predict.",
+        )
+    request.state.features = features
+    return _score(request, features, lookup.flight_id)
 
 
 def create_app(settings: Settings, options: ServingOptions | None = None) -> FastAPI:
@@ -192,6 +218,7 @@ def create_app(settings: Settings, options: ServingOptions | None = None) -> Fas
     service = PredictionService(
         tracker=tracker,
         threshold=options.threshold,
+        online_features=OnlineFeatures(settings.online_features),
         prediction_log=PredictionLog(prediction_log_path(settings.data_dir)),
         metrics=ServingMetrics(settings, tracker),
     )

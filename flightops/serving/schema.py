@@ -4,7 +4,7 @@ The request's feature fields are built from `flightops.modeling.schema` (its FEA
 the FEATURES table of meanings, bounds and examples), so the service asks for exactly the
 model's inputs, under the names of the warehouse table `features.flight_features`: adding or
 dropping a feature there changes the request with it. Columns the table has but the model does
-not use (month, route_prior_flights, carrier_prior_flights) are refused like any unknown field.
+not use (prediction_at, month, route_prior_flights, ...) are refused like any unknown field.
 Ranges are checked here, before the model sees anything, so a bad value is refused with a 422
 that names the field instead of being turned into a silent prediction. Nullable features
 (weather, plane, prior delay rates) may be sent as `null` or left out; every other feature
@@ -91,6 +91,15 @@ def features_frame(features: dict[str, object]) -> pd.DataFrame:
     which matters on the per-request path.
     """
     return pd.DataFrame({name: np.array([features[name]], dtype=dtype) for name, dtype in FEATURE_DTYPES.items()})
+
+
+class FlightLookup(BaseModel):
+    """A flight to score from the online feature store, by the id the platform gave it."""
+
+    model_config = ConfigDict(extra="forbid", json_schema_extra={"examples": [{"flight_id": EXAMPLE_FLIGHT_ID}]})
+
+    flight_id: str = Field(min_length=1, max_length=64,
+                           description="flight_id of features.flight_features: date_carrier+number_origin.")
 
 
 class PredictionResponse(BaseModel):

@@ -31,6 +31,8 @@ health as (
             as weather_features_drifted_share,
         max(value) filter (where report = 'feature_drift' and feature_group = 'cumulative' and metric = 'drifted_share')
             as cumulative_features_drifted_share,
+        max(value) filter (where report = 'feature_drift' and feature_group = 'operations' and metric = 'drifted_share')
+            as operations_features_drifted_share,
 
         max(value) filter (where report = 'prediction_health' and metric = 'estimated_roc_auc') as estimated_roc_auc,
         max(value) filter (where report = 'prediction_health' and metric = 'estimated_roc_auc_drop') as estimated_roc_auc_drop,

@@ -1,0 +1,80 @@
+"""The online feature store: the feature rows the platform computed, looked up by flight id.
+
+The features asset writes each day's rows of `features.flight_features` here as well (SQLite, one
+file under the data folder), so the prediction service scores a flight from exactly the values
+training and batch scoring read, without opening the DuckDB warehouse (one writer per file: a
+service holding it open would block the platform). SQLite lets the service read while a run
+replaces a day. Values keep their types: whole numbers as INTEGER, the rest as REAL (float64
+round-trips exactly), dates and times as ISO text.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import sqlite3
+from collections.abc import Iterator
+from datetime import date
+from pathlib import Path
+
+import duckdb
+
+from flightops.modeling.schema import FEATURE_COLUMNS
+
+TABLE = "flight_features"
+
+
+def online_features_under(data_dir: Path) -> Path:
+    """The online store's file in the platform's data folder."""
+    return data_dir / "online" / "flight_features.sqlite"
+
+
+@contextlib.contextmanager
+def _connect(path: Path) -> Iterator[sqlite3.Connection]:
+    con = sqlite3.connect(path, timeout=30)
+    try:
+        con.execute("PRAGMA journal_mode=WAL")
+        yield con
+    finally:
+        con.close()
+
+
+def write_days(path: Path, warehouse: duckdb.DuckDBPyConnection, source: str, first: date, last: date) -> int:
+    """Replace the rows of flights dated first..last with those of the DuckDB relation `source`; returns their count.
+
+    The table takes `source`'s columns the first time; when the feature definition has changed
+    since (other columns), it is rebuilt, since its rows were computed by the old definition.
+    """
+    columns = warehouse.execute(f"SELECT * FROM {source} LIMIT 0").description
+    names = [column[0] for column in columns]
+    rows = warehouse.execute(
+        f"SELECT * REPLACE (CAST(flight_date AS VARCHAR) AS flight_date, CAST(prediction_at AS VARCHAR) AS prediction_at) "
+        f"FROM {source} WHERE flight_date BETWEEN $first AND $last",
+        {"first": first, "last": last},
+    ).fetchall()
+    path.parent.mkdir(parents=True, exist_ok=True)
+    with _connect(path) as con, con:
+        existing = [row[1] for row in con.execute(f"PRAGMA table_info({TABLE})")]
+        if existing and existing != names:
+            con.execute(f"DROP TABLE {TABLE}")
+        quoted = ", ".join(f'"{name}"' for name in names)
+        con.execute(f"CREATE TABLE IF NOT EXISTS {TABLE} ({quoted}, PRIMARY KEY (flight_id))")
+        con.execute(f"CREATE INDEX IF NOT EXISTS {TABLE}_by_date ON {TABLE} (flight_date)")
+        con.execute(f"DELETE FROM {TABLE} WHERE flight_date BETWEEN ? AND ?", (first.isoformat(), last.isoformat()))
+        con.executemany(f"INSERT INTO {TABLE} ({quoted}) VALUES ({', '.join('?' * len(names))})", rows)
+    return len(rows)
+
+
+class OnlineFeatures:
+    """Read side, for the prediction service: a flight's model inputs by its id."""
+
+    def __init__(self, path: Path) -> None:
+        self.path = path
+
+    def model_inputs(self, flight_id: str) -> dict[str, object] | None:
+        """The flight's FEATURE_COLUMNS values (None where null), or None when the store has no such flight."""
+        if not self.path.exists():
+            return None
+        quoted = ", ".join(f'"{name}"' for name in FEATURE_COLUMNS)
+        with _connect(self.path) as con:
+            row = con.execute(f"SELECT {quoted} FROM {TABLE} WHERE flight_id = ?", (flight_id,)).fetchone()
+        return None if row is None else dict(zip(FEATURE_COLUMNS, row))
