@@ -68,6 +68,7 @@ def evaluate(leads: list[int], test_start: date, scratch: Path) -> list[dict]:
             "rows": result.row_counts,
             "feature_build_seconds": round(built, 1),
             "fit_seconds": round(result.fit_seconds, 1),
+            "tuning_trials_completed": result.tuning.trials_completed,
             "test": {kind: {name: round(metrics[name], 4) for name in REPORTED}
                      for kind, metrics in result.test_metrics.items()},
         })

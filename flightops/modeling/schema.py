@@ -169,8 +169,9 @@ FEATURES: dict[str, Feature] = {
         nullable=True, minimum=0, maximum=1),
     # The aircraft's previous leg from New York the same day: a late inbound plane delays this one.
     "tail_prev_gap_minutes": Feature(
-        "Minutes between the scheduled departures of the same aircraft's previous New York departure that day and "
-        "this one (schedule slack); null when it has no earlier departure that day.", None, nullable=True,
+        "Minutes between the scheduled departures of the same aircraft's previous New York departure that day "
+        "(cancelled or not: a cancellation is not known in advance) and this one (schedule slack); null when it "
+        "has no earlier departure scheduled that day.", None, nullable=True,
         minimum=0, maximum=1440),
     "tail_prev_dep_delay": Feature(
         "Departure delay in minutes of that previous leg, when it had left by the prediction time; else null.",
