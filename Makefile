@@ -6,6 +6,10 @@ BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed
 # Default replay window of the main job (first day is 2013-01-01).
 UNTIL ?= 2013-03-31
+# Where the servers listen: `make ui PORT=3001`, `make mlflow-ui PORT=5001`, `make serve PORT=8001` (each target
+# has its own default below; HOST=0.0.0.0 to listen on every interface). Only the command line sets them: a PORT or
+# HOST in the environment (tcsh exports HOST as the machine name) is ignored.
+HOST = 127.0.0.1
 
 # Telemetry off for every command below (dbt included): the switches are written once, in .env, and
 # read from there; like flightops.settings.load_environment(), a variable set in the environment wins.
@@ -15,18 +19,21 @@ $(foreach switch,$(TELEMETRY_SWITCHES),$(eval export $(switch) ?= $(shell sed -n
 .PHONY: setup run test ui mlflow-ui serve sources-api bench lock clean postgres postgres-stop browser bench-models \
 	prometheus prometheus-install prometheus-stop bench-monitoring
 
+# Quiet on purpose (`make run` on a fresh clone should print a screenful): the steps are the lines below.
 $(STAMP): pyproject.toml requirements.lock
-	$(PYTHON) -m venv $(VENV)
-	$(BIN)/pip install --quiet --upgrade "pip>=24"
-	$(BIN)/pip install --quiet -c requirements.lock -e '.[dev]'
-	$(BIN)/python -m flightops.stack_check
-	touch $@
+	@echo "Setting up $(VENV) with the pinned dependencies (requirements.lock): a few minutes the first time"
+	@$(PYTHON) -m venv $(VENV)
+	@$(BIN)/pip install --quiet --upgrade "pip>=24"
+	@$(BIN)/pip install --quiet -c requirements.lock -e '.[dev]'
+	@$(BIN)/python -m flightops.stack_check
+	@touch $@
 
 ## setup: virtual environment with the pinned dependencies, dbt manifest parsed
 setup: $(STAMP)
-	cd dbt_project && ../$(BIN)/dbt parse --quiet --profiles-dir .
+	@cd dbt_project && ../$(BIN)/dbt parse --quiet --profiles-dir .
 
-## run: replay the sources to $(UNTIL) and materialize the whole asset graph
+## run: replay the sources to $(UNTIL) and materialize the whole asset graph: one line per step on the terminal,
+## the full log (Dagster, dbt, MLflow) in data/logs/run-*.log, then a summary and the commands to try next
 run: setup
 	$(BIN)/flightops run --until $(UNTIL)
 
@@ -63,18 +70,23 @@ test: setup postgres browser prometheus-install
 test-fast: $(STAMP)
 	$(BIN)/pytest -m unit
 
-## ui: the Dagster UI and daemon on 127.0.0.1:3000 over the same instance as `make run`, sensors on,
-## with the weather API running for the runs they launch
+## ui: the Dagster UI and daemon on 127.0.0.1:3000 (PORT=...) over the same instance as `make run`, sensors on,
+## with the weather API running for the runs they launch. Stop: Ctrl-C, or SIGTERM to the `flightops ui` process
+ui: PORT = 3000
 ui: setup
-	$(BIN)/flightops ui
+	$(BIN)/flightops ui --host $(HOST) --port $(PORT)
 
-## mlflow-ui: the MLflow UI on 127.0.0.1:5000 over the platform's tracking store (data/mlflow)
+## mlflow-ui: the MLflow UI on 127.0.0.1:5000 (PORT=...) over the platform's tracking store (data/mlflow);
+## links from Dagster point at FLIGHTOPS_MLFLOW_UI_URL (.env): change it with the port
+mlflow-ui: PORT = 5000
 mlflow-ui: setup
-	$(BIN)/flightops mlflow-ui
+	$(BIN)/flightops mlflow-ui --host $(HOST) --port $(PORT)
 
-## serve: the champion model over HTTP on 127.0.0.1:8000 (POST /predict, GET /health, GET /metrics)
+## serve: the champion model over HTTP on 127.0.0.1:8000 (PORT=...; POST /predict, POST /predict/flight,
+## GET /health, GET /metrics); `make prometheus` scrapes 127.0.0.1:8000 unless FLIGHTOPS_PROMETHEUS_TARGET says otherwise
+serve: PORT = 8000
 serve: setup
-	$(BIN)/flightops serve
+	$(BIN)/flightops serve --host $(HOST) --port $(PORT)
 
 ## sources-api: serve the weather API in the foreground (needed by runs launched from the UI)
 sources-api: setup

@@ -4,7 +4,10 @@ Raw tables keep every value as text, exactly as the source sent it, with load
 metadata (`_partition_date`, `_row` arrival order, `_source`, `_batch_id` = the
 Dagster run id, `_loaded_at`). A daily partition is replaced, never appended, so
 re-materializing it is idempotent; a range of days is one run (single-run backfill).
-A delivery whose shape breaks the contract fails before anything is written.
+A delivery whose shape breaks the contract fails before anything is written. Weather is only
+loaded from the API of the platform's own source systems (`WeatherApiResource.verified_source_id`).
+Every materialization carries Dagster's table metadata: the table's row count and its columns with
+the types DuckDB stores (text here) and the contract's descriptions.
 """
 
 
@@ -19,13 +22,12 @@ import pandas as pd
 import sqlalchemy as sa
 
 from assets import groups
-from flightops.contracts import FLIGHTS, REFERENCE_CONTRACTS, WEATHER, Contract
+from flightops.contracts import FLIGHTS, REFERENCE_CONTRACTS, WEATHER, Column, Contract
 from flightops.partitions import DAILY, SINGLE_RUN, day_range, days
 from flightops.resources import LandingZoneResource, SourceDatabaseResource, WarehouseResource, WeatherApiResource
 from flightops.simulated_sources import landing
 from flightops.validation import ContractViolation, check_columns, quote
 from flightops.warehouse_connections import DUCKDB_POOL
-from flightops.weather_client import fetch_observations
 
 GROUP = groups.INGESTION
 # What every daily raw asset shares: prefix, group, day partitions as one run per range, the pool.
@@ -34,6 +36,42 @@ LOAD_COLUMNS = "_partition_date DATE, _row BIGINT, _source VARCHAR, _batch_id VA
 # Materialization metadata of the landing-folder assets: which version of which file a run loaded,
 # per slot (an export's day, a reference file's table). The landing sensor reads it from the event log.
 FILE_VERSIONS = "file_versions"
+# What the load columns of every raw table (and the lineage columns after them) hold.
+LOAD_COLUMN_DESCRIPTIONS = {
+    "_partition_date": "The day this row was loaded for (its partition; null for reference data).",
+    "_row": "Arrival order within the delivery.",
+    "_source": "Where the row came from: database table, file or API endpoint.",
+    "_batch_id": "Dagster run id of the load.",
+    "_loaded_at": "When the load ran.",
+    "source_channel": "Channel that delivered the row: opdb, export, api or file.",
+}
+
+
+def table_metadata(con, table: str, contract: Contract, typed: bool, descriptions: dict[str, str] | None = None) -> dict:
+    """Dagster's table metadata of a warehouse table, for the asset page's row count and columns.
+
+    Types come from DuckDB's DESCRIBE (what is stored: text in raw, typed in clean), descriptions
+    from the contract (else `descriptions`, else the load columns'); `typed` adds the contract's
+    rules as column constraints (clean tables).
+    """
+    described = con.execute(f"DESCRIBE {table}").fetchall()  # name, type, null, key, default, extra
+    contract_columns = {c.name: c for c in contract.columns}
+    other = {**LOAD_COLUMN_DESCRIPTIONS, **(descriptions or {})}
+    database = con.execute("SELECT current_database()").fetchone()[0]
+    return {
+        "dagster/table_name": f"{database}.{table}",
+        "dagster/row_count": con.execute(f"SELECT count(*) FROM {table}").fetchone()[0],
+        "dagster/column_schema": dg.TableSchema(
+            columns=[_table_column(name, kind, contract_columns.get(name), typed, other.get(name)) for name, kind, *_ in described]
+        ),
+    }
+
+
+def _table_column(name: str, kind: str, column: Column | None, typed: bool, description: str | None) -> dg.TableColumn:
+    if column is None:
+        return dg.TableColumn(name, kind, description=description)
+    constraints = dg.TableColumnConstraints(nullable=not column.required, other=column.rules()[2:]) if typed else None
+    return dg.TableColumn(name, kind, description=column.description, constraints=constraints)
 
 
 def file_version(path: Path) -> str:
@@ -60,8 +98,9 @@ def land(
     frame: pd.DataFrame,
     batch_id: str,
     window: tuple[date, date] | None,
-) -> int:
-    """Replace the window's rows (or the whole table) of raw.<table> with `frame` in one transaction."""
+) -> tuple[int, dict]:
+    """Replace the window's rows (or the whole table) of raw.<table> with `frame` in one transaction;
+    the rows written and the table's metadata after it."""
     frame = frame.astype("string")
     with warehouse.connect() as con:
         _ensure_raw_table(con, table, contract)
@@ -79,7 +118,7 @@ def land(
         )
         con.execute("COMMIT")
         con.unregister("_delivery")
-    return len(frame)
+        return len(frame), table_metadata(con, f"raw.{table}", contract, typed=False)
 
 
 def _days_without_rows(frame: pd.DataFrame, first: date, last: date) -> list[str]:
@@ -134,8 +173,8 @@ def flights_opdb(context: dg.AssetExecutionContext, warehouse: WarehouseResource
     frame["_partition_date"] = frame["flight_date"].astype("string")
     frame["_source"] = f"opdb:{engine.url.render_as_string(hide_password=True)}#flights"
     _require_every_day(frame, first, last, "The operational database")
-    rows = land(warehouse, "flights_opdb", FLIGHTS, frame, context.run_id, (first, last))
-    return dg.MaterializeResult(metadata=_metadata(rows, first, last, source=str(engine.url)))
+    rows, table = land(warehouse, "flights_opdb", FLIGHTS, frame, context.run_id, (first, last))
+    return dg.MaterializeResult(metadata=_metadata(rows, first, last, source=str(engine.url), **table))
 
 
 def check_export(path: Path, contract: Contract) -> tuple[str, ...]:
@@ -202,29 +241,22 @@ def flights_exports(context: dg.AssetExecutionContext, warehouse: WarehouseResou
     day_of_file = {str(path): day.isoformat() for path, day in paths.items()}
     frame["_partition_date"] = frame["_file"].map(day_of_file)
     frame["_source"] = "file:" + frame.pop("_file")
-    rows = land(warehouse, "flights_exports", FLIGHTS, frame, context.run_id, (first, last))
+    rows, table = land(warehouse, "flights_exports", FLIGHTS, frame, context.run_id, (first, last))
     return dg.MaterializeResult(
-        metadata=_metadata(rows, first, last, files=len(paths), **{FILE_VERSIONS: dg.MetadataValue.json(versions)})
+        metadata=_metadata(rows, first, last, files=len(paths), **{FILE_VERSIONS: dg.MetadataValue.json(versions)}, **table)
     )
 
 
 @dg.asset(
     **DAILY_RAW_ASSET,
     kinds={"api", "duckdb"},
-    description="Hourly weather observations from the weather HTTP API (paged, retried with backoff).",
+    description="Hourly weather observations from the weather HTTP API (paged, retried with backoff), only "
+    "from the API of this platform's own source systems: one serving another state folder is refused.",
 )
 def weather(context: dg.AssetExecutionContext, warehouse: WarehouseResource, weather_api: WeatherApiResource) -> dg.MaterializeResult:
     first, last = day_range(context)
-    rows = fetch_observations(
-        weather_api.base_url,
-        first,
-        last,
-        page_size=weather_api.page_size,
-        timeout_seconds=weather_api.timeout_seconds,
-        max_attempts=weather_api.max_attempts,
-        backoff_seconds=weather_api.backoff_seconds,
-    )
-    frame = pd.DataFrame(rows)
+    source_id = weather_api.verified_source_id()
+    frame = pd.DataFrame(weather_api.observations(first, last))
     if len(frame):
         check_columns(WEATHER, [*frame.columns, "obs_date"], f"{weather_api.base_url}/v1/observations")
         # The API reports the local date as year/month/day; the contract's partition column is that date.
@@ -242,9 +274,12 @@ def weather(context: dg.AssetExecutionContext, warehouse: WarehouseResource, wea
     quiet_days = _days_without_rows(frame, first, last)
     if quiet_days:
         context.log.warning(f"The weather API returned no observations for {', '.join(quiet_days)}.")
-    landed = land(warehouse, "weather", WEATHER, frame, context.run_id, (first, last))
+    landed, table = land(warehouse, "weather", WEATHER, frame, context.run_id, (first, last))
     return dg.MaterializeResult(
-        metadata=_metadata(landed, first, last, source=weather_api.base_url, days_without_observations=len(quiet_days))
+        metadata=_metadata(
+            landed, first, last, source=weather_api.base_url, source_id=source_id,
+            days_without_observations=len(quiet_days), **table,
+        )
     )
 
 
@@ -265,8 +300,10 @@ def _reference_asset(contract: Contract) -> dg.AssetsDefinition:
         frame = read_exports([path], contract)
         frame["_partition_date"] = None
         frame["_source"] = "file:" + frame.pop("_file")
-        rows = land(warehouse, contract.source, contract, frame, context.run_id, None)
-        return dg.MaterializeResult(metadata=_metadata(rows, file=str(path), **{FILE_VERSIONS: dg.MetadataValue.json(versions)}))
+        rows, table = land(warehouse, contract.source, contract, frame, context.run_id, None)
+        return dg.MaterializeResult(
+            metadata=_metadata(rows, file=str(path), **{FILE_VERSIONS: dg.MetadataValue.json(versions)}, **table)
+        )
 
     return _asset
 

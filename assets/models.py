@@ -88,16 +88,22 @@ def embedded_png(name: str, png: bytes) -> str:
     return f"![{name}](data:image/png;base64,{base64.b64encode(png).decode()})"
 
 
-def _plots(run_id: str) -> tuple[str, dict[str, dg.MetadataValue]]:
-    """The run's evaluation plots embedded in markdown (the Dagster UI shows them), and their artifact URLs."""
-    artifact_uri = mlflow.get_run(run_id).info.artifact_uri
+def _plots(ui_url: str, experiment_id: str, run_id: str) -> tuple[str, dict[str, dg.MetadataValue]]:
+    """The run's evaluation plots embedded in markdown (the Dagster UI shows them), and links to each in
+    the MLflow UI (a browser does not open the artifact store's file:// paths from the Dagster UI)."""
     with tempfile.TemporaryDirectory() as scratch:
         folder = Path(mlflow.artifacts.download_artifacts(run_id=run_id, artifact_path="evaluation", dst_path=scratch))
         images, urls = [], {}
         for png in sorted(folder.glob("*.png")):
             images.append(f"### {png.stem}\n{embedded_png(png.stem, png.read_bytes())}")
-            urls[f"plot_{png.stem}"] = dg.MetadataValue.url(f"{artifact_uri}/evaluation/{png.name}")
+            link = tracking.artifact_url(ui_url, experiment_id, run_id, f"evaluation/{png.name}")
+            urls[f"plot_{png.stem}"] = dg.MetadataValue.url(link)
     return "\n\n".join(images), urls
+
+
+def _version_link(ui_url: str, version: str | None) -> dg.MetadataValue | str:
+    """The model version's page in the MLflow UI, or "none"."""
+    return dg.MetadataValue.url(tracking.model_version_url(ui_url, version)) if version else "none"
 
 
 @dg.asset(
@@ -120,13 +126,16 @@ def flight_delay_model(context: dg.AssetExecutionContext, config: TrainingRunCon
             "Materialize features/flight_features and features/flight_labels for those days first."
         )
     result = train_and_register(frame, mlflow_store, config.training_config(), dagster_run_id=context.run_id, run_name=f"dagster-{context.run_id[:8]}")
-    plots, plot_urls = _plots(result.run_id)
+    ui_url = mlflow_store.mlflow_ui_url
+    plots, plot_urls = _plots(ui_url, result.experiment_id, result.run_id)
     test = {f"test_{kind}_{metric}": round(value, 4)
             for kind, metrics in result.test_metrics.items()
             for metric, value in metrics.items() if metric in ("roc_auc", "pr_auc", "log_loss", "brier")}
     return dg.MaterializeResult(
         metadata={
             "model_version": result.model_version,
+            "mlflow_model_version": _version_link(ui_url, result.model_version),
+            "mlflow_run": dg.MetadataValue.url(tracking.run_url(ui_url, result.experiment_id, result.run_id)),
             "mlflow_run_id": result.run_id,
             "model_uri": f"models:/{tracking.REGISTERED_MODEL_NAME}/{result.model_version}",
             **{f"window_{k}": str(v) for k, v in result.windows.as_params().items()},
@@ -164,7 +173,9 @@ def champion(context: dg.AssetExecutionContext, config: PromotionConfig, warehou
     return dg.MaterializeResult(
         metadata={
             "champion_version": now_champion or "none",
+            "champion_model_version": _version_link(mlflow_store.mlflow_ui_url, now_champion),
             "challenger_version": challenger,
+            "challenger_model_version": _version_link(mlflow_store.mlflow_ui_url, challenger),
             "promoted": decision.promoted,
             "reasons": "; ".join(decision.reasons),
             "window": decision.window,

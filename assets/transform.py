@@ -11,14 +11,19 @@ Layer 8 assets that write them) and sit in the `monitoring` group. All run in th
 `duckdb_warehouse` pool, so dbt never races another writer for the file. dbt opens the
 `warehouse` resource's file: its absolute path is the dbt var `flightops_warehouse`, which
 dbt_project/profiles.yml prefers to FLIGHTOPS_WAREHOUSE (the process environment is not touched).
+
+Each model's materialization carries its row count (`dagster/row_count`) and its columns with
+the warehouse's types and the yml's descriptions (`dagster/column_schema`), read once dbt has
+exited (see `build`).
 """
 
 
 import json
-from collections.abc import Mapping
+from collections.abc import Iterator, Mapping
 from typing import Any
 
 import dagster as dg
+import duckdb
 from dagster_dbt import DagsterDbtTranslator, DbtCliResource, DbtProject, dbt_assets
 
 from assets import groups
@@ -31,6 +36,8 @@ DAILY_SELECTOR = "tag:daily"
 MONITORING_TAG = "monitoring"
 MONITORING_SELECTOR = f"tag:{MONITORING_TAG}"
 
+# The dbt resource runs this project. The @dbt_assets below are not given it (`project=`): dagster-dbt
+# would only store it in every asset's metadata, where the UI shows "[DbtProject] (unserializable)".
 dbt_project = DbtProject(project_dir=DBT_PROJECT_DIR, profiles_dir=DBT_PROJECT_DIR)
 
 
@@ -63,9 +70,70 @@ def dbt_vars(warehouse: WarehouseResource, **run_vars: str) -> list[str]:
     return ["--vars", json.dumps({WAREHOUSE_VAR: str(warehouse.file), **run_vars})]
 
 
+# dbt nodes that leave a relation in the warehouse (tests and sources do not).
+BUILT_RESOURCE_TYPES = frozenset({"model", "seed", "snapshot"})
+
+COLUMNS_SQL = """
+    SELECT column_name, data_type FROM information_schema.columns
+    WHERE table_catalog = current_database() AND table_schema = ? AND table_name = ?
+    ORDER BY ordinal_position
+"""
+
+
+def build(context: dg.AssetExecutionContext, dbt: DbtCliResource, warehouse: WarehouseResource,
+          **run_vars: str) -> Iterator[Any]:
+    """`dbt build` of the step's selection; its events, a built model's with its table's figures.
+
+    dbt holds the warehouse file until it exits, so the figures are read after it has, still in
+    this step and so still inside the `duckdb_warehouse` pool, through the `warehouse` resource
+    (which waits for a lock held outside Dagster). dagster-dbt's `fetch_row_counts()` and
+    `fetch_column_metadata()` wait for dbt too, but skip views, report dbt's types (`character
+    varying(256)` for VARCHAR) and drop the yml's descriptions. A failed build still reports what
+    it built before the step fails with dbt's error.
+    """
+    invocation = dbt.cli(["build", *dbt_vars(warehouse, **run_vars)], context=context, raise_on_error=False)
+    events = list(invocation.stream())  # ends once the dbt process has exited
+    with warehouse.connect(read_only=True) as con:
+        events = [with_table_metadata(con, invocation.manifest, event) for event in events]
+    yield from events
+    error = invocation.get_error()
+    if error is not None:
+        raise error
+
+
+def with_table_metadata(con: duckdb.DuckDBPyConnection, manifest: Mapping[str, Any], event: Any) -> Any:
+    """The event, with its table's row count and column schema if it reports a built model."""
+    node = built_node(manifest, event)
+    if node is None:
+        return event
+    return event.with_metadata({**event.metadata, **table_metadata(con, node)})
+
+
+def built_node(manifest: Mapping[str, Any], event: Any) -> Mapping[str, Any] | None:
+    """The manifest node a materialization reports, if it is one that builds a relation."""
+    if not isinstance(event, (dg.Output, dg.AssetMaterialization)) or "unique_id" not in event.metadata:
+        return None
+    node = manifest["nodes"].get(event.metadata["unique_id"].value)
+    return node if node and node["resource_type"] in BUILT_RESOURCE_TYPES else None
+
+
+def table_metadata(con: duckdb.DuckDBPyConnection, node: Mapping[str, Any]) -> dict[str, dg.MetadataValue]:
+    """Row count and columns as the warehouse has them (views too), described as the yml describes them."""
+    schema, table = node["schema"], node["alias"]
+    described = {name.lower(): column.get("description") or None for name, column in node["columns"].items()}
+    columns = [
+        dg.TableColumn(name, data_type, description=described.get(name.lower()))
+        for name, data_type in con.execute(COLUMNS_SQL, [schema, table]).fetchall()
+    ]
+    (rows,) = con.execute(f'SELECT count(*) FROM "{schema}"."{table}"').fetchone()
+    return {
+        "dagster/row_count": dg.MetadataValue.int(rows),
+        "dagster/column_schema": dg.MetadataValue.table_schema(dg.TableSchema(columns=columns)),
+    }
+
+
 @dbt_assets(
     manifest=dbt_project.manifest_path,
-    project=dbt_project,
     select=DAILY_SELECTOR,
     partitions_def=DAILY,
     backfill_policy=SINGLE_RUN,
@@ -75,25 +143,26 @@ def dbt_vars(warehouse: WarehouseResource, **run_vars: str) -> list[str]:
 )
 def dbt_daily_models(context: dg.AssetExecutionContext, dbt: DbtCliResource, warehouse: WarehouseResource):
     first, last = day_range(context)
-    window = dbt_vars(warehouse, start_date=first.isoformat(), end_date=last.isoformat())
-    yield from dbt.cli(["build", *window], context=context).stream()
+    yield from build(context, dbt, warehouse, start_date=first.isoformat(), end_date=last.isoformat())
 
 
 @dbt_assets(
     manifest=dbt_project.manifest_path,
-    project=dbt_project,
-    exclude=f"{DAILY_SELECTOR} {MONITORING_SELECTOR}",
+    # Not the dbt tests of the sources (not-null / unique on clean.*): their tables are the Python
+    # clean assets, which assert the same rules as blocking checks (key_unique, the contracts), and
+    # dagster-dbt can only log them as observations of assets outside this step. `dbt build` run by
+    # hand still runs them.
+    exclude=f"{DAILY_SELECTOR} {MONITORING_SELECTOR} source:*",
     dagster_dbt_translator=TRANSLATOR,
     pool=DUCKDB_POOL,
     name="dbt_models",
 )
 def dbt_models(context: dg.AssetExecutionContext, dbt: DbtCliResource, warehouse: WarehouseResource):
-    yield from dbt.cli(["build", *dbt_vars(warehouse)], context=context).stream()
+    yield from build(context, dbt, warehouse)
 
 
 @dbt_assets(
     manifest=dbt_project.manifest_path,
-    project=dbt_project,
     select=MONITORING_SELECTOR,
     dagster_dbt_translator=TRANSLATOR,
     pool=DUCKDB_POOL,
@@ -101,4 +170,4 @@ def dbt_models(context: dg.AssetExecutionContext, dbt: DbtCliResource, warehouse
 )
 def monitoring_models(context: dg.AssetExecutionContext, dbt: DbtCliResource, warehouse: WarehouseResource):
     """mart_model_health and its staging views, rebuilt whole from the monitoring tables."""
-    yield from dbt.cli(["build", *dbt_vars(warehouse)], context=context).stream()
+    yield from build(context, dbt, warehouse)

@@ -19,6 +19,7 @@ from pathlib import Path
 import dagster as dg
 from dagster_dbt import DbtCliResource
 
+from assets import groups
 from assets.cleaning import clean_assets
 from assets.features import flight_features
 from assets.ingestion import raw_assets
@@ -43,6 +44,30 @@ from sensors.retraining import retraining_sensor
 
 # The newest ingested day is the newest day of validated flights; monitoring should follow within a day.
 CLEAN_FLIGHTS = dg.AssetKey(["clean", "flights"])
+
+# Who answers for an asset (the UI's owner, Dagster's `team:` format): the team of its layer's group.
+DATA_ENGINEERING = "team:data-engineering"
+ML_ENGINEERING = "team:ml-engineering"
+OWNERS = {
+    groups.INGESTION: DATA_ENGINEERING,
+    groups.VALIDATION: DATA_ENGINEERING,
+    groups.TRANSFORM: DATA_ENGINEERING,
+    groups.FEATURES: ML_ENGINEERING,
+    groups.MODELS: ML_ENGINEERING,
+    groups.DEPLOYMENT: ML_ENGINEERING,
+    groups.MONITORING: ML_ENGINEERING,
+}
+
+
+def with_owner(spec: dg.AssetSpec) -> dg.AssetSpec:
+    """The spec owned by its group's team: owners are set once here, not on each asset.
+
+    An asset that names its own owners keeps them; one in a group without a team gets none
+    (tests/test_transform_metadata.py fails on it).
+    """
+    if spec.owners or spec.group_name not in OWNERS:
+        return spec
+    return spec.replace_attributes(owners=[OWNERS[spec.group_name]])
 
 
 def resources() -> dict[str, dg.ConfigurableResource]:
@@ -78,8 +103,9 @@ def resources() -> dict[str, dg.ConfigurableResource]:
 
 
 defs = dg.Definitions(
-    assets=[*raw_assets, *clean_assets, dbt_models, dbt_daily_models, monitoring_models, flight_features,
-            *model_assets, *monitoring_assets],
+    assets=dg.map_asset_specs(with_owner, [
+        *raw_assets, *clean_assets, dbt_models, dbt_daily_models, monitoring_models, flight_features,
+        *model_assets, *monitoring_assets]),
     jobs=[main_job, daily_job, retraining_job],
     sensors=[landing_zone_sensor, retraining_sensor, run_failure_alert_sensor,
              build_monitoring_lag_sensor(ingested_key=CLEAN_FLIGHTS, monitored_key=REALIZED_PERFORMANCE)],

@@ -52,4 +52,5 @@ retraining_job = dg.define_asset_job(
 )
 
 # Reference data only: what a new airports/airlines/planes file needs.
-REFERENCE_KEYS = [dg.AssetKey([layer, contract.source]) for layer in ("raw", "clean") for contract in REFERENCE_CONTRACTS]
+REFERENCE_KEYS = [dg.AssetKey([layer, contract.source])
+                  for layer in ("raw", "clean", "quarantine") for contract in REFERENCE_CONTRACTS]

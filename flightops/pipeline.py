@@ -7,34 +7,52 @@ the run starts one in this process for its duration, so one command does it all.
 from __future__ import annotations
 
 import contextlib
+import json
 import os
-import sys
+import uuid
 from collections.abc import Iterator
 from dataclasses import dataclass
 from datetime import date
+from typing import TYPE_CHECKING, TextIO
 from urllib.parse import urlparse
 
 import dagster as dg
-import requests
 from dagster._core.storage.tags import ASSET_PARTITION_RANGE_END_TAG, ASSET_PARTITION_RANGE_START_TAG
 
 from assets import groups
 from flightops import warehouse_connections
 from flightops.settings import Settings
 from flightops.simulated_sources.weather_api import start_weather_api
+from flightops.weather_client import WHAT_TO_DO, ForeignWeatherApi, probe, require_own_source
+
+if TYPE_CHECKING:
+    from flightops.run_output import RunOutput
 
 
 @contextlib.contextmanager
 def weather_api_running(settings: Settings) -> Iterator[str]:
-    """Yield the API's URL, starting a server there for the block if none answers."""
-    try:
-        requests.get(f"{settings.weather_api_url}/health", timeout=2).raise_for_status()
-    except requests.RequestException:
-        url = urlparse(settings.weather_api_url)
-        with start_weather_api(settings.source_state_dir, host=url.hostname, port=url.port) as server:
-            yield server.url
+    """Yield the URL of this platform's weather API, starting one there for the block if nothing answers.
+
+    Whatever else answers there (another checkout's API, an older one, another service) is refused
+    with ForeignWeatherApi, a RuntimeError whose one line says what answered and what to do; it is
+    not worked around on another port, because the configured URL is what every process reads (the
+    runs `make ui` launches, an API started by hand): the user fixes it once, where it is set.
+    """
+    health = probe(settings.weather_api_url)
+    if health is not None:
+        require_own_source(settings.weather_api_url, health, settings.source_state_dir)
+        yield settings.weather_api_url
         return
-    yield settings.weather_api_url
+    url = urlparse(settings.weather_api_url)
+    try:
+        server = start_weather_api(settings.source_state_dir, host=url.hostname, port=url.port)
+    except OSError as exc:
+        raise ForeignWeatherApi(
+            f"Cannot serve the weather API at {settings.weather_api_url} ({exc}): something holds the port "
+            f"without answering /health. {WHAT_TO_DO}"
+        ) from exc
+    with server:
+        yield server.url
 
 
 # The asset groups of the data platform proper (everything but training and deployment).
@@ -56,8 +74,13 @@ def materialize(
     selection: list[dg.AssetKey] | None = None,
     run_config: dict | None = None,
     job_name: str = "main_job",
+    run_id: str | None = None,
 ) -> dg.ExecuteInProcessResult:
-    """A job (the main job by default), or a selection of its assets, over first..last as one run."""
+    """A job (the main job by default), or a selection of its assets, over first..last as one run.
+
+    `run_id` is for a caller that listens to the run's events (`instance.add_event_listener`) and so
+    needs the id before the run starts.
+    """
     from flightops.definitions import defs  # loads the dbt manifest: only once it is parsed
 
     job = defs.resolve_job_def(job_name)
@@ -67,7 +90,15 @@ def materialize(
         asset_selection=selection,
         run_config=run_config,
         raise_on_error=False,
+        run_id=run_id,
     )
+
+
+def step_count(job_name: str) -> int:
+    """Steps of a whole-job run: one per op (the in-process executor runs each once)."""
+    from flightops.definitions import defs
+
+    return len(defs.resolve_job_def(job_name).graph.node_dict)
 
 
 @dataclass(frozen=True)
@@ -124,14 +155,29 @@ def has_champion(settings: Settings) -> bool:
     return promotion.alias_version(tracking.mlflow_client(settings), promotion.CHAMPION_ALIAS) is not None
 
 
-def run_main_job(settings: Settings, first: date, last: date, retrain: bool = False) -> int:
+# The jobs `flightops run` chooses between, and why (the first line after loading says which).
+JOB_REASONS = {
+    "main_job": "trains a model (no champion yet, or --retrain)",
+    "daily_job": "no training: a champion exists (the retraining sensor under `make ui` decides, or --retrain)",
+}
+
+
+def choose_job(settings: Settings, retrain: bool) -> str:
+    """main_job (with training) for the first run or on request, daily_job once a champion exists."""
+    return "main_job" if retrain or not has_champion(settings) else "daily_job"
+
+
+def run_main_job(settings: Settings, first: date, last: date, retrain: bool = False,
+                 terminal: TextIO | None = None) -> int:
     """Replay the sources to `last`, materialize first..last on the repository's instance, print a summary.
 
     The first run trains (main_job); once a champion exists, runs are daily_job (no training):
-    retraining is the retraining sensor's decision, or the user's (`retrain=True`).
+    retraining is the retraining sensor's decision, or the user's (`retrain=True`). The terminal (or
+    `terminal`) gets one line per step and the summary; everything Dagster, dbt and MLflow print goes
+    to a log file under the data folder (flightops/run_output.py).
     """
+    from flightops.run_output import log_file_under, run_output
     from flightops.settings import DBT_PROJECT_DIR, REPO_ROOT
-    from flightops.simulated_sources.replay import replay
 
     manifest = DBT_PROJECT_DIR / "target" / "manifest.json"
     if not manifest.exists():
@@ -139,61 +185,179 @@ def run_main_job(settings: Settings, first: date, last: date, retrain: bool = Fa
     # The instance of dagster.yaml (SQLite under data/dagster) is the one `make ui` shows.
     os.environ.setdefault("DAGSTER_HOME", str(REPO_ROOT))
     os.chdir(REPO_ROOT)
-    print(replay(settings, last).describe())
-    job_name = "main_job" if retrain or not has_champion(settings) else "daily_job"
-    print(f"{job_name}: " + ("training a model (no champion yet, or --retrain)" if job_name == "main_job" else
-                             "a champion exists, so no training; the retraining sensor (make ui) or --retrain decides"))
+    with run_output(log_file_under(settings.data_dir), terminal) as out:
+        return _replay_and_run(settings, first, last, retrain, out)
+
+
+def _replay_and_run(settings: Settings, first: date, last: date, retrain: bool, out: RunOutput) -> int:
+    from flightops.simulated_sources.replay import replay
+
+    out.line(f"flightops run {first}..{last}")
+    with out.phase("replay the sources") as details:
+        details.append(replay(settings, last).describe())
+    with out.phase("load the code location") as details:
+        job_name = choose_job(settings, retrain)
+        out.expect_steps(step_count(job_name))
+        details.append(f"{job_name} ({out.steps.total} steps) {JOB_REASONS[job_name]}")
+    run_id = str(uuid.uuid4())  # Dagster's run ids are UUID4 strings; known here so the listener can follow it
+    # Before its first step Dagster stores a planned-materialization event per asset and day, one SQLite
+    # commit each: about a minute for 90 days (DAGSTER_EMIT_PARTITION_SUBSET_IN_PLANNED_EVENTS would make it
+    # one per asset, but then a failed run no longer marks its partitions failed).
+    out.starting("start the run (Dagster plans each asset and day)")
     with weather_api_running(settings), dg.DagsterInstance.get() as instance:
-        result = materialize(first, last, instance, job_name=job_name)
+        instance.add_event_listener(run_id, out.on_event)
+        result = materialize(first, last, instance, job_name=job_name, run_id=run_id)
+    out.end_progress()
+    for line in summary_lines(settings, result, f"{first}..{last}", out):
+        out.line(line)
+    return 0 if result.success else 1
+
+
+def summary_lines(settings: Settings, result: dg.ExecuteInProcessResult, window: str, out: RunOutput) -> list[str]:
+    """What a run leaves behind, what went wrong, and what to try next."""
+    steps = out.steps
+    outcome = "succeeded" if result.success else "FAILED"
+    lines = ["", f"Run {result.run_id} ({result.job_def.name}) {outcome} for {window} in {out.elapsed()}: "
+                 f"{steps.done - len(steps.failed) - steps.skipped} of {steps.total} steps done"
+                 + (f", {len(steps.failed)} failed" if steps.failed else "")
+                 + (f", {steps.skipped} skipped" if steps.skipped else "")]
+    lines += row_lines(settings)
+    lines += champion_lines(result)
+    lines += monitoring_lines(result)
+    lines += check_lines(result)
+    lines += [f"failed step {message}" for message in failure_messages(result)]
+    lines += next_steps(settings)
+    return lines
+
+
+def row_lines(settings: Settings) -> list[str]:
+    """Rows per layer, one line each, under the warehouse's path; duplicates removed with quarantine."""
+    from flightops.run_output import shown
+
+    if not settings.warehouse.exists():
+        return [f"warehouse: {shown(settings.warehouse)} was not created"]
     counts, duplicates = summarise(settings)
-    print(f"\nDagster run {result.run_id}: {'succeeded' if result.success else 'FAILED'} for {first}..{last}")
-    print(f"{'layer':<11} {'table':<28} {'rows':>9}")
+    by_layer: dict[str, list[str]] = {}
     for count in counts:
-        print(f"{count.layer:<11} {count.table:<28} {count.rows if count.rows >= 0 else 'missing':>9}")
-    quarantined = sum(c.rows for c in counts if c.layer == "quarantine" and c.rows > 0)
-    print(f"quarantined rows: {quarantined}; duplicates removed: {duplicates}")
-    print(f"warehouse: {settings.warehouse}")
-    _print_champion(result)
-    _print_monitoring(result)
-    if not result.success:
-        for message in failure_messages(result):
-            print(f"failed: {message}", file=sys.stderr)
-        return 1
-    return 0
+        by_layer.setdefault(count.layer, []).append(
+            f"{count.table.split('.', 1)[1]} {count.rows if count.rows >= 0 else 'missing'}")
+    notes = {"quarantine": f"; duplicates removed: {duplicates}"}
+    return [f"rows in {shown(settings.warehouse)}:"] + [
+        f"  {layer:<11} {', '.join(items)}{notes.get(layer, '')}" for layer, items in by_layer.items()
+    ]
 
 
-def _print_champion(result: dg.ExecuteInProcessResult) -> None:
-    """The champion after the run and the test metrics of the model trained in it."""
-    trained = champion = None
+def _materialization_metadata(result: dg.ExecuteInProcessResult, path: list[str]) -> dict | None:
+    """The metadata of the run's (last) materialization of the asset at `path`, if any."""
+    found = None
     for event in result.get_asset_materialization_events():
-        path = event.asset_key.path
-        if path == ["models", "flight_delay_model"]:
-            trained = event.materialization.metadata
-        elif path == ["models", "champion"]:
-            champion = event.materialization.metadata
-    if champion is not None:
-        print(f"champion: {champion['champion_version'].value} (challenger {champion['challenger_version'].value} "
-              f"{'promoted' if champion['promoted'].value else 'not promoted'}: {champion['reasons'].value})")
+        if event.asset_key.path == path:
+            found = event.materialization.metadata
+    return found
+
+
+def champion_lines(result: dg.ExecuteInProcessResult) -> list[str]:
+    """The model trained in the run (test metrics, MLflow run) and the champion after it."""
+    lines = []
+    trained = _materialization_metadata(result, ["models", "flight_delay_model"])
     if trained is not None:
         scores = ", ".join(f"{name.removeprefix('test_')}={value.value}" for name, value in trained.items()
                            if name.startswith("test_") and name.endswith(("roc_auc", "log_loss")))
-        print(f"trained version {trained['model_version'].value}, test window: {scores}")
-        print(f"MLflow run {trained['mlflow_run_id'].value}; open the UI with `make mlflow-ui`")
+        where = trained.get("mlflow_run") or trained["mlflow_run_id"]
+        lines.append(f"trained version {trained['model_version'].value}, test window: {scores}")
+        lines.append(f"  MLflow run {where.value}")
+    champion = _materialization_metadata(result, ["models", "champion"])
+    if champion is not None:
+        lines.append(f"champion: version {champion['champion_version'].value} (challenger "
+                     f"{champion['challenger_version'].value} {'promoted' if champion['promoted'].value else 'not promoted'}: "
+                     f"{champion['reasons'].value})")
+    return lines
 
 
-def _print_monitoring(result: dg.ExecuteInProcessResult) -> None:
-    """The newest monitored day's figures and the checks that failed in the run."""
+def monitoring_lines(result: dg.ExecuteInProcessResult) -> list[str]:
+    """The newest monitored day's figures and the monitoring checks that failed on some day."""
     from assets.monitoring import DAILY_SUMMARIES, SUMMARY_KEY
 
-    for event in result.get_asset_materialization_events():
-        if event.asset_key == SUMMARY_KEY:
-            summaries = event.materialization.metadata[DAILY_SUMMARIES].value
-            if not summaries:
-                print("monitoring: no day after the champion's reference window in this run")
-                return
-            newest = max(summaries)
-            figures = {k: v for k, v in summaries[newest].items() if k not in ("checks", "drifted_stable")}
-            failing = sorted({name for s in summaries.values() for name, failed in s["checks"].items() if failed})
-            print(f"monitoring: {len(summaries)} day(s); newest {newest}: {figures}")
-            print(f"checks failing on some day: {', '.join(failing) or 'none'}")
-            return
+    metadata = _materialization_metadata(result, SUMMARY_KEY.path)
+    if metadata is None:
+        return []
+    summaries = metadata[DAILY_SUMMARIES].value
+    if not summaries:
+        return ["monitoring: no day after the champion's reference window in this run"]
+    newest = max(summaries)
+    figures = {k: v for k, v in summaries[newest].items() if k not in ("checks", "drifted_stable")}
+    failing = sorted({name for s in summaries.values() for name, failed in s["checks"].items() if failed})
+    return [f"monitoring: {len(summaries)} day(s); newest {newest}: {figures}",
+            f"  monitoring checks failing on some day: {', '.join(failing) or 'none'}"]
+
+
+def check_evaluations(result: dg.ExecuteInProcessResult) -> list:
+    """Every asset check evaluated in the run (AssetCheckEvaluation), in order."""
+    return [event.event_specific_data for event in result.all_events
+            if event.event_type == dg.DagsterEventType.ASSET_CHECK_EVALUATION]
+
+
+def check_lines(result: dg.ExecuteInProcessResult) -> list[str]:
+    """How many asset checks ran, and each failed one: asset, check, severity, what it found."""
+    evaluations = check_evaluations(result)
+    failed = [e for e in evaluations if not e.passed]
+    if not failed:
+        return [f"asset checks: {len(evaluations)} evaluated, all passed"]
+    return [f"asset checks: {len(failed)} of {len(evaluations)} FAILED:"] + [
+        f"  {describe_failed_check(result, e)}" for e in failed
+    ]
+
+
+def describe_failed_check(result: dg.ExecuteInProcessResult, evaluation) -> str:
+    """One line: asset, check, severity (blocking?), the result's description or the spec's, its metadata."""
+    severity = evaluation.severity.value + (", blocking" if evaluation.blocking else "")
+    partition = f" [{evaluation.partition}]" if evaluation.partition else ""
+    said = (evaluation.description or _spec_description(result, evaluation) or "").rstrip(". ")
+    facts = metadata_text(evaluation.metadata)
+    text = "; ".join(part for part in (said, facts) if part)
+    return f"{evaluation.asset_key.to_user_string()} {evaluation.check_name}{partition} ({severity}): {text or 'no details'}"
+
+
+def _spec_description(result: dg.ExecuteInProcessResult, evaluation) -> str | None:
+    """The check's own description (what it checks), when the result gives none."""
+    key = dg.AssetCheckKey(evaluation.asset_key, evaluation.check_name)
+    try:
+        return result.job_def.asset_layer.asset_graph.get_check_spec(key).description
+    except Exception:  # noqa: BLE001 - a check outside the job's graph: the metadata must do
+        return None
+
+
+def metadata_text(metadata: dict, limit: int = 240) -> str:
+    """Plain metadata values (text, numbers, flags) as `name=value`, cut to `limit` characters."""
+    parts = [f"{name}={entry.value}" for name, entry in metadata.items()
+             if isinstance(getattr(entry, "value", None), (str, int, float, bool))]
+    text = ", ".join(parts)
+    return text if len(text) <= limit else text[: limit - 1] + "…"
+
+
+def sample_flight(settings: Settings) -> str:
+    """The newest flight of the online store (what `POST /predict/flight` looks up), or a made-up id."""
+    import sqlite3
+
+    from flightops.online_features import TABLE
+
+    try:
+        with contextlib.closing(sqlite3.connect(f"{settings.online_features.as_uri()}?mode=ro", uri=True)) as con:
+            row = con.execute(f"SELECT max(flight_id) FROM {TABLE}").fetchone()
+    except sqlite3.Error:
+        row = None
+    return row[0] if row and row[0] else "2013-03-31_UA1234_EWR"
+
+
+def next_steps(settings: Settings) -> list[str]:
+    """The commands to try next: the UIs, the prediction service with a request, the registry, dbt."""
+    body = json.dumps({"flight_id": sample_flight(settings)})
+    return [
+        "next:",
+        "  make ui          the Dagster UI on http://127.0.0.1:3000: assets, runs, checks (PORT=3001 for another port)",
+        f"  make mlflow-ui   the MLflow UI on {settings.mlflow_ui_url}: runs, metrics, plots, the registered model",
+        "  make serve       the champion over HTTP on 127.0.0.1:8000; then, in another terminal:",
+        f"    curl -s -X POST 127.0.0.1:8000/predict/flight -H 'content-type: application/json' -d '{body}'",
+        "  .venv/bin/flightops model status   the registered versions, their aliases and test metrics",
+        "  cd dbt_project && ../.venv/bin/dbt test --select marts   the marts' dbt tests (README: dbt for analysts)",
+    ]

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 from collections.abc import Iterator
 from contextlib import contextmanager
+from datetime import date
 from pathlib import Path
 
 import dagster as dg
@@ -19,6 +20,7 @@ from flightops import warehouse_connections
 from flightops.feature_engineering import check_lead
 from flightops.online_features import online_features_under
 from flightops.settings import monitoring_dir_under, resolve_path, resolve_url
+from flightops.weather_client import fetch_observations, verify_source
 
 
 class WarehouseResource(dg.ConfigurableResource):
@@ -122,10 +124,40 @@ class LandingZoneResource(dg.ConfigurableResource):
 
 
 class WeatherApiResource(dg.ConfigurableResource):
-    """The weather observations HTTP API; retries with backoff on 5xx and time-outs."""
+    """The weather observations HTTP API of the platform's own source systems; retries with backoff
+    on 5xx and time-outs.
+
+    Call `verified_source_id` before `observations`: it refuses an API that does not serve
+    `source_state_dir` (flightops.weather_client), e.g. another checkout's on the same port, which
+    runs launched from the UI would otherwise ingest from.
+    """
 
     base_url: str
+    # The platform's source state folder (absolute, or relative to the repository root); read at run start.
+    source_state_dir: str = dg.EnvVar("FLIGHTOPS_SOURCE_STATE_DIR")
     page_size: int = 1000
     timeout_seconds: float = 10.0
     max_attempts: int = 5
     backoff_seconds: float = 0.5
+
+    def verified_source_id(self) -> str:
+        """The API's source id, after refusing (ForeignWeatherApi) an API that serves other sources."""
+        return verify_source(
+            self.base_url,
+            resolve_path(self.source_state_dir),
+            timeout_seconds=self.timeout_seconds,
+            max_attempts=self.max_attempts,
+            backoff_seconds=self.backoff_seconds,
+        )
+
+    def observations(self, first: date, last: date) -> list[dict]:
+        """Every observation of the local days first..last, paged and retried."""
+        return fetch_observations(
+            self.base_url,
+            first,
+            last,
+            page_size=self.page_size,
+            timeout_seconds=self.timeout_seconds,
+            max_attempts=self.max_attempts,
+            backoff_seconds=self.backoff_seconds,
+        )

@@ -12,8 +12,14 @@ Why each piece is here:
 - The platform's sensors are `default_status=RUNNING`: the daemon of this `dagster dev` evaluates them
   against whatever `env` points at. Point every FLIGHTOPS_* setting at private folders
   (`flightops.settings.environment_under`) unless the test wants the sensors to act on something.
-- `dagster dev` in a non-interactive shell ignores SIGINT/SIGTERM sent to it alone: it runs in its own
-  session and the whole process group is signalled.
+- `dagster dev` maps SIGTERM onto its SIGINT handler (dagster/_utils/interrupts.py). A process started
+  with SIGINT ignored (a background job of a non-interactive shell, and so possibly this test process and
+  everything it starts) keeps it ignored across exec, and `dagster dev` then ignores SIGTERM as well:
+  only SIGKILL stopped it, leaving its code servers behind. So the server is started with SIGINT's
+  default action (`flightops.cli.interruptible_children`, which `flightops ui` uses too) and stopped with
+  SIGTERM to `dagster dev` alone, which shuts its webserver and daemon down (about 10 s); its code
+  servers exit by themselves soon after. It runs in its own session, so that the whole process group
+  can be waited for, and killed as a last resort (which fails the test: see `_stop`).
 - Two processes creating a brand-new SQLite instance at the same moment race ("table ... already
   exists"): `prepare_home` (called by both `dagster_dev` and `instance_for`) opens the instance once, which
   creates runs.db, index.db and schedules.db, before anything else uses the home. A test may therefore
@@ -49,6 +55,7 @@ from typing import TypeVar
 import dagster as dg
 import requests
 
+from flightops.cli import interruptible_children
 from flightops.settings import REPO_ROOT
 
 T = TypeVar("T")
@@ -133,19 +140,35 @@ def _log_tail(log: Path, chars: int = 4000) -> str:
         return "(no log written)"
 
 
-def _stop(server: subprocess.Popen) -> None:
-    """SIGTERM the process group, wait up to 30 s, then SIGKILL it."""
-    with contextlib.suppress(ProcessLookupError):
-        os.killpg(server.pid, signal.SIGTERM)
+def _group_alive(group: int) -> bool:
     try:
-        server.wait(timeout=30)
-    except subprocess.TimeoutExpired:
-        with contextlib.suppress(ProcessLookupError):
-            os.killpg(server.pid, signal.SIGKILL)
-        server.wait(timeout=30)
-    # The daemon and code server are children in the same group; make sure none outlives the webserver.
+        os.killpg(group, 0)
+    except ProcessLookupError:
+        return False
+    return True
+
+
+def _stop(server: subprocess.Popen, timeout: float = 60) -> None:
+    """SIGTERM `dagster dev`, wait for it and then for its process group (code servers) to exit.
+
+    What is still running after `timeout` seconds is killed (SIGKILL to the group), and that is an
+    error: `dagster dev` stops on SIGTERM (see the module docstring), so a test should know if it no
+    longer does.
+    """
+    with contextlib.suppress(ProcessLookupError):
+        server.send_signal(signal.SIGTERM)
+    deadline = time.monotonic() + timeout
+    with contextlib.suppress(subprocess.TimeoutExpired):
+        server.wait(timeout=timeout)
+    while _group_alive(server.pid) and time.monotonic() < deadline:
+        time.sleep(0.5)
+    if not _group_alive(server.pid) and server.poll() is not None:
+        return
     with contextlib.suppress(ProcessLookupError):
         os.killpg(server.pid, signal.SIGKILL)
+    server.wait(timeout=30)
+    raise AssertionError(f"dagster dev (pid {server.pid}) or a process it started did not stop within {timeout:g} s "
+                         "of SIGTERM; killed its process group")
 
 
 @contextlib.contextmanager
@@ -162,7 +185,7 @@ def dagster_dev(home: Path, env: dict[str, str], *, timeout: float = 120) -> Ite
     port = free_port()
     url = f"http://127.0.0.1:{port}"
     log = home / LOG_NAME
-    with open(log, "ab") as out:
+    with open(log, "ab") as out, interruptible_children():
         server = subprocess.Popen(
             [str(DAGSTER), "dev", "-h", "127.0.0.1", "-p", str(port), "-w", str(home / "workspace.yaml")],
             cwd=home, env={**env, "DAGSTER_HOME": str(home)},

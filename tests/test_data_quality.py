@@ -1,14 +1,21 @@
-"""Every injected fault ends in quarantine (with its reason) or a clear error, and nothing is lost."""
+"""Every injected fault ends in quarantine (with its reason) or a clear error, and nothing is lost;
+incomplete weather fails a blocking check; quarantine, row counts and typed columns show in Dagster."""
 
 from __future__ import annotations
 
+import sqlite3
 from datetime import date
 
 import dagster as dg
+import duckdb
 import pandas as pd
 import pytest
 
+from assets.cleaning import HOURS_PER_DAY, MIN_HOURLY_OBSERVATIONS, NO_WEATHER_EXPECTED, _hourly_coverage, clean_assets
+from assets.ingestion import raw_assets
+from flightops.contracts import ORIGIN_AIRPORTS, WEATHER
 from flightops.pipeline import keys_in_groups
+from flightops.simulated_sources import weather_store
 from flightops.simulated_sources.dataset import data_dir
 from flightops.simulated_sources.faults import inject
 from flightops.weather_client import WeatherApiError, fetch_observations
@@ -16,6 +23,9 @@ from tests.platform_harness import Platform, failure_messages
 
 DAY1, DAY2 = "2013-01-01", "2013-01-02"
 DAY2_DATE = date.fromisoformat(DAY2)
+CLEAN_WEATHER, QUARANTINE_WEATHER = dg.AssetKey(["clean", "weather"]), dg.AssetKey(["quarantine", "weather"])
+# What dbt reads from clean.weather: downstream of the coverage check.
+STG_WEATHER = dg.AssetKey(["staging", "stg_weather"])
 
 
 def ingest_and_clean() -> list[dg.AssetKey]:
@@ -98,6 +108,10 @@ def test_duplicates_are_removed_and_the_newest_version_wins(loaded: Platform):
             assert newer[1] == older[1] + 5
 
 
+def materialization(result: dg.ExecuteInProcessResult, key: dg.AssetKey) -> dict:
+    return next(e.materialization.metadata for e in result.get_asset_materialization_events() if e.asset_key == key)
+
+
 def test_weather_faults_are_quarantined_and_optional_fields_stay_null(loaded: Platform):
     inject(loaded.settings, "out-of-range", day=DAY2_DATE, count=2, target="weather")
     result = loaded.run(DAY2, DAY2, ingest_and_clean())
@@ -109,6 +123,124 @@ def test_weather_faults_are_quarantined_and_optional_fields_stay_null(loaded: Pl
     # wind_gust is optional and mostly missing in the real data: kept as NULL, never imputed.
     nulls, total = loaded.query("SELECT count(*) FILTER (WHERE wind_gust IS NULL), count(*) FROM clean.weather")[0]
     assert 0 < nulls < total
+    # The quarantine is an asset of its own: its rows, this run's reasons, how to look at it.
+    meta = materialization(result, QUARANTINE_WEATHER)
+    assert meta["dagster/row_count"].value == 2 == meta["rows_quarantined_in_run"].value
+    assert meta["reasons"].value == {"humid: 250.0 is above 100": 2}
+    assert meta["reasons_by_column"].value == {"humid": 2}
+    assert "FROM quarantine.weather" in meta["inspect"].value
+    columns = {c.name: c.type for c in meta["dagster/column_schema"].schema.columns}
+    assert (columns["reasons"], columns["record"], columns["_partition_date"]) == ("VARCHAR[]", "JSON", "DATE")
+
+
+def test_raw_and_clean_tables_show_row_counts_and_typed_columns(platform: Platform):
+    platform.replay(DAY1)
+    result = platform.run(DAY1, DAY1, [dg.AssetKey(["raw", "weather"]), CLEAN_WEATHER, dg.AssetKey(["raw", "flights_opdb"])])
+    assert result.success, failure_messages(result)
+    loaded = platform
+    for layer, typed in (("raw", False), ("clean", True)):
+        meta = materialization(result, dg.AssetKey([layer, "weather"]))
+        assert meta["dagster/row_count"].value == loaded.query(f"SELECT count(*) FROM {layer}.weather")[0][0] > 0
+        assert meta["dagster/table_name"].value == f"warehouse.{layer}.weather"
+        columns = {c.name: c for c in meta["dagster/column_schema"].schema.columns}
+        stored = dict(loaded.query(
+            "SELECT column_name, data_type FROM information_schema.columns WHERE table_schema = ? AND table_name = 'weather'", [layer]
+        ))
+        assert {name: c.type for name, c in columns.items()} == stored
+        assert all(columns[c.name].description == c.description for c in WEATHER.columns)
+    # raw keeps text as delivered; clean has the contract's types and rules.
+    assert stored["temp"] == "DOUBLE" and stored["obs_date"] == "DATE"
+    assert columns["humid"].constraints.other == ["in [0, 100]"] and columns["origin"].constraints.nullable is False
+    flights = {c.name: c.type for c in materialization(result, dg.AssetKey(["raw", "flights_opdb"]))["dagster/column_schema"].schema.columns}
+    assert flights["dep_delay"] == "VARCHAR" and flights["_partition_date"] == "DATE"
+
+
+def test_missing_weather_hours_fail_the_blocking_coverage_check(platform: Platform):
+    """A source that serves part of a day (here: JFK's observations after 05:00 removed) stops the run at clean/weather."""
+    platform.replay(DAY1)
+    with sqlite3.connect(weather_store.store_path(platform.settings.source_state_dir)) as store:
+        removed = store.execute("DELETE FROM observations WHERE obs_date = ? AND origin = 'JFK' AND hour > 5", [DAY1]).rowcount
+    kept = len(package_day(DAY1).query("origin == 'JFK'")) - removed
+    assert 0 < kept < MIN_HOURLY_OBSERVATIONS
+    result = platform.run(DAY1, DAY1, [dg.AssetKey(["raw", "weather"]), CLEAN_WEATHER, QUARANTINE_WEATHER, STG_WEATHER])
+    assert not result.success
+    check = next(e for e in result.get_asset_check_evaluations() if e.check_name == "hourly_coverage")
+    assert not check.passed and check.severity == dg.AssetCheckSeverity.ERROR
+    assert check.metadata["short"].value == [{"day": DAY1, "origin": "JFK", "clean": kept, "delivered": kept}]
+    assert check.metadata["short_day_airports"].value == 1
+    assert check.metadata["minimum_per_day_and_airport"].value == MIN_HOURLY_OBSERVATIONS
+    assert check.description.startswith(
+        f"1 day/airport(s) of {DAY1}..{DAY1} have fewer than {MIN_HOURLY_OBSERVATIONS} of {HOURS_PER_DAY} hourly "
+        f"observations in clean.weather: JFK {DAY1}: {kept} ({kept} delivered)."
+    )
+    assert "blocking asset check failed" in failure_messages(result) and "hourly_coverage" in failure_messages(result)
+    materialized = {e.asset_key for e in result.get_asset_materialization_events()}
+    assert CLEAN_WEATHER in materialized and STG_WEATHER not in materialized
+
+
+def package_day(day: str) -> pd.DataFrame:
+    weather = pd.read_csv(data_dir() / "weather.csv")
+    return weather[pd.to_datetime(weather[["year", "month", "day"]]).dt.strftime("%Y-%m-%d") == day]
+
+
+@pytest.mark.unit
+def test_the_real_2013_weather_passes_the_coverage_threshold():
+    """The threshold stated in the check holds for the data set: every day/airport has enough hours but the exempt days."""
+    weather = pd.read_csv(data_dir() / "weather.csv")
+    weather["day_of_year"] = pd.to_datetime(weather[["year", "month", "day"]]).dt.date
+    counts = weather.groupby(["day_of_year", "origin"]).size()
+    every = pd.MultiIndex.from_product([pd.date_range("2013-01-01", "2013-12-31").date, ORIGIN_AIRPORTS])
+    counts = counts.reindex(every, fill_value=0)
+    exempt = counts.index.get_level_values(0).isin(list(NO_WEATHER_EXPECTED))
+    assert (counts[exempt] == 0).all()
+    assert counts[~exempt].min() == 19 >= MIN_HOURLY_OBSERVATIONS  # 2013-12-30: the data ends at 18:00 local
+    assert counts[~exempt].max() == HOURS_PER_DAY
+
+
+@pytest.mark.unit
+def test_coverage_counts_each_day_and_airport_against_the_threshold():
+    """At the threshold passes, one under fails, a day without any row fails per airport, the exempt day never does."""
+    con = duckdb.connect()
+    con.execute("CREATE SCHEMA clean")
+    con.execute("CREATE TABLE clean.weather (origin VARCHAR, obs_date DATE, hour INTEGER)")
+    con.execute("CREATE TEMP TABLE _incoming (origin VARCHAR, _partition_date DATE)")
+    rows = [("EWR", "2013-12-29", h) for h in range(MIN_HOURLY_OBSERVATIONS)]
+    rows += [(o, "2013-12-29", h) for o in ("JFK", "LGA") for h in range(HOURS_PER_DAY)]
+    rows += [("LGA", "2013-12-30", h) for h in range(MIN_HOURLY_OBSERVATIONS - 1)]
+    con.executemany("INSERT INTO clean.weather VALUES (?, ?, ?)", rows)
+    con.execute("INSERT INTO _incoming SELECT origin, obs_date FROM clean.weather")
+    result = _hourly_coverage(con, (date(2013, 12, 29), date(2013, 12, 31)))
+    assert not result.passed
+    short = result.metadata["short"].value
+    assert short == [
+        {"day": "2013-12-30", "origin": "EWR", "clean": 0, "delivered": 0},
+        {"day": "2013-12-30", "origin": "JFK", "clean": 0, "delivered": 0},
+        {"day": "2013-12-30", "origin": "LGA", "clean": MIN_HOURLY_OBSERVATIONS - 1, "delivered": MIN_HOURLY_OBSERVATIONS - 1},
+    ]
+    assert result.metadata["exempt_days"].value == {"2013-12-31": NO_WEATHER_EXPECTED[date(2013, 12, 31)]}
+    assert result.metadata["days_checked"].value == 2
+    assert "quarantine/weather" in result.description and "re-run" in result.description
+
+
+@pytest.mark.unit
+def test_every_check_spec_says_what_it_checks():
+    specs = [spec for asset in [*raw_assets, *clean_assets] for spec in asset.check_specs]
+    assert {spec.name for spec in specs} == {"key_unique", "rows_accounted", "quarantine_rate", "fresh", "hourly_coverage"}
+    for spec in specs:
+        assert spec.description and len(spec.description) > 60, spec.key
+    coverage = next(spec for spec in specs if spec.name == "hourly_coverage")
+    assert coverage.asset_key == CLEAN_WEATHER and coverage.blocking
+    assert f"at least {MIN_HOURLY_OBSERVATIONS} of the {HOURS_PER_DAY} hourly observations" in coverage.description
+
+
+@pytest.mark.unit
+def test_each_quarantine_table_is_an_asset_beside_its_clean_table():
+    for asset in clean_assets:
+        clean_key = next(key for key in asset.keys if key.path[0] == "clean")
+        quarantine_key = dg.AssetKey(["quarantine", clean_key.path[1]])
+        assert asset.keys == {clean_key, quarantine_key}
+        description = asset.specs_by_key[quarantine_key].description
+        assert f"SELECT _partition_date, record_key, reasons, record FROM quarantine.{clean_key.path[1]}" in description
 
 
 @pytest.mark.parametrize(

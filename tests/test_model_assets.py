@@ -48,9 +48,27 @@ def test_the_main_job_ends_with_a_registered_champion(deployed):
     run = client.get_run(trained["mlflow_run_id"])
     assert result.run_id in run.data.tags.values()
     assert "![roc](data:image/png;base64," in trained["evaluation_plots"]
-    # Plots link to the run's artifacts in the platform's artifact folder, not to ./mlruns.
-    assert trained["plot_roc"].startswith(platform.settings.mlflow_artifacts.as_uri())
-    assert trained["plot_roc"].endswith("/evaluation/roc.png")
+
+
+def test_the_model_assets_link_to_the_mlflow_ui(deployed):
+    """http links a browser opens from the Dagster UI (never file:// paths), built from the MLflow UI's address."""
+    from assets.models import CHAMPION, MODEL
+
+    platform, result = deployed
+    ui = platform.settings.mlflow_ui_url
+    trained, decided = metadata(result, MODEL), metadata(result, CHAMPION)
+    run = tracking.mlflow_client(platform.settings).get_run(trained["mlflow_run_id"])
+    run_page = f"{ui}/#/experiments/{run.info.experiment_id}/runs/{run.info.run_id}"
+    assert ui.startswith("http") and trained["mlflow_run"] == run_page
+    version_page = f"{ui}/#/models/{tracking.REGISTERED_MODEL_NAME}/versions/1"
+    assert trained["mlflow_model_version"] == version_page
+    assert decided["champion_model_version"] == decided["challenger_model_version"] == version_page
+    plots = {name: url for name, url in trained.items() if name.startswith("plot_")}
+    assert plots["plot_roc"] == f"{run_page}/artifacts/evaluation/roc.png"
+    assert set(plots) == {"plot_roc", "plot_precision_recall", "plot_calibration", "plot_feature_importance"}
+    assert not [name for name, value in trained.items() if isinstance(value, str) and "file://" in value]
+    described = tracking.mlflow_client(platform.settings).get_registered_model(tracking.REGISTERED_MODEL_NAME)
+    assert described.description == tracking.REGISTERED_MODEL_DESCRIPTION
 
 
 def test_every_flight_is_scored_by_the_champion_version(deployed):

@@ -15,6 +15,7 @@ from dataclasses import dataclass
 from datetime import date, timedelta
 from pathlib import Path
 
+import matplotlib.pyplot as plt
 import mlflow.pyfunc
 import numpy as np
 import pandas as pd
@@ -22,7 +23,13 @@ import pytest
 
 from flightops.modeling import promotion, tracking
 from flightops.modeling.data import join_labels, read_labelled_features
-from flightops.modeling.evaluate import ConstantProbability, calibration_table, classification_metrics
+from flightops.modeling.evaluate import (
+    ConstantProbability,
+    calibration_table,
+    classification_metrics,
+    precision_recall_figure,
+    precision_recall_lines,
+)
 from flightops.modeling.models import CatBoostConfig
 from flightops.modeling.schema import LABEL_COLUMN, labels_of, model_inputs
 from flightops.modeling.splits import SplitConfig, SplitWindows, flight_days, plan_windows, split_by_time
@@ -182,6 +189,57 @@ def test_run_records_params_metrics_plots_and_lineage(settings, labelled, lifecy
     version = client.get_model_version(tracking.REGISTERED_MODEL_NAME, lifecycle.good.model_version)
     assert version.run_id == run.info.run_id
     assert version.tags["lineage.training_data_sha256"] == run.data.tags["lineage.training_data_sha256"]
+
+
+def test_the_registered_model_and_each_version_are_described(settings, lifecycle):
+    """The MLflow UI's model page says what the model is; each version says its days and test scores."""
+    client = tracking.mlflow_client(settings)
+    model = client.get_registered_model(tracking.REGISTERED_MODEL_NAME)
+    assert model.description == tracking.REGISTERED_MODEL_DESCRIPTION
+    assert "more than 15 minutes late" in model.description and "champion" in model.description
+    good = lifecycle.good
+    described = client.get_model_version(tracking.REGISTERED_MODEL_NAME, good.model_version).description
+    windows = good.windows
+    assert f"Trained on {windows.train_start}..{windows.valid_end}" in described
+    assert f"Test window {windows.test_start}..{windows.test_end} ({good.row_counts['rows_test']} flights)" in described
+    metrics = good.test_metrics
+    assert (f"ROC AUC {metrics['catboost']['roc_auc']:.3f} (baseline {metrics['baseline']['roc_auc']:.3f}, "
+            f"constant {metrics['constant']['roc_auc']:.3f})") in described
+    assert f"log loss {metrics['catboost']['log_loss']:.3f}" in described
+
+
+@pytest.mark.unit
+def test_mlflow_ui_links_use_its_hash_routes():
+    """The routes of MLflow 3's UI (#/experiments/<id>/runs/<run>, #/models/<name>/versions/<n>)."""
+    ui = "http://127.0.0.1:5000/"
+    assert tracking.run_url(ui, "3", "abc") == "http://127.0.0.1:5000/#/experiments/3/runs/abc"
+    assert tracking.artifact_url(ui, "3", "abc", "evaluation/roc.png") == (
+        "http://127.0.0.1:5000/#/experiments/3/runs/abc/artifacts/evaluation/roc.png")
+    assert tracking.model_version_url(ui, 2) == (
+        f"http://127.0.0.1:5000/#/models/{tracking.REGISTERED_MODEL_NAME}/versions/2")
+    assert tracking.model_version_url(ui, "1", name="a model/x") == "http://127.0.0.1:5000/#/models/a%20model%2Fx/versions/1"
+
+
+@pytest.mark.unit
+def test_the_constant_predictor_is_drawn_flat_at_the_base_rate():
+    """Not sklearn's curve of it: a line from (recall 0, precision 1) down to (1, base rate)."""
+    rng = np.random.default_rng(1)
+    y = (rng.random(500) < 0.2).astype(int)
+    informative = np.clip(0.2 + 0.3 * (y - 0.2) + rng.normal(0, 0.1, 500), 0, 1)
+    probabilities = {"model": informative, "constant": np.full(500, 0.23)}
+    lines = precision_recall_lines(y, probabilities)
+    recall, precision = lines["constant"]
+    assert list(recall) == [0.0, 1.0] and list(precision) == [y.mean(), y.mean()]
+    assert lines["model"][0].max() == 1.0 and lines["model"][1].max() == 1.0  # the real curve keeps its (0, 1)
+    figure = precision_recall_figure(y, probabilities)
+    drawn = {line.get_label().split(" (")[0]: line for line in figure.axes[0].get_lines()}
+    assert set(drawn) == {"model", "constant"}  # the flat constant line is the base rate: no second one
+    assert list(drawn["constant"].get_ydata()) == [y.mean(), y.mean()]
+    assert list(drawn["constant"].get_xdata()) == [0.0, 1.0]
+    only_models = precision_recall_figure(y, {"model": informative})
+    assert [line.get_label() for line in only_models.axes[0].get_lines()][-1] == "base rate"
+    plt.close(figure)
+    plt.close(only_models)
 
 
 def test_registry_after_two_trainings_keeps_the_better_champion(settings, lifecycle):

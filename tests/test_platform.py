@@ -53,13 +53,15 @@ def test_every_layer_has_its_group_and_prefix():
         groups.setdefault(key.split("/")[0], set()).add(spec["group"])
     # dbt models are keyed by their schema and sit in the transform group; those over the monitoring
     # figures are in the monitoring group.
-    assert groups == {"raw": {"ingestion"}, "clean": {"validation"}, "staging": {"transform", "monitoring"},
+    assert groups == {"raw": {"ingestion"}, "clean": {"validation"}, "quarantine": {"validation"},
+                      "staging": {"transform", "monitoring"},
                       "intermediate": {"transform"}, "marts": {"transform", "monitoring"},
                       "features": {"features"}, "models": {"models"}, "deployment": {"deployment"},
                       "monitoring": {"monitoring"}}
     # dbt's staging model of flights reads the cleaned table: the lineage crosses from Python to dbt.
     assert "clean/flights" in assets["staging/stg_flights"]["deps"]
-    assert assets["features/flight_features"]["deps"] == ["marts/fct_flights"]
+    # Features read the facts and the weather observations (as of each flight's prediction time).
+    assert assets["features/flight_features"]["deps"] == ["marts/fct_flights", "staging/stg_weather"]
     # ... and back: the model-health mart reads what the monitoring assets write.
     assert "monitoring/realized_performance" in assets["staging/stg_monitoring_figures"]["deps"]
     assert assets["monitoring/reference"]["deps"] == ["features/flight_features", "features/flight_labels",

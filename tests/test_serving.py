@@ -9,12 +9,16 @@ request model alone (no server, no model) are marked `unit`.
 from __future__ import annotations
 
 import dataclasses
+import html
 import json
+import re
+import shutil
 import sqlite3
+import subprocess
 import typing
 from collections import Counter
 from contextlib import closing
-from datetime import datetime, timedelta
+from datetime import date, datetime, timedelta
 from types import NoneType, UnionType
 from typing import TYPE_CHECKING, Literal
 
@@ -27,11 +31,18 @@ from fastapi import FastAPI
 from fastapi.testclient import TestClient
 
 from flightops.modeling.evaluate import DECISION_THRESHOLD
-from flightops.modeling.schema import FEATURE_COLUMNS, FEATURES, INTEGER_FEATURES
+from flightops.modeling.schema import CATEGORICAL_FEATURES, FEATURE_COLUMNS, FEATURES, INTEGER_FEATURES
+from flightops.modeling.splits import flight_days
+from flightops.modeling.tracking import KNOWN_CATEGORIES, known_categories
 from flightops.serving.app import ServingOptions, create_app, prediction_router
-from flightops.serving.champion import CHAMPION_ALIAS, REGISTERED_MODEL_NAME
+from flightops.serving.champion import CHAMPION_ALIAS, REGISTERED_MODEL_NAME, ServedModel
 from flightops.serving.metrics import LATENCY_BUCKETS_SECONDS, PROBABILITY_BUCKETS
-from flightops.serving.prediction_log import REQUEST_LOG_TABLE, prediction_log_path
+from flightops.serving.prediction_log import (
+    REQUEST_LOG_TABLE,
+    LoggedRequest,
+    PredictionLog,
+    prediction_log_path,
+)
 from flightops.serving.schema import EXAMPLE_REQUEST, PredictionRequest
 from flightops.settings import Settings
 from tests.feature_frames import request_body
@@ -359,3 +370,134 @@ def test_served_over_http(http_server: str, serving_settings: Settings, registry
     assert open_metrics.text.endswith("# EOF\n")
     assert metric_samples(open_metrics.text)['flightops_predict_requests_total{status="200"}'] == 5
     assert Counter(row["status_code"] for row in logged_requests(serving_settings)) == {200: 5, 422: 1}
+
+
+# What the service tells its user: the docs page, and warnings about values the model never saw.
+
+
+def docs_page(client: TestClient) -> str:
+    response = client.get("/docs")
+    assert response.status_code == 200 and response.headers["content-type"].startswith("text/html")
+    return response.text
+
+
+def external_references(page: str) -> list[str]:
+    """What a browser would fetch for the page: scripts, stylesheets, images, fonts, and links off the page."""
+    fetched = re.findall(r"<(?:script|link|img|iframe|object|embed)\b[^>]*>|@import|url\(", page, flags=re.I)
+    links = [target for target in re.findall(r'\bhref\s*=\s*["\']([^"\']*)', page, flags=re.I)
+             if not target.startswith(("#", "/"))]
+    return fetched + links
+
+
+def test_the_docs_page_needs_no_network_and_describes_every_request(serving_settings: Settings):
+    """FastAPI's Swagger UI loads from a CDN (blank offline); /docs is rendered by the service itself."""
+    client = TestClient(create_app(serving_settings))
+    page = docs_page(client)
+    assert external_references(page) == []
+    assert client.get("/redoc").status_code == 404  # no CDN page left behind
+    for path in ("/predict", "/predict/flight", "/health", "/metrics"):
+        assert f"<code>{path}</code>" in page, path
+    request = client.get("/openapi.json").json()["components"]["schemas"]["PredictionRequest"]
+    rows = {name: cells for name, cells in re.findall(r"<tr><td><code>([a-z_]+)</code></td>(.*?)</tr>", page)}
+    for column in FEATURE_COLUMNS:
+        cells = html.unescape(rows[column])
+        assert " ".join(FEATURES[column].description.split()) in cells, column
+        assert ("optional: null or left out" if FEATURES[column].nullable else "required") in cells, column
+    assert "1 ≤ x ≤ 7" in rows["day_of_week"] and "one of EWR, JFK, LGA" in rows["origin"]
+    assert "warnings" in rows  # the answer's fields are listed too
+    [example, lookup] = [json.loads(html.unescape(body)) for body in re.findall(r'<pre class="example">(.*?)</pre>', page, re.S)]
+    assert example == request["examples"][0]
+    assert list(example) == [name for name in (*FEATURE_COLUMNS, "flight_id") if name in example]  # field order
+    assert lookup == {"flight_id": EXAMPLE_REQUEST["flight_id"]}
+    curls = [html.unescape(line) for line in re.findall(r'<pre class="curl">(.*?)</pre>', page, re.S)]
+    assert "curl -s -X POST http://testserver/predict -H 'content-type: application/json' -d '" in curls[0]
+    assert json.loads(curls[0].split(" -d ", 1)[1].strip("'")) == example
+
+
+@pytest.mark.browser
+def test_the_docs_page_renders_in_a_browser_without_network(http_server: str):
+    """Headless Chromium with every non-local request sent to a dead proxy: the page still shows the fields."""
+    chromium = shutil.which("chromium")
+    assert chromium, "Chromium is missing: `make test` installs it (Debian package chromium)."
+    completed = subprocess.run(
+        [chromium, "--headless", "--no-sandbox", "--disable-gpu", "--no-first-run", "--proxy-server=127.0.0.1:9",
+         "--dump-dom", f"{http_server}/docs"],
+        capture_output=True, text=True, timeout=60, check=True,
+    )
+    rendered = completed.stdout
+    assert "<h1>flightops delay prediction 1</h1>" in rendered
+    assert all(f"<code>{column}</code>" in rendered for column in FEATURE_COLUMNS)
+
+
+def test_a_category_the_model_never_saw_is_answered_with_a_warning(
+    serving_settings: Settings, registry: Registry, served_rows
+):
+    client = TestClient(create_app(serving_settings))
+    row = served_rows.iloc[0]
+    known = client.post("/predict", json=request_body(row))
+    assert known.status_code == 200 and known.json()["warnings"] == []
+    unknown_row = row.copy()
+    unknown_row["carrier"] = "ZZ"
+    unknown = client.post("/predict", json=request_body(unknown_row))
+    assert unknown.status_code == 200, unknown.text
+    [warning] = unknown.json()["warnings"]
+    assert warning.startswith(f"carrier 'ZZ' was not seen in training by {REGISTERED_MODEL_NAME} version 1")
+    assert "retrain" in warning
+    assert unknown.json()["probability"] == pytest.approx(registry.probability(1, unknown_row), abs=1e-12)
+
+    logged = logged_requests(serving_settings)
+    assert [json.loads(entry["unseen_categories"]) for entry in logged] == [{}, {"carrier": "ZZ"}]
+    samples = metric_samples(client.get("/metrics").text)
+    assert {feature: samples[f'flightops_unseen_categories_total{{feature="{feature}"}}']
+            for feature in CATEGORICAL_FEATURES} == {"carrier": 1, "origin": 0, "dest": 0, "route": 0}
+
+
+def test_known_categories_are_those_the_version_was_trained_on(
+    serving_settings: Settings, registry: Registry, serving_flights
+):
+    """Training logs them in the model's metadata; the service loads them with the model (no list in code)."""
+    fit_on = {}
+    for version in registry.models:
+        model_version = registry.client.get_model_version(REGISTERED_MODEL_NAME, str(version))
+        test_start = registry.client.get_run(model_version.run_id).data.params["split_test_start"]
+        # The registered model is refit on the train and validation days; the test days are held out.
+        fit_on[version] = known_categories(serving_flights[flight_days(serving_flights) < date.fromisoformat(test_start)])
+        uri = registry.client.get_model_version_download_uri(REGISTERED_MODEL_NAME, str(version))
+        metadata = mlflow.models.Model.load(mlflow.artifacts.download_artifacts(artifact_uri=uri)).metadata
+        assert metadata[KNOWN_CATEGORIES] == fit_on[version]
+    served = create_app(serving_settings).state.service.tracker.current()
+    assert served.version == 1
+    assert served.known_categories == {column: frozenset(values) for column, values in fit_on[1].items()}
+
+
+@pytest.mark.unit
+def test_served_model_warns_about_each_unseen_input_and_not_without_recorded_categories():
+    known = {"carrier": frozenset({"UA"}), "origin": frozenset({"EWR"}), "dest": frozenset({"SFO"}),
+             "route": frozenset({"EWR-SFO"})}
+    served = ServedModel("m", 3, model=None, known_categories=known)
+    features = {"carrier": "UA", "origin": "JFK", "dest": "SFO", "route": "JFK-SFO"}
+    unseen = served.unseen_categories(features)
+    assert unseen == {"origin": "JFK", "route": "JFK-SFO"}
+    warnings = served.category_warnings(unseen)
+    assert [warning.split(" was ")[0] for warning in warnings] == ["origin 'JFK'", "route 'JFK-SFO'"]
+    assert "by m version 3 (it knows 1 origin values)" in warnings[0]
+    assert ServedModel("m", 1, model=None).unseen_categories(features) == {}  # a version logged before
+
+
+@pytest.mark.unit
+def test_a_log_written_before_the_unseen_categories_column_gets_it(tmp_path):
+    path = tmp_path / "predictions.sqlite"
+    with closing(sqlite3.connect(path)) as con, con:
+        con.execute(f"CREATE TABLE {REQUEST_LOG_TABLE} (request_id TEXT PRIMARY KEY, received_at TEXT NOT NULL, "
+                    "flight_id TEXT, model_name TEXT, model_version INTEGER, probability REAL, decision TEXT, "
+                    "threshold REAL, latency_ms REAL NOT NULL, status_code INTEGER NOT NULL, error TEXT, "
+                    "features_json TEXT)")
+        con.execute(f"INSERT INTO {REQUEST_LOG_TABLE} (request_id, received_at, latency_ms, status_code) "
+                    "VALUES ('old', 't', 1, 200)")
+    log = PredictionLog(path)
+    PredictionLog(path)  # opening again adds nothing twice
+    log.record(LoggedRequest("new", "t", None, "m", 1, 0.5, "delayed", 0.5, 1.0, 200, None, "{}",
+                             unseen_categories='{"carrier": "ZZ"}'))
+    with closing(sqlite3.connect(path)) as con:
+        rows = con.execute(f"SELECT request_id, unseen_categories FROM {REQUEST_LOG_TABLE} ORDER BY rowid").fetchall()
+    assert rows == [("old", None), ("new", '{"carrier": "ZZ"}')]

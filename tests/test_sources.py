@@ -21,6 +21,7 @@ from flightops.simulated_sources import admin, faults, landing, operational_db, 
 from flightops.simulated_sources.channels import EXPORT_CARRIERS
 from flightops.simulated_sources.dataset import FLIGHT_RECORD_COLUMNS, REFERENCE_NAMES, data_dir, load_flights
 from flightops.simulated_sources.replay import replay
+from flightops.simulated_sources import weather_api
 from flightops.simulated_sources.weather_api import start_weather_api
 
 DAY1, DAY2, DAY3 = date(2013, 1, 1), date(2013, 1, 2), date(2013, 1, 3)
@@ -271,7 +272,12 @@ def test_api_serves_no_day_that_was_not_replayed(api, package_weather):
     spanning = _fetch_all(url, start_date=DAY2.isoformat(), end_date=DAY3.isoformat(), limit=5000)
     assert len(spanning) == (package_weather["obs_date"] == DAY2.isoformat()).sum()
     health = requests.get(f"{url}/health", timeout=10).json()
-    assert health == {"status": "ok", "replayed_through": DAY2.isoformat()}
+    assert health == {
+        "status": "ok",
+        "replayed_through": DAY2.isoformat(),
+        "source_id": weather_api.source_id(settings.source_state_dir),
+        "state_dir": str(settings.source_state_dir),
+    }
 
 
 def test_api_since_returns_only_later_updates(api, package_weather):
@@ -304,6 +310,24 @@ def test_api_rejects_bad_parameters_naming_them(api, params, named):
     answer = requests.get(f"{url}/v1/observations", params=params, timeout=10)
     assert answer.status_code == 400
     assert named in answer.json()["error"]
+
+
+@pytest.mark.unit
+def test_a_state_folder_gets_one_source_id_even_when_created_concurrently(tmp_path):
+    from concurrent.futures import ThreadPoolExecutor
+
+    with ThreadPoolExecutor(8) as pool:
+        ids = list(pool.map(lambda _: weather_api.ensure_source_id(tmp_path / "sources"), range(16)))
+    assert len(set(ids)) == 1 and len(ids[0]) == 32
+    assert [path.name for path in (tmp_path / "sources").iterdir()] == [weather_api.SOURCE_ID_FILE]  # no drafts left
+    assert weather_api.source_id(tmp_path / "elsewhere") is None
+
+
+def test_reset_gives_the_source_systems_a_new_identity(replayed_day):
+    before = weather_api.ensure_source_id(replayed_day.source_state_dir)
+    admin.reset(replayed_day)
+    replay(replayed_day, DAY1)
+    assert weather_api.ensure_source_id(replayed_day.source_state_dir) != before
 
 
 def test_api_http_500_fault_fails_exactly_the_next_requests(api):

@@ -167,16 +167,40 @@ def plot_roc(y_true: np.ndarray, probabilities: dict[str, np.ndarray], path: Pat
     return _save(figure, path)
 
 
-def plot_precision_recall(y_true: np.ndarray, probabilities: dict[str, np.ndarray], path: Path) -> Path:
-    """Precision-recall curves of several models on the same rows."""
-    figure, axes = plt.subplots(figsize=(5, 5))
+def precision_recall_lines(y_true: np.ndarray, probabilities: dict[str, np.ndarray]
+                           ) -> dict[str, tuple[np.ndarray, np.ndarray]]:
+    """(recall, precision) points drawn for each model.
+
+    A constant predictor ranks no flight above another: at any recall its precision is the base
+    rate, so it is drawn flat there. sklearn's curve of it would join its one threshold's point
+    (recall 1, base rate) to the (0, 1) it appends by convention, a line above both real models.
+    """
+    base_rate = float(np.mean(y_true))
+    lines = {}
     for name, probability in probabilities.items():
-        precision, recall, _ = precision_recall_curve(y_true, probability)
-        axes.plot(recall, precision, label=f"{name} (AP {average_precision_score(y_true, probability):.3f})")
-    axes.axhline(np.mean(y_true), linestyle=":", color="grey", label="base rate")
-    axes.set(xlabel="Recall", ylabel="Precision", title="Precision-recall, test window")
+        if np.ptp(probability) == 0:
+            lines[name] = (np.array([0.0, 1.0]), np.array([base_rate, base_rate]))
+        else:
+            precision, recall, _ = precision_recall_curve(y_true, probability)
+            lines[name] = (recall, precision)
+    return lines
+
+
+def precision_recall_figure(y_true: np.ndarray, probabilities: dict[str, np.ndarray]) -> plt.Figure:
+    """Precision-recall curves of several models on the same rows, the base rate drawn flat."""
+    figure, axes = plt.subplots(figsize=(5, 5))
+    for name, (recall, precision) in precision_recall_lines(y_true, probabilities).items():
+        axes.plot(recall, precision, label=f"{name} (AP {average_precision_score(y_true, probabilities[name]):.3f})")
+    if all(np.ptp(probability) > 0 for probability in probabilities.values()):
+        axes.axhline(np.mean(y_true), linestyle=":", color="grey", label="base rate")
+    axes.set(xlabel="Recall", ylabel="Precision", title="Precision-recall, test window", xlim=(0, 1), ylim=(0, 1.02))
     axes.legend(loc="upper right")
-    return _save(figure, path)
+    return figure
+
+
+def plot_precision_recall(y_true: np.ndarray, probabilities: dict[str, np.ndarray], path: Path) -> Path:
+    """precision_recall_figure, saved to `path`."""
+    return _save(precision_recall_figure(y_true, probabilities), path)
 
 
 def plot_calibration(tables: dict[str, pd.DataFrame], path: Path) -> Path:

@@ -13,6 +13,7 @@ import subprocess
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Protocol
+from urllib.parse import quote
 
 import mlflow
 import numpy as np
@@ -27,8 +28,10 @@ from flightops.modeling.schema import (
     ID_COLUMNS,
     INTEGER_FEATURES,
     LABEL_COLUMN,
+    LABEL_DESCRIPTION,
     NUMERIC_FEATURES,
     feature_type,
+    model_inputs,
 )
 from flightops.settings import REPO_ROOT
 
@@ -37,6 +40,19 @@ EXPERIMENT_NAME = "flight_delay"
 MONITORING_EXPERIMENT_NAME = "flight_delay_monitoring"
 REGISTERED_MODEL_NAME = "flight_delay_classifier"
 MODEL_ARTIFACT_NAME = "model"
+# Key of the logged model's metadata (its MLmodel file) holding, per categorical feature, the values
+# the model was fit on; the prediction service warns about any other value (flightops.serving.champion).
+KNOWN_CATEGORIES = "known_categories"
+REGISTERED_MODEL_DESCRIPTION = (
+    f"Probability that a flight leaving New York (EWR, JFK, LGA) arrives more than 15 minutes late "
+    f"(label is_delayed: {LABEL_DESCRIPTION}), from the flight's features as known before departure "
+    "(features.flight_features; inputs in flightops/modeling/schema.py). A scikit-learn Pipeline around a tuned "
+    "CatBoost classifier, trained by the Dagster asset models/flight_delay_model; a logistic baseline and the "
+    "constant base-rate predictor are scored beside it in each run. Every training registers a version with "
+    "the alias `challenger`; models/champion moves `champion` to it only if it beats the champion on recent "
+    "labelled days. Batch scoring and the prediction service serve `champion`. Each version's description "
+    "gives its windows and test scores."
+)
 
 _log = logging.getLogger(__name__)
 
@@ -118,6 +134,32 @@ def model_signature() -> ModelSignature:
     inputs = Schema([ColSpec(_input_type(column), column) for column in FEATURE_COLUMNS])
     outputs = Schema([TensorSpec(np.dtype(np.float64), (-1, 2))])
     return ModelSignature(inputs=inputs, outputs=outputs)
+
+
+def known_categories(frame: pd.DataFrame) -> dict[str, list[str]]:
+    """Sorted values of each categorical feature in `frame`, as the model sees them (model_inputs)."""
+    inputs = model_inputs(frame)
+    return {column: sorted(inputs[column].unique().tolist()) for column in CATEGORICAL_FEATURES}
+
+
+def describe_registered_model(client: MlflowClient) -> None:
+    """Sets the registered model's description (the MLflow UI shows it on the model's page)."""
+    client.update_registered_model(REGISTERED_MODEL_NAME, description=REGISTERED_MODEL_DESCRIPTION)
+
+
+def run_url(ui_url: str, experiment_id: str, run_id: str) -> str:
+    """The run's page in the MLflow UI at `ui_url` (hash routes of MLflow 3's UI)."""
+    return f"{ui_url.rstrip('/')}/#/experiments/{experiment_id}/runs/{run_id}"
+
+
+def artifact_url(ui_url: str, experiment_id: str, run_id: str, path: str) -> str:
+    """One artifact of the run, opened in the run's Artifacts tab of the MLflow UI."""
+    return f"{run_url(ui_url, experiment_id, run_id)}/artifacts/{quote(path)}"
+
+
+def model_version_url(ui_url: str, version: str | int, name: str = REGISTERED_MODEL_NAME) -> str:
+    """The model version's page in the MLflow UI."""
+    return f"{ui_url.rstrip('/')}/#/models/{quote(name, safe='')}/versions/{version}"
 
 
 def training_data_hash(frame: pd.DataFrame) -> str:

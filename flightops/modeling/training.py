@@ -25,13 +25,16 @@ from flightops.modeling.promotion import mark_challenger
 from flightops.modeling.schema import FEATURE_COLUMNS, labels_of
 from flightops.modeling.splits import DataSplit, SplitConfig, SplitWindows, flight_days, plan_windows, split_by_time
 from flightops.modeling.tracking import (
+    KNOWN_CATEGORIES,
     MODEL_ARTIFACT_NAME,
     REGISTERED_MODEL_NAME,
     Lineage,
     MlflowStore,
     configure_mlflow,
+    describe_registered_model,
     git_commit,
     in_signature_types,
+    known_categories,
     mlflow_client,
     model_signature,
     training_data_hash,
@@ -65,6 +68,7 @@ class TrainingResult:
     """What a run produced; fit_seconds covers tuning and the three fits."""
 
     run_id: str
+    experiment_id: str
     model_version: str
     windows: SplitWindows
     row_counts: dict[str, int]
@@ -98,6 +102,27 @@ def _metrics(evaluations: dict[str, ev.Evaluation], tuning: TuningResult, fit_se
         metrics[OBJECTIVE] = tuning.best_valid_log_loss
     metrics["fit_seconds"] = fit_seconds
     return metrics
+
+
+# The test scores a model version's description quotes, with their names there.
+_DESCRIBED_METRICS = {"roc_auc": "ROC AUC", "pr_auc": "PR AUC", "log_loss": "log loss", "brier": "Brier"}
+
+
+def _version_description(windows: SplitWindows, test_metrics: dict[str, dict[str, float]],
+                         row_counts: dict[str, int]) -> str:
+    """What the MLflow UI shows for a version: the days it learned from and how it scored on the test days."""
+    scores = []
+    for metric, label in _DESCRIBED_METRICS.items():
+        others = ", ".join(f"{kind} {metrics[metric]:.3f}" for kind, metrics in test_metrics.items()
+                           if kind != REGISTERED_KIND)
+        scores.append(f"{label} {test_metrics[REGISTERED_KIND][metric]:.3f} ({others})")
+    return (
+        f"Trained on {windows.train_start}..{windows.valid_end} (train {windows.train_start}..{windows.train_end}, "
+        f"validation {windows.valid_start}..{windows.valid_end}, then refit on both; "
+        f"{row_counts['rows_train'] + row_counts['rows_valid']} flights). "
+        f"Test window {windows.test_start}..{windows.test_end} ({row_counts['rows_test']} flights): "
+        f"{'; '.join(scores)}."
+    )
 
 
 def _write_evaluation(folder: Path, split: DataSplit, evaluations: dict[str, ev.Evaluation],
@@ -179,19 +204,25 @@ def train_and_register(
             serialization_format=mlflow.sklearn.SERIALIZATION_FORMAT_CLOUDPICKLE,
             registered_model_name=REGISTERED_MODEL_NAME,
             pip_requirements=_pip_requirements(),
+            metadata={KNOWN_CATEGORIES: known_categories(train_valid)},
         )
         version = str(model_info.registered_model_version)
         client = mlflow_client(store)
+        test_metrics = {name: evaluation.metrics for name, evaluation in evaluations.items()}
+        describe_registered_model(client)
+        client.update_model_version(REGISTERED_MODEL_NAME, version,
+                                    description=_version_description(split.windows, test_metrics, split.row_counts()))
         for key, value in lineage.as_tags().items():
             client.set_model_version_tag(REGISTERED_MODEL_NAME, version, key, value)
         mark_challenger(client, version)
         mlflow.set_tag("registered_model_version", version)
     return TrainingResult(
         run_id=run.info.run_id,
+        experiment_id=experiment_id,
         model_version=version,
         windows=split.windows,
         row_counts=split.row_counts(),
-        test_metrics={name: evaluation.metrics for name, evaluation in evaluations.items()},
+        test_metrics=test_metrics,
         tuning=tuning,
         model=model,
         fit_seconds=fit_seconds,

@@ -2,10 +2,12 @@
 
 `POST /predict` scores one flight (the probability that it arrives more than 15 minutes
 late) from its model inputs; `POST /predict/flight` scores a flight the platform has computed
-features for, by its id (the online feature store: the same rows training and batch scoring read); `GET /health` says whether a model is loaded and which; `GET /metrics` exposes
-Prometheus metrics. Every `/predict` request, refused ones included, is timed, counted
-and written to the prediction log by one route class, so the log and the metrics cannot
-disagree about what was asked.
+features for, by its id (the online feature store: the same rows training and batch scoring read);
+`GET /health` says whether a model is loaded and which; `GET /metrics` exposes Prometheus
+metrics; `GET /docs` describes all of them on a page that needs no network (flightops.serving.docs).
+Every `/predict` request, refused ones included, is timed, counted and written to the prediction
+log by one route class, so the log and the metrics cannot disagree about what was asked. An answer
+for a carrier, airport or route the model never saw in training carries a warning naming it.
 """
 
 from __future__ import annotations
@@ -21,6 +23,7 @@ from typing import Any
 
 import uvicorn
 from fastapi import APIRouter, FastAPI, HTTPException, Request, Response
+from fastapi.responses import HTMLResponse
 from fastapi.encoders import jsonable_encoder
 from fastapi.exceptions import RequestValidationError
 from fastapi.routing import APIRoute
@@ -28,6 +31,7 @@ from starlette.concurrency import run_in_threadpool
 
 from flightops.modeling.evaluate import DECISION_THRESHOLD
 from flightops.serving.champion import ChampionTracker, ChampionUnavailable, ServedModel
+from flightops.serving.docs import render_docs
 from flightops.serving.metrics import ServingMetrics
 from flightops.serving.prediction_log import LoggedRequest, PredictionLog, prediction_log_path
 from flightops.online_features import OnlineFeatures
@@ -35,6 +39,12 @@ from flightops.serving.schema import FlightLookup, PredictionRequest, Prediction
 from flightops.settings import Settings, load_environment
 
 log = logging.getLogger(__name__)
+
+DESCRIPTION = (
+    "Probability that a flight arrives more than 15 minutes late, from the MLflow registry's champion model. "
+    "Every answer names the model version; `warnings` lists what makes it less reliable (a carrier, airport or "
+    "route that version never saw in training). Every /predict request is logged and counted in `/metrics`."
+)
 
 # The settings (flightops.settings.Settings, defaults in .env) the options come from.
 THRESHOLD_VARIABLE = "FLIGHTOPS_SERVING_THRESHOLD"
@@ -135,6 +145,7 @@ def _record(
     prediction: PredictionResponse | None = getattr(request.state, "prediction", None)
     features = getattr(request.state, "features", None)
     flight_id = getattr(request.state, "flight_id", None)
+    unseen: dict[str, str] | None = getattr(request.state, "unseen", None)
     if features is None and isinstance(refused_body, dict):
         flight_id = refused_body.get("flight_id")
     service.prediction_log.record(
@@ -151,17 +162,23 @@ def _record(
             status_code=status_code,
             error=error,
             features_json=json.dumps(features if features is not None else jsonable_encoder(refused_body)),
+            unseen_categories=None if prediction is None else json.dumps(unseen or {}),
         )
     )
     service.metrics.observe_request(status_code, latency_seconds)
     if prediction:
         service.metrics.observe_prediction(prediction.decision, prediction.probability)
+        service.metrics.observe_unseen_categories(list(unseen or {}))
 
 
 prediction_router = APIRouter(route_class=RecordedRoute)
 
+# Answers of both predict routes besides 200 and 422 (which FastAPI documents itself).
+_NO_MODEL = {503: {"description": "No champion model can be served (none registered yet, or it failed to load); "
+                                  "`detail` says which and what to do."}}
 
-@prediction_router.post("/predict", response_model=PredictionResponse)
+
+@prediction_router.post("/predict", response_model=PredictionResponse, responses=_NO_MODEL)
 def predict(flight: PredictionRequest, request: Request) -> PredictionResponse:
     """Probability that this flight arrives more than 15 minutes late (the label `is_delayed`:
     arr_delay > 15), and the decision at the threshold. The body is the model's inputs
@@ -180,18 +197,24 @@ def _score(request: Request, features: dict[str, object], flight_id: str | int |
         raise HTTPException(status_code=503, detail=str(exc)) from exc
     request.state.served = served  # logged even if the model then fails
     probability = float(served.delay_probability(features_frame(features))[0])
+    request.state.unseen = unseen = served.unseen_categories(features)
     prediction = PredictionResponse(
         flight_id=flight_id,
         probability=probability,
         decision=service.decide(probability),
         model_name=served.name,
         model_version=served.version,
+        warnings=served.category_warnings(unseen),
     )
     request.state.prediction = prediction
     return prediction
 
 
-@prediction_router.post("/predict/flight", response_model=PredictionResponse)
+@prediction_router.post(
+    "/predict/flight", response_model=PredictionResponse,
+    responses={404: {"description": "The flight is not in the online feature store; `detail` says how to add it."},
+               **_NO_MODEL},
+)
 def predict_flight(lookup: FlightLookup, request: Request) -> PredictionResponse:
     """The same answer for a flight the platform has computed features for, by its id: the model
     inputs come from the online feature store (the rows of `features.flight_features`, as known at
@@ -227,9 +250,16 @@ def create_app(settings: Settings, options: ServingOptions | None = None) -> Fas
     except ChampionUnavailable as exc:
         log.warning("Starting without a model; /predict answers 503 until one is found: %s", exc)
 
-    app = FastAPI(title="flightops delay prediction", version="1")
+    # FastAPI's Swagger UI and ReDoc load from a CDN (blank offline): /docs is rendered here instead.
+    app = FastAPI(title="flightops delay prediction", version="1", description=DESCRIPTION,
+                  docs_url=None, redoc_url=None)
     app.state.service = service
     app.include_router(prediction_router)
+
+    @app.get("/docs", response_class=HTMLResponse, include_in_schema=False)
+    def docs(request: Request) -> HTMLResponse:
+        """This API described from its OpenAPI schema, on a page that loads nothing from the network."""
+        return HTMLResponse(render_docs(app.openapi(), str(request.base_url).rstrip("/")))
 
     @app.get("/health")
     def health() -> dict[str, Any]:

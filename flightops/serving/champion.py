@@ -5,6 +5,9 @@ without a restart. Each request may ask the registry for the alias's version, bu
 at most once every `refresh_seconds`, so the registry is not queried per request.
 A new version is loaded by its number (not by the alias) so the version reported
 is exactly the one that answers, even if the alias moves again during the load.
+With the model come the categorical values it was fit on (logged by training in the model's
+metadata, `flightops.modeling.tracking.KNOWN_CATEGORIES`), so a request naming a carrier,
+airport or route that version never saw can be answered with a warning.
 If a check or a load fails, the model already loaded keeps serving and the error
 is logged; with no model loaded, the error is what the caller is told.
 """
@@ -17,14 +20,17 @@ import time
 from dataclasses import dataclass
 from typing import Any
 
+import mlflow.artifacts
 import mlflow.sklearn
 import numpy as np
 import pandas as pd
 from mlflow import MlflowClient
 from mlflow.exceptions import MlflowException
+from mlflow.models import Model
 
 from flightops.modeling.promotion import CHAMPION_ALIAS
-from flightops.modeling.tracking import REGISTERED_MODEL_NAME
+from flightops.modeling.schema import CATEGORICAL_FEATURES
+from flightops.modeling.tracking import KNOWN_CATEGORIES, REGISTERED_MODEL_NAME
 
 # What the registry answers when the model, or its alias, does not exist.
 _ABSENT_ERROR_CODES = {"RESOURCE_DOES_NOT_EXIST", "INVALID_PARAMETER_VALUE"}
@@ -41,10 +47,39 @@ class ServedModel:
     name: str
     version: int
     model: Any  # a fitted sklearn-compatible classifier or pipeline
+    # Categorical feature -> the values the model was fit on; None for a version logged without them.
+    known_categories: dict[str, frozenset[str]] | None = None
 
     def delay_probability(self, frame: pd.DataFrame) -> np.ndarray:
         """Probability of the positive class for each row: arriving more than 15 minutes late."""
         return self.model.predict_proba(frame)[:, 1]
+
+    def unseen_categories(self, features: dict[str, object]) -> dict[str, str]:
+        """Categorical inputs whose value the model never saw in training: feature -> value."""
+        if self.known_categories is None:
+            return {}
+        return {
+            column: str(features[column]) for column, known in self.known_categories.items()
+            if features.get(column) is not None and str(features[column]) not in known
+        }
+
+    def category_warnings(self, unseen: dict[str, str]) -> list[str]:
+        """One sentence per unseen value: what it is, what the model does with it, what to do."""
+        return [
+            f"{column} {value!r} was not seen in training by {self.name} version {self.version} (it knows "
+            f"{len((self.known_categories or {}).get(column, ()))} {column} values); the model has learned nothing "
+            "about it, so the probability rests on the other inputs and may be less reliable. Check the value, "
+            "or retrain on data that includes it."
+            for column, value in unseen.items()
+        ]
+
+
+def known_categories(metadata: dict[str, Any] | None) -> dict[str, frozenset[str]] | None:
+    """The categories training logged in the model's metadata; None when the version has none."""
+    logged = (metadata or {}).get(KNOWN_CATEGORIES)
+    if not isinstance(logged, dict):
+        return None
+    return {column: frozenset(map(str, logged[column])) for column in CATEGORICAL_FEATURES if column in logged}
 
 
 class ChampionTracker:
@@ -120,13 +155,22 @@ class ChampionTracker:
     def _load(self, version: int) -> ServedModel:
         started = time.perf_counter()
         uri = self._client.get_model_version_download_uri(self.model_name, str(version))
-        model = mlflow.sklearn.load_model(uri)
+        # Fetched once (a local store's folder is used in place), then the model and its MLmodel read from it.
+        local = mlflow.artifacts.download_artifacts(artifact_uri=uri, tracking_uri=self.tracking_uri)
+        model = mlflow.sklearn.load_model(local)
+        categories = known_categories(Model.load(local).metadata)
         previous = self._served.version if self._served else None
         log.info(
             "Loaded %s version %d (alias %s; previously %s) in %.0f ms",
             self.model_name, version, self.alias, previous, (time.perf_counter() - started) * 1000,
         )
-        return ServedModel(self.model_name, version, model)
+        if categories is None:
+            log.warning(
+                "%s version %d records no training categories (metadata %r of its MLmodel); requests with a "
+                "carrier, airport or route it never saw get no warning. Retrain to record them.",
+                self.model_name, version, KNOWN_CATEGORIES,
+            )
+        return ServedModel(self.model_name, version, model, categories)
 
     def _absent_message(self) -> str:
         return (

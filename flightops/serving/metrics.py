@@ -22,6 +22,7 @@ from prometheus_client.exposition import choose_encoder
 from prometheus_client.metrics_core import CounterMetricFamily, GaugeMetricFamily, Metric
 from prometheus_client.registry import Collector
 
+from flightops.modeling.schema import CATEGORICAL_FEATURES
 from flightops.monitoring.alerts import RETRAIN_REQUESTED, AlertStoreError, count_alerts
 from flightops.monitoring.latest import latest_path, read_latest
 from flightops.serving.champion import ChampionTracker
@@ -37,6 +38,7 @@ REQUESTS = "flightops_predict_requests"
 PREDICTIONS = "flightops_predictions"
 LATENCY = "flightops_predict_latency_seconds"
 PROBABILITY = "flightops_predicted_probability"
+UNSEEN_CATEGORIES = "flightops_unseen_categories"
 MODEL_VERSION = "flightops_model_version"
 MONITORED_DAY = "flightops_monitored_day_timestamp_seconds"
 CHAMPION_AGE = "flightops_champion_age_days"
@@ -169,6 +171,14 @@ class ServingMetrics:
             buckets=PROBABILITY_BUCKETS,
             registry=self.registry,
         )
+        self._unseen = Counter(
+            UNSEEN_CATEGORIES,
+            "Answers with a categorical input the model never saw in training (a warning in the answer), by feature.",
+            ["feature"],
+            registry=self.registry,
+        )
+        for feature in CATEGORICAL_FEATURES:  # every series from 0, so a first warning is a visible increase
+            self._unseen.labels(feature=feature)
         self.registry.register(ModelVersionCollector(tracker))
         self.registry.register(MonitoringCollector(settings))
 
@@ -179,6 +189,10 @@ class ServingMetrics:
     def observe_prediction(self, decision: str, probability: float) -> None:
         self._predictions.labels(decision=decision).inc()
         self._probability.observe(probability)
+
+    def observe_unseen_categories(self, features: list[str]) -> None:
+        for feature in features:
+            self._unseen.labels(feature=feature).inc()
 
     def render(self, accept: str | None) -> tuple[bytes, str]:
         """The exposition in the format the scraper asks for (OpenMetrics for Prometheus, else text 0.0.4)."""

@@ -30,7 +30,8 @@ CREATE TABLE IF NOT EXISTS {REQUEST_LOG_TABLE} (
     latency_ms    REAL NOT NULL,
     status_code   INTEGER NOT NULL,
     error         TEXT,              -- why the request was refused or failed
-    features_json TEXT               -- validated features; the raw body when refused
+    features_json TEXT,              -- validated features; the raw body when refused
+    unseen_categories TEXT           -- JSON object feature -> value the model never saw in training (empty: none)
 );
 CREATE INDEX IF NOT EXISTS {REQUEST_LOG_TABLE}_received_at ON {REQUEST_LOG_TABLE} (received_at);
 """
@@ -50,6 +51,7 @@ class LoggedRequest:
     status_code: int
     error: str | None
     features_json: str | None
+    unseen_categories: str | None = None  # JSON object; None when nothing was scored
 
 
 _COLUMNS = [field.name for field in fields(LoggedRequest)]
@@ -57,6 +59,10 @@ _INSERT = (
     f"INSERT INTO {REQUEST_LOG_TABLE} ({', '.join(_COLUMNS)}) "
     f"VALUES ({', '.join('?' for _ in _COLUMNS)})"
 )
+
+
+# Columns added after the first release: a log file written before gets them on open.
+_ADDED_COLUMNS = {"unseen_categories": "TEXT"}
 
 
 def prediction_log_path(data_dir: Path) -> Path:
@@ -70,6 +76,7 @@ class PredictionLog:
         with self._transaction() as con:
             con.execute("PRAGMA journal_mode=WAL")  # persists in the file
             con.executescript(_CREATE)
+            _add_missing_columns(con)
 
     @contextmanager
     def _transaction(self) -> Iterator[sqlite3.Connection]:
@@ -85,3 +92,15 @@ class PredictionLog:
     def record(self, entry: LoggedRequest) -> None:
         with self._transaction() as con:
             con.execute(_INSERT, astuple(entry))
+
+
+def _add_missing_columns(con: sqlite3.Connection) -> None:
+    """Brings a log written by an older service up to the current columns (old rows get NULL)."""
+    present = {row[1] for row in con.execute(f"PRAGMA table_info({REQUEST_LOG_TABLE})")}
+    for column, declared in _ADDED_COLUMNS.items():
+        if column not in present:
+            try:
+                con.execute(f"ALTER TABLE {REQUEST_LOG_TABLE} ADD COLUMN {column} {declared}")
+            except sqlite3.OperationalError as exc:  # another process added it meanwhile
+                if "duplicate column" not in str(exc):
+                    raise

@@ -111,3 +111,10 @@ class PredictionResponse(BaseModel):
     )
     model_name: str = Field(description="Registered MLflow model that answered.")
     model_version: int = Field(description="Its registry version (the champion alias's when it answered).")
+    warnings: list[str] = Field(
+        default_factory=list,
+        description="What makes this answer less reliable, one sentence each; empty when nothing does. Today: a "
+        f"categorical input ({', '.join(CATEGORICAL_FEATURES)}) with a value the answering model version never saw "
+        "in training, e.g. \"carrier 'ZZ' was not seen in training ...\". The flight is still scored (200): the "
+        "model has learned nothing about that value, so the probability rests on the other inputs.",
+    )

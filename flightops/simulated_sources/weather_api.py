@@ -6,7 +6,9 @@ Endpoints:
   dates, inclusive; rows come in a stable order (the store's row_id) and the
   opaque cursor resumes after the last row served, so paging sees every row once.
   `since` keeps rows with `updated_at` later than it (a naive time is taken as UTC).
-- `GET /health` -> `{"status": "ok", "replayed_through": "YYYY-MM-DD" | null}`.
+- `GET /health` -> `{"status": "ok", "replayed_through": "YYYY-MM-DD" | null, "source_id": "...",
+  "state_dir": "/abs/path"}`: `source_id` identifies the source systems the API serves (see
+  `ensure_source_id`), so a platform can tell its own API from another checkout's on the same port.
 Bad parameters answer 400 with `{"error": ...}` naming the parameter.
 
 Faults armed in `api_faults.json` (see `api_faults`) apply to the data endpoint
@@ -20,10 +22,12 @@ import base64
 import binascii
 import json
 import logging
+import os
 import re
 import signal
 import threading
 import time
+import uuid
 from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import date, datetime, timezone
@@ -42,8 +46,40 @@ MAX_LIMIT = 5000
 _PARAMETERS = ("start_date", "end_date", "limit", "cursor", "since")
 _ISO_DATE = re.compile(r"^\d{4}-\d{2}-\d{2}$")
 _CURSOR_PREFIX = "after:"
+# The identity of the source systems in a state directory (one random id, written once).
+SOURCE_ID_FILE = "source_id"
 
 log = logging.getLogger(__name__)
+
+
+def source_id(state_dir: Path) -> str | None:
+    """The id of the source systems in `state_dir`; None while no API has served from it."""
+    try:
+        return (state_dir / SOURCE_ID_FILE).read_text().strip() or None
+    except FileNotFoundError:
+        return None
+
+
+def ensure_source_id(state_dir: Path) -> str:
+    """The state directory's id, created on first use.
+
+    A random id stored beside the data, not a hash of the path: a container mounting the same
+    folder elsewhere is the same source, and `flightops sources reset` makes a new one. The id is
+    linked into place, so of two processes creating it at once, the first wins and both read it.
+    """
+    existing = source_id(state_dir)
+    if existing:
+        return existing
+    state_dir.mkdir(parents=True, exist_ok=True)
+    draft = state_dir / f".{SOURCE_ID_FILE}.{uuid.uuid4().hex}"
+    draft.write_text(uuid.uuid4().hex)
+    try:
+        os.link(draft, state_dir / SOURCE_ID_FILE)
+    except FileExistsError:
+        pass
+    finally:
+        draft.unlink()
+    return source_id(state_dir)
 
 
 class BadParameter(ValueError):
@@ -127,6 +163,17 @@ def parse_observation_query(query_string: str) -> ObservationQuery:
     )
 
 
+def health(state_dir: Path) -> dict:
+    """The /health answer: the replay clock and which source systems these are."""
+    through = clock.replayed_through(state_dir)
+    return {
+        "status": "ok",
+        "replayed_through": through.isoformat() if through else None,
+        "source_id": ensure_source_id(state_dir),
+        "state_dir": str(state_dir.resolve()),
+    }
+
+
 class _Server(ThreadingHTTPServer):
     daemon_threads = True
 
@@ -148,8 +195,7 @@ class _Handler(BaseHTTPRequestHandler):
     def _route(self) -> None:
         url = urlsplit(self.path)
         if url.path == HEALTH_PATH:
-            through = clock.replayed_through(self.server.state_dir)
-            self._send(HTTPStatus.OK, {"status": "ok", "replayed_through": through.isoformat() if through else None})
+            self._send(HTTPStatus.OK, health(self.server.state_dir))
         elif url.path == OBSERVATIONS_PATH:
             self._observations(url.query)
         else:

@@ -1,0 +1,138 @@
+"""What the UI shows of the assets: dbt models with the row counts and typed, described columns of
+their tables, no unserializable metadata, and an owner for every asset."""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import dagster as dg
+import duckdb
+import pytest
+from dagster._core.definitions.metadata import normalize_metadata
+
+from assets import groups
+from assets.transform import build, dbt_project
+from flightops.pipeline import keys_in_groups
+from flightops.resources import WarehouseResource
+from tests.platform_harness import Platform, failure_messages, private_platform
+
+# A view, a whole-rebuilt table and an incremental, partitioned table.
+MODELS = ["staging/stg_flights", "marts/dim_carriers", "marts/fct_flights"]
+# Definition metadata the UI hides (dagster-dbt's bookkeeping); any other unserializable value is shown
+# to users as "[SomeClass] (unserializable)".
+HIDDEN_BY_THE_UI = {"dagster_dbt/manifest", "dagster_dbt/dagster_dbt_translator"}
+
+
+@pytest.fixture(scope="module")
+def built(tmp_path_factory) -> Iterator[Platform]:
+    """Two days through ingestion, validation and dbt: the shortest run that builds every dbt model."""
+    with private_platform(tmp_path_factory.mktemp("transform_metadata")) as platform:
+        platform.replay("2013-01-03")
+        result = platform.run("2013-01-01", "2013-01-02",
+                              keys_in_groups(groups.INGESTION, groups.VALIDATION, groups.TRANSFORM))
+        assert result.success, failure_messages(result)
+        yield platform
+
+
+def latest_metadata(platform: Platform, key: str) -> dict[str, dg.MetadataValue]:
+    event = platform.instance.get_latest_materialization_event(dg.AssetKey.from_user_string(key))
+    assert event is not None, f"{key} was not materialized"
+    return event.asset_materialization.metadata
+
+
+def warehouse_columns(platform: Platform, table: str) -> list[tuple[str, str]]:
+    schema, name = table.split("/")
+    return platform.query(
+        "SELECT column_name, data_type FROM information_schema.columns "
+        "WHERE table_schema = ? AND table_name = ? ORDER BY ordinal_position", [schema, name])
+
+
+@pytest.mark.parametrize("key", MODELS)
+def test_a_dbt_materialization_counts_the_rows_of_its_table(built, key):
+    table = key.replace("/", ".")
+    assert latest_metadata(built, key)["dagster/row_count"].value == built.query(f"SELECT count(*) FROM {table}")[0][0]
+
+
+@pytest.mark.parametrize("key", MODELS)
+def test_a_dbt_materialization_has_the_typed_columns_of_its_table(built, key):
+    schema = latest_metadata(built, key)["dagster/column_schema"].schema
+    assert [(c.name, c.type) for c in schema.columns] == warehouse_columns(built, key)
+
+
+def test_the_column_schema_carries_the_yml_descriptions(built):
+    import json
+
+    manifest = json.loads(dbt_project.manifest_path.read_text())
+    documented = manifest["nodes"]["model.flightops_warehouse.fct_flights"]["columns"]["flight_id"]["description"]
+    columns = {c.name: c for c in latest_metadata(built, "marts/fct_flights")["dagster/column_schema"].schema.columns}
+    assert documented and columns["flight_id"].description == documented
+
+
+@dataclass
+class StubDbt:
+    """A dbt resource whose one invocation yields the given events, then fails (or not)."""
+
+    manifest: dict
+    events: list
+    error: Exception | None = None
+    args: list[str] = field(default_factory=list)
+
+    def cli(self, args, context, raise_on_error):
+        assert raise_on_error is False  # build raises dbt's error itself, after yielding every event
+        self.args = args
+        return self
+
+    def stream(self) -> Iterator:
+        return iter(self.events)
+
+    def get_error(self) -> Exception | None:
+        return self.error
+
+
+@pytest.mark.unit
+def test_a_failed_build_still_reports_its_tables_then_fails(tmp_path: Path):
+    warehouse = WarehouseResource(path=str(tmp_path / "warehouse.duckdb"))
+    with duckdb.connect(str(warehouse.file)) as con:
+        con.execute("CREATE SCHEMA marts; CREATE TABLE marts.dim_x (id VARCHAR, n INTEGER); "
+                    "INSERT INTO marts.dim_x VALUES ('a', 1), ('b', 2)")
+    model = {"resource_type": "model", "schema": "marts", "alias": "dim_x", "columns": {"ID": {"description": "The key."}}}
+    check = dg.AssetCheckResult(asset_key="marts/dim_x", check_name="unique_id", passed=False)
+    dbt = StubDbt({"nodes": {"model.p.dim_x": model}},
+                  [dg.Output(None, "marts__dim_x", metadata={"unique_id": "model.p.dim_x"}), check],
+                  error=RuntimeError("dbt failed"))
+    events = []
+    with pytest.raises(RuntimeError, match="dbt failed"):
+        events.extend(build(None, dbt, warehouse))
+    assert dbt.args[0] == "build" and str(warehouse.file) in dbt.args[-1]
+    metadata = events[0].metadata
+    assert metadata["dagster/row_count"].value == 2
+    assert [(c.name, c.type, c.description) for c in metadata["dagster/column_schema"].schema.columns] == [
+        ("id", "VARCHAR", "The key."), ("n", "INTEGER", None)]
+    assert events[1] is check
+
+
+@pytest.fixture(scope="module")
+def graph() -> dg.AssetGraph:
+    from flightops.definitions import defs
+
+    return defs.resolve_asset_graph()
+
+
+def test_no_asset_shows_an_unserializable_metadata_value(graph):
+    shown = {
+        f"{key.to_user_string()}: {label}"
+        for key in graph.get_all_asset_keys()
+        for label, value in normalize_metadata(graph.get(key).metadata, allow_invalid=True).items()
+        if label not in HIDDEN_BY_THE_UI and "(unserializable)" in str(getattr(value, "value", ""))
+    }
+    assert not shown, sorted(shown)
+
+
+def test_every_asset_has_its_groups_team_as_owner(graph):
+    owners = {key.to_user_string(): (graph.get(key).group_name, graph.get(key).owners)
+              for key in graph.get_all_asset_keys()}
+    assert all(names and all(n.startswith("team:") for n in names) for _, names in owners.values()), owners
+    assert owners["marts/fct_flights"][1] == ["team:data-engineering"]
+    assert owners["models/champion"][1] == ["team:ml-engineering"]
