@@ -392,7 +392,8 @@ def _clean_asset(table: CleanTable) -> dg.AssetsDefinition:
         dg.AssetSpec(
             key, deps=deps, group_name=GROUP, kinds={"duckdb"},
             description=f"{table.contract.description} Validated against its contract; broken rows in "
-            f"quarantine/{table.name}, counts in audit.load_ledger.",
+            f"[quarantine/{table.name}](/assets/quarantine/{table.name}) (the UI renders the link), counts in "
+            "audit.load_ledger.",
         ),
         dg.AssetSpec(quarantine_key, deps=deps, group_name=GROUP, kinds={"duckdb"}, description=_quarantine_description(table)),
     ]
