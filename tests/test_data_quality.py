@@ -14,6 +14,7 @@ import pytest
 from assets.cleaning import HOURS_PER_DAY, MIN_HOURLY_OBSERVATIONS, NO_WEATHER_EXPECTED, _hourly_coverage, clean_assets
 from assets.ingestion import raw_assets
 from flightops.contracts import ORIGIN_AIRPORTS, WEATHER
+from flightops.pipeline import check_lines
 from flightops.pipeline import keys_in_groups
 from flightops.simulated_sources import weather_store
 from flightops.simulated_sources.dataset import data_dir
@@ -174,6 +175,10 @@ def test_missing_weather_hours_fail_the_blocking_coverage_check(platform: Platfo
         f"observations in clean.weather: JFK {DAY1}: {kept} ({kept} delivered)."
     )
     assert "blocking asset check failed" in failure_messages(result) and "hourly_coverage" in failure_messages(result)
+    # The run's summary (what `flightops run` prints) names the failed check and what it found.
+    summary = check_lines(result)
+    assert summary[0].startswith("asset checks: 1 of ") and summary[0].endswith(" FAILED:")
+    assert summary[1].startswith("  clean/weather hourly_coverage (ERROR, blocking): ") and f"JFK {DAY1}" in summary[1]
     materialized = {e.asset_key for e in result.get_asset_materialization_events()}
     assert CLEAN_WEATHER in materialized and STG_WEATHER not in materialized
 
