@@ -3,9 +3,18 @@
 Each source's contract (flightops/contracts.py) decides. Per partition:
 rows in = rows clean + rows quarantined + duplicates removed; the counts go to the
 materialization's metadata and to `audit.load_ledger`, and an asset check asserts the
-equation against the tables. Duplicates are removed by key, the newest `updated_at`
-winning (superseded versions stay in `raw`). Broken rows go to `quarantine.<source>`
-with every reason and their original values. Nulls follow explicit rules: a flight
+equation against the tables. Every row is validated first; broken rows go to
+`quarantine.<source>` with every reason and their original values. Then, per key, the
+newest *valid* `updated_at` wins and the valid versions it supersedes are the duplicates
+removed (they stay in `raw`), so a broken newer version never pushes out the good one.
+
+A key's versions can be delivered for different days (a flight moved to the next day keeps
+its id). A run therefore also stages the versions of its keys that other, already validated
+days hold in `raw` and decides them together: the key ends in clean once, in the day of its
+newest valid version, whatever the run's window (days one by one or together). Those other
+days' clean and quarantine rows of the keys are replaced and their ledger rows recounted
+(rows in unchanged; clean and quarantined counted from the tables, the rest duplicates);
+the materialization lists them (`other_days_updated`). Nulls follow explicit rules: a flight
 without departure time is cancelled (`is_cancelled`), not imputed; one that departed
 without an arrival delay is diverted (`is_diverted`); optional weather fields stay null.
 
@@ -27,7 +36,7 @@ from assets.ingestion import table_metadata
 from flightops.contracts import FLIGHTS, ORIGIN_AIRPORTS, REFERENCE_CONTRACTS, WEATHER, Contract
 from flightops.partitions import DAILY, SINGLE_RUN, day_range, days
 from flightops.resources import SourceDatabaseResource, WarehouseResource
-from flightops.validation import Outcome, quote, validate
+from flightops.validation import Outcome, key_of, quote, validate
 from flightops.warehouse_connections import DUCKDB_POOL
 
 GROUP = groups.VALIDATION
@@ -95,35 +104,69 @@ REFERENCE_TABLES = [CleanTable(c, {c.source: "file"}) for c in REFERENCE_CONTRAC
 
 
 def _stage_incoming(con, table: CleanTable, window: tuple[date, date] | None) -> None:
-    """Union the raw tables of the window into `_incoming`, numbered in arrival order."""
-    where = "WHERE _partition_date BETWEEN $first AND $last" if window else ""
-    parts = [
-        f"SELECT *, '{channel}' AS source_channel FROM raw.{raw} {where}" for raw, channel in table.raw_tables.items()
-    ]
-    params = {"first": window[0], "last": window[1]} if window else {}
+    """Union the raw tables of the window into `_incoming`, numbered in arrival order.
+
+    For a daily table the versions of the window's keys that other, already validated days hold
+    come along as context (`_context`): the newest valid version of a key wins whichever day
+    delivered it, so the result does not depend on the run's window.
+    """
+    for schema in ("clean", "quarantine", "audit"):
+        con.execute(f"CREATE SCHEMA IF NOT EXISTS {schema}")
+    con.execute(LEDGER_DDL)
+    union = " UNION ALL BY NAME ".join(
+        f"SELECT *, '{channel}' AS source_channel FROM raw.{raw}" for raw, channel in table.raw_tables.items()
+    )
+    con.execute(f"CREATE OR REPLACE TEMP VIEW _raw AS {union}")
+    params = {}
+    selection = "SELECT *, false AS _context FROM _raw"
+    if window:
+        in_window, key = "_partition_date BETWEEN $first AND $last", key_of(table.contract)
+        selection = f"""
+            SELECT *, NOT ({in_window}) AS _context FROM _raw
+            WHERE {in_window}
+               OR (_partition_date IN (SELECT partition_date FROM audit.load_ledger WHERE asset = $asset)
+                   AND {key} IN (SELECT {key} FROM _raw WHERE {in_window}))"""
+        params = {"first": window[0], "last": window[1], "asset": table.name}
+    # Numbered by day, channel and arrival: the order of two versions never depends on the window.
     con.execute(
         "CREATE OR REPLACE TEMP TABLE _incoming AS SELECT * EXCLUDE (_row), "
-        "row_number() OVER (ORDER BY source_channel, _row) AS _row FROM (" + " UNION ALL BY NAME ".join(parts) + ")",
+        f"row_number() OVER (ORDER BY _partition_date, source_channel, _row) AS _row FROM ({selection})",
         params,
     )
 
 
-def _write(con, table: CleanTable, window: tuple[date, date] | None, batch_id: str) -> None:
-    """Replace the window in clean, quarantine and the ledger, atomically."""
+def _write(con, table: CleanTable, window: tuple[date, date] | None, batch_id: str) -> list[str]:
+    """Replace the window in clean, quarantine and the ledger, atomically; returns the other days whose
+    versions of the window's keys were decided again (their clean and quarantine rows of those keys
+    replaced and their ledger rows recounted)."""
     derived = f", {table.derived}" if table.derived else ""
     lineage = "source_channel, _batch_id, _loaded_at"
     con.execute(
         f"CREATE OR REPLACE TEMP TABLE _final AS SELECT * EXCLUDE ({lineage}{', _partition_date' if table.daily else ''})"
         f"{derived}, {lineage} FROM _clean"
     )
-    for schema in ("clean", "quarantine", "audit"):
-        con.execute(f"CREATE SCHEMA IF NOT EXISTS {schema}")
-    con.execute(f"CREATE TABLE IF NOT EXISTS clean.{table.name} AS SELECT * FROM _final LIMIT 0")
-    con.execute(f"CREATE TABLE IF NOT EXISTS quarantine.{table.name} AS SELECT *, current_timestamp AS _quarantined_at FROM _quarantine LIMIT 0")
-    con.execute(LEDGER_DDL)
+    con.execute(f"CREATE TABLE IF NOT EXISTS clean.{table.name} AS SELECT * EXCLUDE (_context) FROM _final LIMIT 0")
+    con.execute(
+        f"CREATE TABLE IF NOT EXISTS quarantine.{table.name} AS "
+        "SELECT * EXCLUDE (_context), current_timestamp AS _quarantined_at FROM _quarantine LIMIT 0"
+    )
+    other_days: list[str] = []
     con.execute("BEGIN TRANSACTION")
     if window:
         part = quote(table.contract.partition_column)
+        outside = f"{part} NOT BETWEEN $first AND $last"
+        superseded = f"{outside} AND {key_of(table.contract, typed_table=True)} IN (SELECT _key FROM _checked)"
+        span = {"first": window[0], "last": window[1]}
+        other_days = [d for (d,) in con.execute(
+            f"SELECT DISTINCT CAST({part} AS VARCHAR) FROM clean.{table.name} WHERE {superseded} UNION "
+            "SELECT DISTINCT CAST(_partition_date AS VARCHAR) FROM _checked WHERE _context ORDER BY 1",
+            span,
+        ).fetchall()]
+        con.execute(f"DELETE FROM clean.{table.name} WHERE {superseded}", span)
+        con.execute(
+            f"DELETE FROM quarantine.{table.name} AS q USING (SELECT DISTINCT _partition_date, _record_key FROM _checked "
+            "WHERE _context) AS c WHERE q._partition_date = c._partition_date AND q.record_key = c._record_key"
+        )
         con.execute(f"DELETE FROM clean.{table.name} WHERE {part} BETWEEN ? AND ?", list(window))
         con.execute(f"DELETE FROM quarantine.{table.name} WHERE _partition_date BETWEEN ? AND ?", list(window))
         con.execute("DELETE FROM audit.load_ledger WHERE asset = ? AND partition_date BETWEEN ? AND ?", [table.name, *window])
@@ -131,28 +174,36 @@ def _write(con, table: CleanTable, window: tuple[date, date] | None, batch_id: s
         con.execute(f"DELETE FROM clean.{table.name}")
         con.execute(f"DELETE FROM quarantine.{table.name}")
         con.execute("DELETE FROM audit.load_ledger WHERE asset = ?", [table.name])
-    con.execute(f"INSERT INTO clean.{table.name} BY NAME SELECT * FROM _final")
-    con.execute(f"INSERT INTO quarantine.{table.name} BY NAME SELECT *, current_timestamp AS _quarantined_at FROM _quarantine")
+    con.execute(f"INSERT INTO clean.{table.name} BY NAME SELECT * EXCLUDE (_context) FROM _final")
+    con.execute(
+        f"INSERT INTO quarantine.{table.name} BY NAME "
+        "SELECT * EXCLUDE (_context), current_timestamp AS _quarantined_at FROM _quarantine"
+    )
     day = "_partition_date" if table.daily else "CAST(NULL AS DATE)"
     con.execute(
         f"""
         INSERT INTO audit.load_ledger
-        WITH days AS (SELECT DISTINCT {day} AS d FROM _incoming),
-        n_in AS (SELECT {day} AS d, count(*) AS n FROM _incoming GROUP BY 1),
-        n_clean AS (SELECT {day} AS d, count(*) AS n FROM _clean GROUP BY 1),
-        n_quarantined AS (SELECT {day} AS d, count(*) AS n FROM _quarantine GROUP BY 1),
-        n_duplicates AS (SELECT {day} AS d, count(*) AS n FROM _ranked WHERE _rank > 1 GROUP BY 1)
-        SELECT ?, days.d, ?, coalesce(n_in.n, 0), coalesce(n_clean.n, 0), coalesce(n_quarantined.n, 0),
-               coalesce(n_duplicates.n, 0), current_timestamp
-        FROM days
-        LEFT JOIN n_in ON n_in.d IS NOT DISTINCT FROM days.d
-        LEFT JOIN n_clean ON n_clean.d IS NOT DISTINCT FROM days.d
-        LEFT JOIN n_quarantined ON n_quarantined.d IS NOT DISTINCT FROM days.d
-        LEFT JOIN n_duplicates ON n_duplicates.d IS NOT DISTINCT FROM days.d
+        SELECT ?, {day}, ?, count(*), count(*) FILTER (WHERE len(_reasons) = 0 AND coalesce(_rank, 1) = 1),
+               count(*) FILTER (WHERE len(_reasons) > 0), count(*) FILTER (WHERE _rank > 1), current_timestamp
+        FROM _checked WHERE NOT _context GROUP BY {day}
         """,
         [table.name, batch_id],
     )
+    if other_days:
+        # Those days took in the same rows as before; only which of them are clean changed.
+        con.execute(
+            f"""
+            UPDATE audit.load_ledger AS l
+            SET rows_clean = n.clean, rows_quarantined = n.quarantined, duplicates_removed = l.rows_in - n.clean - n.quarantined
+            FROM (SELECT d, (SELECT count(*) FROM clean.{table.name} WHERE {part} = d) AS clean,
+                         (SELECT count(*) FROM quarantine.{table.name} WHERE _partition_date = d) AS quarantined
+                  FROM (SELECT CAST(unnest($days) AS DATE) AS d)) AS n
+            WHERE l.asset = $asset AND l.partition_date = n.d
+            """,
+            {"days": other_days, "asset": table.name},
+        )
     con.execute("COMMIT")
+    return other_days
 
 
 def _key_sql(table: CleanTable) -> str:
@@ -289,8 +340,8 @@ def _check_specs(table: CleanTable, key: dg.AssetKey) -> list[dg.AssetCheckSpec]
         dg.AssetCheckSpec(
             "key_unique", asset=key, blocking=True,
             description=f"No two rows of clean.{name} share the key ({_key_sql(table)}). Validation keeps one row per "
-            f"key ({f'the newest {version}' if version else 'the last delivered'}), so a failure means a write "
-            "outside this asset; downstream assets do not run until it passes.",
+            f"key ({f'the newest valid {version}, across days' if version else 'the last delivered'}), so a failure means "
+            "a write outside this asset; downstream assets do not run until it passes.",
         ),
         dg.AssetCheckSpec(
             "rows_accounted", asset=key, blocking=True,
@@ -337,12 +388,9 @@ def _quarantine_description(table: CleanTable) -> str:
 
 def _quarantine_metadata(con, table: CleanTable, outcome: Outcome) -> dict:
     """This run's quarantined rows by reason and by column, and the table as a whole."""
-    reasons = con.execute(
-        "SELECT r, count(*) FROM (SELECT unnest(reasons) AS r FROM _quarantine) GROUP BY r ORDER BY 2 DESC, 1 LIMIT 20"
-    ).fetchall()
-    by_column = con.execute(
-        "SELECT split_part(r, ':', 1), count(*) FROM (SELECT unnest(reasons) AS r FROM _quarantine) GROUP BY 1 ORDER BY 2 DESC, 1"
-    ).fetchall()
+    in_run = "(SELECT unnest(reasons) AS r FROM _quarantine WHERE NOT _context)"
+    reasons = con.execute(f"SELECT r, count(*) FROM {in_run} GROUP BY r ORDER BY 2 DESC, 1 LIMIT 20").fetchall()
+    by_column = con.execute(f"SELECT split_part(r, ':', 1), count(*) FROM {in_run} GROUP BY 1 ORDER BY 2 DESC, 1").fetchall()
     return {
         **table_metadata(con, f"quarantine.{table.name}", table.contract, typed=False, descriptions=QUARANTINE_COLUMN_DESCRIPTIONS),
         "rows_quarantined_in_run": outcome.rows_quarantined,
@@ -355,13 +403,15 @@ def _quarantine_metadata(con, table: CleanTable, outcome: Outcome) -> dict:
     }
 
 
-def _clean_metadata(con, table: CleanTable, outcome: Outcome) -> dict:
+def _clean_metadata(con, table: CleanTable, outcome: Outcome, other_days: list[str]) -> dict:
     top_reasons = con.execute(
-        "SELECT r, count(*) FROM (SELECT unnest(reasons) AS r FROM _quarantine) GROUP BY r ORDER BY 2 DESC, 1 LIMIT 5"
+        "SELECT r, count(*) FROM (SELECT unnest(reasons) AS r FROM _quarantine WHERE NOT _context) GROUP BY r ORDER BY 2 DESC, 1 LIMIT 5"
     ).fetchall()
     return {
         **outcome.as_metadata(),
         "quarantine_table": f"quarantine.{table.name}",
+        # Days outside the run holding versions of its keys: decided again with it, ledger recounted.
+        "other_days_updated": dg.MetadataValue.json(other_days),
         "top_quarantine_reasons": dg.MetadataValue.json({r: n for r, n in top_reasons}),
         **table_metadata(con, f"clean.{table.name}", table.contract, typed=True, descriptions=DERIVED_COLUMN_DESCRIPTIONS),
     }
@@ -413,10 +463,13 @@ def _clean_asset(table: CleanTable) -> dg.AssetsDefinition:
         warehouse: WarehouseResource = context.resources.warehouse
         with warehouse.connect() as con:
             _stage_incoming(con, table, window)
-            outcome = validate(con, table.contract, "_incoming", ("source_channel", "_batch_id", "_loaded_at"))
-            _write(con, table, window, context.run_id)
+            outcome = validate(
+                con, table.contract, "_incoming", ("source_channel", "_batch_id", "_loaded_at"),
+                loaded_at="_loaded_at", context="_context",
+            )
+            other_days = _write(con, table, window, context.run_id)
             if key in context.selected_asset_keys:
-                yield dg.MaterializeResult(asset_key=key, metadata=_clean_metadata(con, table, outcome))
+                yield dg.MaterializeResult(asset_key=key, metadata=_clean_metadata(con, table, outcome, other_days))
             if quarantine_key in context.selected_asset_keys:
                 yield dg.MaterializeResult(asset_key=quarantine_key, metadata=_quarantine_metadata(con, table, outcome))
             yield from _checks(context, con, table, outcome, window)

@@ -4,7 +4,9 @@ Raw tables keep every value as text, exactly as the source sent it, with load
 metadata (`_partition_date`, `_row` arrival order, `_source`, `_batch_id` = the
 Dagster run id, `_loaded_at`). A daily partition is replaced, never appended, so
 re-materializing it is idempotent; a range of days is one run (single-run backfill).
-A delivery whose shape breaks the contract fails before anything is written. Weather is only
+A delivery whose shape breaks the contract fails before anything is written, and so does a
+redelivery much smaller than the rows it would replace, unless the run confirms it (`RawLoadConfig`).
+An export line with the wrong number of values is loaded for validation to quarantine. Weather is only
 loaded from the API of the platform's own source systems (`WeatherApiResource.verified_source_id`).
 Every materialization carries Dagster's table metadata: the table's row count and its columns with
 the types DuckDB stores (text here) and the contract's descriptions.
@@ -13,19 +15,22 @@ the types DuckDB stores (text here) and the contract's descriptions.
 
 import csv
 import hashlib
+import io
+from dataclasses import dataclass
 from datetime import date
 from pathlib import Path
 
 import dagster as dg
-import duckdb
 import pandas as pd
 import sqlalchemy as sa
+from pydantic import Field
 
 from assets import groups
 from flightops.contracts import FLIGHTS, REFERENCE_CONTRACTS, WEATHER, Column, Contract
 from flightops.partitions import DAILY, SINGLE_RUN, day_range, days
 from flightops.resources import LandingZoneResource, SourceDatabaseResource, WarehouseResource, WeatherApiResource
 from flightops.simulated_sources import landing
+from flightops.source_versions import OPDB_VERSIONS, day_versions
 from flightops.validation import ContractViolation, check_columns, quote
 from flightops.warehouse_connections import DUCKDB_POOL
 
@@ -45,6 +50,23 @@ LOAD_COLUMN_DESCRIPTIONS = {
     "_loaded_at": "When the load ran.",
     "source_channel": "Channel that delivered the row: opdb, export, api or file.",
 }
+# A redelivery with fewer than this share of the rows already loaded for its day (a reference file:
+# for its table) from the same channel is refused unless the run confirms it. The sources never
+# shrink a day: files are redelivered identical, the operational database only appends row versions,
+# the API serves the same observations. A correction that withdraws a few rows (duplicates sent by
+# mistake) stays far above half; an empty or cut delivery (a header-only file, `{"data": []}`, a
+# lost page) falls far below it. A day short of weather hours at one airport is hourly_coverage's.
+MIN_REDELIVERED_SHARE = 0.5
+
+
+class RawLoadConfig(dg.Config):
+    """Run config of every raw asset (launchpad: ops: raw__<asset>: config)."""
+
+    accept_smaller_delivery: bool = Field(
+        default=False,
+        description="Load a delivery even when it has fewer than half the rows already loaded for its day "
+        "(or table): set it only when the source really has fewer rows now.",
+    )
 
 
 def table_metadata(con, table: str, contract: Contract, typed: bool, descriptions: dict[str, str] | None = None) -> dict:
@@ -92,18 +114,32 @@ def _ensure_raw_table(con, table: str, contract: Contract) -> None:
 
 
 def land(
+    context: dg.AssetExecutionContext,
     warehouse: WarehouseResource,
     table: str,
     contract: Contract,
     frame: pd.DataFrame,
-    batch_id: str,
     window: tuple[date, date] | None,
+    sources: dict[str | None, str],
+    config: RawLoadConfig,
 ) -> tuple[int, dict]:
     """Replace the window's rows (or the whole table) of raw.<table> with `frame` in one transaction;
-    the rows written and the table's metadata after it."""
+    the rows written and the table's metadata after it.
+
+    `sources` names what delivered each day (None: the whole table), for the message refusing a
+    smaller redelivery: refused before anything is deleted, so the loaded rows stay.
+    """
     frame = frame.astype("string")
     with warehouse.connect() as con:
         _ensure_raw_table(con, table, contract)
+        smaller = _smaller_redeliveries(con, table, frame, window)
+        if smaller and not config.accept_smaller_delivery:
+            raise dg.Failure(_smaller_redelivery_message(context, table, smaller, sources))
+        for day, loaded, delivered in smaller:
+            context.log.warning(
+                f"accept_smaller_delivery: {day or 'the table'} of raw.{table} replaced by {delivered} row(s) "
+                f"from {sources[day]} ({loaded} were loaded)."
+            )
         con.register("_delivery", frame)
         con.execute("BEGIN TRANSACTION")
         if window is None:
@@ -114,11 +150,43 @@ def land(
             f"INSERT INTO raw.{table} BY NAME SELECT * EXCLUDE (_partition_date, _row), "
             "CAST(_partition_date AS DATE) AS _partition_date, CAST(_row AS BIGINT) AS _row, "
             "? AS _batch_id, current_timestamp AS _loaded_at FROM _delivery",
-            [batch_id],
+            [context.run_id],
         )
         con.execute("COMMIT")
         con.unregister("_delivery")
-        return len(frame), table_metadata(con, f"raw.{table}", contract, typed=False)
+        metadata = table_metadata(con, f"raw.{table}", contract, typed=False)
+        return len(frame), {**metadata, "smaller_deliveries_accepted": len(smaller)}
+
+
+def _smaller_redeliveries(con, table: str, frame: pd.DataFrame, window: tuple[date, date] | None) -> list[tuple[str | None, int, int]]:
+    """(day, rows loaded, rows delivered) of each day (None: the table) whose delivery has fewer than
+    MIN_REDELIVERED_SHARE of the rows raw.<table> holds for it."""
+    if window is None:
+        loaded = {None: con.execute(f"SELECT count(*) FROM raw.{table}").fetchall()[0][0]}
+        delivered = {None: len(frame)}
+    else:
+        loaded = dict(con.execute(
+            f"SELECT strftime(_partition_date, '%Y-%m-%d'), count(*) FROM raw.{table} "
+            "WHERE _partition_date BETWEEN ? AND ? GROUP BY 1 ORDER BY 1",
+            list(window),
+        ).fetchall())
+        delivered = frame["_partition_date"].value_counts().to_dict()
+    return [
+        (day, rows, delivered.get(day, 0)) for day, rows in loaded.items() if delivered.get(day, 0) < rows * MIN_REDELIVERED_SHARE
+    ]
+
+
+def _smaller_redelivery_message(context: dg.AssetExecutionContext, table: str, smaller: list, sources: dict[str | None, str]) -> str:
+    shrunk = "; ".join(
+        f"{day or 'the table'}: {sources[day]} delivered {delivered} row(s) where {loaded} are loaded" for day, loaded, delivered in smaller
+    )
+    return (
+        f"Refused a smaller redelivery into raw.{table} (run {context.run_id}): {shrunk}. A redelivery with fewer than "
+        f"{MIN_REDELIVERED_SHARE:.0%} of the loaded rows is taken for a broken one (an empty or cut file, an empty API answer); "
+        "nothing was written and the loaded rows stay. Check the source (`flightops sources status`), have it deliver "
+        "again, then re-run the partition. If it really has fewer rows now, re-run with the run config "
+        f"ops: {{{context.op_def.name}: {{config: {{accept_smaller_delivery: true}}}}}} (launchpad)."
+    )
 
 
 def _days_without_rows(frame: pd.DataFrame, first: date, last: date) -> list[str]:
@@ -151,11 +219,16 @@ def _metadata(rows: int, first: date | None = None, last: date | None = None, **
     kinds={"sql", "duckdb"},
     description="Flights of the operational database's carriers, as stored there (all row versions).",
 )
-def flights_opdb(context: dg.AssetExecutionContext, warehouse: WarehouseResource, source_db: SourceDatabaseResource) -> dg.MaterializeResult:
+def flights_opdb(
+    context: dg.AssetExecutionContext, config: RawLoadConfig, warehouse: WarehouseResource, source_db: SourceDatabaseResource
+) -> dg.MaterializeResult:
     first, last = day_range(context)
     engine = sa.create_engine(source_db.resolved_url)
     try:
         with engine.connect() as connection:
+            # Before the rows, in the same transaction: a correction landing in between makes the
+            # recorded version older than the rows, so the corrections sensor reloads (never the reverse).
+            versions = day_versions(connection, first, last)
             frame = pd.read_sql(
                 sa.text("SELECT * FROM flights WHERE flight_date BETWEEN :first AND :last ORDER BY row_id"),
                 connection,
@@ -168,55 +241,110 @@ def flights_opdb(context: dg.AssetExecutionContext, warehouse: WarehouseResource
         ) from exc
     finally:
         engine.dispose()
-    check_columns(FLIGHTS, [c for c in frame.columns if c != "row_id"], f"table flights of {engine.url!r}")
+    where = f"table flights of {engine.url!r}"
+    check_columns(FLIGHTS, [c for c in frame.columns if c != "row_id"], where)
     frame = frame.rename(columns={"row_id": "_row"})
     frame["_partition_date"] = frame["flight_date"].astype("string")
     frame["_source"] = f"opdb:{engine.url.render_as_string(hide_password=True)}#flights"
     _require_every_day(frame, first, last, "The operational database")
-    rows, table = land(warehouse, "flights_opdb", FLIGHTS, frame, context.run_id, (first, last))
-    return dg.MaterializeResult(metadata=_metadata(rows, first, last, source=str(engine.url), **table))
-
-
-def check_export(path: Path, contract: Contract) -> tuple[str, ...]:
-    """A file's shape before its rows are read: complete last line, the contract's columns."""
-    with path.open("rb") as handle:
-        size = handle.seek(0, 2)
-        if size:
-            handle.seek(size - 1)
-            if handle.read(1) != b"\n":
-                raise ContractViolation(
-                    f"Export file {path} is truncated: its last line is incomplete ({size} bytes, no final newline). "
-                    "Ask the source to deliver the file again (or `flightops sources replay` it), then re-run the partition."
-                )
-    with path.open(newline="") as handle:
-        header = next(csv.reader(handle), [])
-    check_columns(contract, header, f"export file {path}")
-    return tuple(header)
-
-
-def read_exports(paths: list[Path], contract: Contract) -> pd.DataFrame:
-    """Files of one contract, checked one by one, then read together (every value as text, file order kept)."""
-    # Files are read together per column order (one scan each; a per-file union by name is ~5x slower).
-    by_header: dict[tuple[str, ...], list[str]] = {}
-    for path in paths:
-        by_header.setdefault(check_export(path, contract), []).append(str(path))
-    frame = pd.concat(
-        [
-            duckdb.sql(
-                "SELECT * EXCLUDE (filename), filename AS _file, "
-                "CAST(row_number() OVER (PARTITION BY filename) - 1 AS BIGINT) AS _row "
-                "FROM read_csv($paths, all_varchar = true, header = true, filename = true, nullstr = '')",
-                params={"paths": group},
-            ).df()
-            for group in by_header.values()
-        ],
-        ignore_index=True,
+    sources = {day.isoformat(): where for day in days(first, last)}
+    rows, table = land(context, warehouse, "flights_opdb", FLIGHTS, frame, (first, last), sources, config)
+    return dg.MaterializeResult(
+        metadata=_metadata(rows, first, last, source=str(engine.url), **{OPDB_VERSIONS: dg.MetadataValue.json(versions)}, **table)
     )
-    empty = frame[contract.column_names].isna().all(axis=1)
-    if empty.any():
-        broken = sorted(set(frame.loc[empty, "_file"]))
-        raise ContractViolation(f"Export file(s) {', '.join(broken)} contain empty lines; malformed. Ask the source to redeliver.")
-    return frame
+
+
+@dataclass(frozen=True)
+class ExportFile:
+    """A CSV file as delivered: its header, and each data line's values by header position."""
+
+    path: Path
+    header: tuple[str, ...]
+    rows: list[list[str]]
+    misshapen: list[int]  # lines with the wrong number of values, laid out for validation to quarantine
+
+
+def check_export(path: Path, contract: Contract) -> ExportFile:
+    """Read a file and check its shape: complete last line, UTF-8, the contract's columns once each,
+    every line split into values. Header names are read as validation reads values: trimmed (and
+    without the byte-order mark some editors write first)."""
+    data = path.read_bytes()
+    if data and not data.endswith(b"\n"):
+        raise ContractViolation(
+            f"Export file {path} is truncated: its last line is incomplete ({len(data)} bytes, no final newline). "
+            "Ask the source to deliver the file again (or `flightops sources replay` it), then re-run the partition."
+        )
+    try:
+        text = data.decode("utf-8-sig")
+    except UnicodeDecodeError as exc:
+        line = data.count(b"\n", 0, exc.start) + 1
+        raise ContractViolation(
+            f"Export file {path} is not UTF-8: line {line} has the byte(s) "
+            f"{data[exc.start:exc.end].hex(' ')} ({exc.reason}), a value written in another encoding (latin-1?). "
+            "Ask the source to export the file as UTF-8 (or convert it: `iconv -f latin1 -t utf-8`), then re-run the partition."
+        ) from exc
+    reader = csv.reader(io.StringIO(text, newline=""))
+    try:
+        header = tuple(name.strip() for name in next(reader, []))
+        check_columns(contract, list(header), f"export file {path}")
+        rows, misshapen, line = [], [], reader.line_num
+        for values in reader:
+            first_line, line = line + 1, reader.line_num
+            if len(values) != len(header):
+                _require_quarantinable(path, contract, header, first_line, line, len(values))
+                misshapen.append(first_line)
+                values = _by_position(values, len(header))
+            rows.append(values)
+    except csv.Error as exc:
+        raise ContractViolation(
+            f"Export file {path} cannot be read at line {reader.line_num}: {exc}. "
+            "Ask the source to deliver the file again, then re-run the partition."
+        ) from exc
+    return ExportFile(path, header, rows, misshapen)
+
+
+def _by_position(values: list[str], columns: int) -> list[str]:
+    """A misshapen line's values on `columns` columns: missing ones empty, surplus ones comma-joined into the last."""
+    if len(values) < columns:
+        return [*values, *[""] * (columns - len(values))]
+    return [*values[: columns - 1], ",".join(values[columns - 1 :])]
+
+
+def _require_quarantinable(path: Path, contract: Contract, header: tuple[str, ...], first_line: int, line: int, count: int) -> None:
+    """Fail unless validation surely quarantines a misshapen line as `_by_position` lays it out.
+
+    The last column is then empty (too few values) or holds a comma (too many), which breaks its
+    contract when it is required and typed (no number, date or timestamp has a comma). A record
+    spanning lines has an unclosed quote: what follows it cannot be told apart from it.
+    """
+    last = contract.column(header[-1])
+    if line == first_line and last.required and last.type != "VARCHAR":
+        return
+    where = f"line {first_line}" if line == first_line else f"lines {first_line}-{line} (an unclosed quote at line {first_line}?)"
+    raise ContractViolation(
+        f"Export file {path} cannot be split into values at {where}: {count} value(s) for the {len(header)} columns "
+        f"of its header. Ask the source to deliver the file again with {len(header)} values on every line, then re-run."
+    )
+
+
+def read_exports(paths: list[Path], contract: Contract) -> tuple[pd.DataFrame, list[str]]:
+    """Files of one contract, checked and read one by one (every value as text, `_row` the line order),
+    and their misshapen lines (file:line), loaded for validation to quarantine."""
+    frames, misshapen = [], []
+    for path in paths:
+        export = check_export(path, contract)
+        frame = pd.DataFrame(export.rows, columns=list(export.header), dtype=object).replace("", None)
+        frames.append(frame.assign(_file=str(path), _row=range(len(frame))))
+        misshapen += [f"{path}:{line}" for line in export.misshapen]
+    return pd.concat(frames, ignore_index=True), misshapen
+
+
+def _warn_misshapen(context: dg.AssetExecutionContext, misshapen: list[str]) -> None:
+    if misshapen:
+        context.log.warning(
+            f"{len(misshapen)} line(s) with the wrong number of values, loaded for quarantine: "
+            f"{', '.join(misshapen[:20])}{' ...' if len(misshapen) > 20 else ''}."
+        )
 
 
 @dg.asset(
@@ -224,7 +352,9 @@ def read_exports(paths: list[Path], contract: Contract) -> pd.DataFrame:
     kinds={"csv", "duckdb"},
     description="Flights of the regional carriers, from the daily CSV exports in the landing folder.",
 )
-def flights_exports(context: dg.AssetExecutionContext, warehouse: WarehouseResource, landing_zone: LandingZoneResource) -> dg.MaterializeResult:
+def flights_exports(
+    context: dg.AssetExecutionContext, config: RawLoadConfig, warehouse: WarehouseResource, landing_zone: LandingZoneResource
+) -> dg.MaterializeResult:
     first, last = day_range(context)
     paths = {landing.export_path(landing_zone.root, day): day for day in days(first, last)}
     for path, day in paths.items():
@@ -237,13 +367,18 @@ def flights_exports(context: dg.AssetExecutionContext, warehouse: WarehouseResou
     # sensor ingests it again (never the reverse, which would skip the new delivery). Per day,
     # because every partition of a range run carries this same run-level metadata.
     versions = {day.isoformat(): file_version(path) for path, day in paths.items()}
-    frame = read_exports(list(paths), FLIGHTS)
+    frame, misshapen = read_exports(list(paths), FLIGHTS)
+    _warn_misshapen(context, misshapen)
     day_of_file = {str(path): day.isoformat() for path, day in paths.items()}
     frame["_partition_date"] = frame["_file"].map(day_of_file)
     frame["_source"] = "file:" + frame.pop("_file")
-    rows, table = land(warehouse, "flights_exports", FLIGHTS, frame, context.run_id, (first, last))
+    sources = {day.isoformat(): f"export file {path}" for path, day in paths.items()}
+    rows, table = land(context, warehouse, "flights_exports", FLIGHTS, frame, (first, last), sources, config)
     return dg.MaterializeResult(
-        metadata=_metadata(rows, first, last, files=len(paths), **{FILE_VERSIONS: dg.MetadataValue.json(versions)}, **table)
+        metadata=_metadata(
+            rows, first, last, files=len(paths), misshapen_lines=len(misshapen),
+            **{FILE_VERSIONS: dg.MetadataValue.json(versions)}, **table,
+        )
     )
 
 
@@ -253,7 +388,9 @@ def flights_exports(context: dg.AssetExecutionContext, warehouse: WarehouseResou
     description="Hourly weather observations from the weather HTTP API (paged, retried with backoff), only "
     "from the API of this platform's own source systems: one serving another state folder is refused.",
 )
-def weather(context: dg.AssetExecutionContext, warehouse: WarehouseResource, weather_api: WeatherApiResource) -> dg.MaterializeResult:
+def weather(
+    context: dg.AssetExecutionContext, config: RawLoadConfig, warehouse: WarehouseResource, weather_api: WeatherApiResource
+) -> dg.MaterializeResult:
     first, last = day_range(context)
     source_id = weather_api.verified_source_id()
     frame = pd.DataFrame(weather_api.observations(first, last))
@@ -274,7 +411,8 @@ def weather(context: dg.AssetExecutionContext, warehouse: WarehouseResource, wea
     quiet_days = _days_without_rows(frame, first, last)
     if quiet_days:
         context.log.warning(f"The weather API returned no observations for {', '.join(quiet_days)}.")
-    landed, table = land(warehouse, "weather", WEATHER, frame, context.run_id, (first, last))
+    sources = {day.isoformat(): f"the weather API {weather_api.base_url}/v1/observations" for day in days(first, last)}
+    landed, table = land(context, warehouse, "weather", WEATHER, frame, (first, last), sources, config)
     return dg.MaterializeResult(
         metadata=_metadata(
             landed, first, last, source=weather_api.base_url, source_id=source_id,
@@ -292,17 +430,22 @@ def _reference_asset(contract: Contract) -> dg.AssetsDefinition:
         kinds={"csv", "duckdb"},
         description=f"{contract.description} From landing/reference/{contract.source}.csv.",
     )
-    def _asset(context: dg.AssetExecutionContext, warehouse: WarehouseResource, landing_zone: LandingZoneResource) -> dg.MaterializeResult:
+    def _asset(
+        context: dg.AssetExecutionContext, config: RawLoadConfig, warehouse: WarehouseResource, landing_zone: LandingZoneResource
+    ) -> dg.MaterializeResult:
         path = landing.reference_path(landing_zone.root, contract.source)
         if not path.exists():
             raise dg.Failure(f"Reference file {path} is missing. Run `flightops sources replay` to deliver it, then re-run.")
         versions = {contract.source: file_version(path)}  # before reading, as for the exports
-        frame = read_exports([path], contract)
+        frame, misshapen = read_exports([path], contract)
+        _warn_misshapen(context, misshapen)
         frame["_partition_date"] = None
         frame["_source"] = "file:" + frame.pop("_file")
-        rows, table = land(warehouse, contract.source, contract, frame, context.run_id, None)
+        rows, table = land(context, warehouse, contract.source, contract, frame, None, {None: f"reference file {path}"}, config)
         return dg.MaterializeResult(
-            metadata=_metadata(rows, file=str(path), **{FILE_VERSIONS: dg.MetadataValue.json(versions)}, **table)
+            metadata=_metadata(
+                rows, file=str(path), misshapen_lines=len(misshapen), **{FILE_VERSIONS: dg.MetadataValue.json(versions)}, **table
+            )
         )
 
     return _asset

@@ -11,6 +11,9 @@ from __future__ import annotations
 from dataclasses import dataclass
 
 ORIGIN_AIRPORTS = ("EWR", "JFK", "LGA")
+# A version stamped this long after its row was loaded is from the future (a margin for source
+# clocks and time-zone offsets, at most 14 hours): it would hide every later correction.
+FUTURE_VERSION_MARGIN = "1 day"
 
 
 @dataclass(frozen=True)
@@ -42,7 +45,7 @@ class Contract:
     description: str
     key: tuple[str, ...]
     columns: tuple[Column, ...]
-    version_column: str | None = None  # the newest version of a duplicated key wins
+    version_column: str | None = None  # the newest valid version of a key wins (flightops.validation)
     partition_column: str | None = None  # the DATE column a daily partition covers
 
     @property
@@ -166,7 +169,8 @@ def as_markdown(contracts: tuple[Contract, ...]) -> str:
     for contract in contracts:
         lines += [f"## {contract.source}", "", contract.description, "",
                   f"Key: {', '.join(contract.key)}"
-                  + (f"; newest `{contract.version_column}` wins among duplicates" if contract.version_column else ""),
+                  + (f"; the newest valid `{contract.version_column}` wins among a key's versions (converted to UTC; "
+                     f"a version stamped more than {FUTURE_VERSION_MARGIN} after its load is quarantined)" if contract.version_column else ""),
                   "", "| column | rules | description |", "|---|---|---|"]
         lines += [f"| {c.name} | {', '.join(c.rules())} | {c.description} |" for c in contract.columns]
         lines.append("")

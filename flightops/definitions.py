@@ -38,6 +38,7 @@ from flightops.resources import (
     WeatherApiResource,
 )
 from sensors.alerts import build_monitoring_lag_sensor, run_failure_alert_sensor
+from sensors.corrections import opdb_corrections_sensor
 from sensors.landing import landing_zone_sensor
 from sensors.retraining import retraining_sensor
 
@@ -107,7 +108,7 @@ defs = dg.Definitions(
         *raw_assets, *clean_assets, dbt_models, dbt_daily_models, monitoring_models, flight_features,
         *model_assets, *monitoring_assets]),
     jobs=[main_job, daily_job, retraining_job],
-    sensors=[landing_zone_sensor, retraining_sensor, run_failure_alert_sensor,
+    sensors=[landing_zone_sensor, opdb_corrections_sensor, retraining_sensor, run_failure_alert_sensor,
              build_monitoring_lag_sensor(ingested_key=CLEAN_FLIGHTS, monitored_key=REALIZED_PERFORMANCE)],
     resources=resources(),
 )

@@ -57,9 +57,10 @@ class Cursor:
     def dump(self) -> str:
         return json.dumps(asdict(self), sort_keys=True)
 
-    def learn_loaded(self, instance: dg.DagsterInstance) -> None:
-        """Fold in the file versions of every materialization recorded since the last evaluation."""
-        for key in WATCHED_KEYS:
+    def learn_loaded(self, instance: dg.DagsterInstance, watched: list[dg.AssetKey], entry: str) -> None:
+        """Fold in the versions (metadata `entry`) of every materialization of `watched` recorded
+        since the last evaluation."""
+        for key in watched:
             name = key.to_user_string()
             while True:
                 result = instance.fetch_materializations(
@@ -68,7 +69,7 @@ class Cursor:
                     ascending=True,
                 )
                 for record in result.records:
-                    self.loaded.update(_recorded_versions(record))
+                    self.loaded.update(_recorded_versions(record, entry))
                     self.after[name] = record.storage_id
                 if not result.has_more:
                     break
@@ -85,10 +86,10 @@ class Cursor:
         return pending
 
 
-def _recorded_versions(record: dg.EventLogRecord) -> dict[str, str]:
+def _recorded_versions(record: dg.EventLogRecord, entry: str) -> dict[str, str]:
     """Slot -> version of one materialization; one recorded before versions were kept gives none."""
-    entry = record.asset_materialization.metadata.get(FILE_VERSIONS)
-    return dict(entry.value) if entry is not None else {}
+    value = record.asset_materialization.metadata.get(entry)
+    return dict(value.value) if value is not None else {}
 
 
 def delivered_exports(root: Path, log: dg.DagsterLogManager) -> dict[str, str]:
@@ -127,7 +128,7 @@ def _digest(versions: dict[str, str]) -> str:
     return hashlib.sha256(json.dumps(versions, sort_keys=True).encode()).hexdigest()[:16]
 
 
-def range_request(first: date, last: date, versions: dict[str, str]) -> dg.RunRequest:
+def range_request(first: date, last: date, versions: dict[str, str], why: str = "flights") -> dg.RunRequest:
     """One run of the daily job over first..last, keyed by the range and its files' versions.
 
     `dg.RunRequest` in Dagster 1.13 takes no partition range (an unknown keyword is silently
@@ -136,7 +137,7 @@ def range_request(first: date, last: date, versions: dict[str, str]) -> dg.RunRe
     """
     keys = [d.isoformat() for d in days(first, last)]
     return dg.RunRequest(
-        run_key=f"flights {keys[0]}..{keys[-1]} {_digest({k: versions[k] for k in keys})}",
+        run_key=f"{why} {keys[0]}..{keys[-1]} {_digest({k: versions[k] for k in keys})}",
         tags={ASSET_PARTITION_RANGE_START_TAG: keys[0], ASSET_PARTITION_RANGE_END_TAG: keys[-1]},
     )
 
@@ -158,7 +159,7 @@ def landing_zone_sensor(
         )
     max_days = Settings.current().landing_max_range_days  # read at each evaluation, like the resources
     cursor = Cursor.parse(context.cursor)
-    cursor.learn_loaded(context.instance)
+    cursor.learn_loaded(context.instance, WATCHED_KEYS, FILE_VERSIONS)
     exports, reference = delivered_exports(root, context.log), delivered_reference(root)
     new_days = [date.fromisoformat(day) for day in cursor.take_pending(exports)]
     requests = [range_request(first, last, exports) for first, last in day_ranges(new_days, max_days)]

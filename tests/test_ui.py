@@ -23,7 +23,7 @@ pytestmark = [pytest.mark.daemon, pytest.mark.browser]
 
 CHROMIUM = shutil.which("chromium")
 # The sensors of flightops.definitions that must be on by default (default_status=RUNNING).
-DEFAULT_RUNNING = ("landing_zone_sensor", "retraining_sensor", "run_failure_alert_sensor")
+DEFAULT_RUNNING = ("landing_zone_sensor", "opdb_corrections_sensor", "retraining_sensor", "run_failure_alert_sensor")
 # Both have minimum_interval_seconds=30: two evaluations of each need a bit over 30 s after the daemon starts.
 TICKING = ("landing_zone_sensor", "retraining_sensor")
 

@@ -1,10 +1,11 @@
 """The validation SQL that flightops/validation.py generates from the contracts (flightops/contracts.py).
 
 First the generated rules themselves: for every column of every contract, exactly the checks its
-declaration asks for (type cast, required, range, allowed values, foreign key; the partition date).
-Then the SQL at work on small hand-written deliveries in an in-memory DuckDB: exactly the broken
-rows go to quarantine, each with every reason and its original values, the rest come out typed,
-and superseded duplicates are removed first. No platform, no files.
+declaration asks for (type cast, required, range, allowed values, foreign key; the partition date;
+a version from the future). Then the SQL at work on small hand-written deliveries in an in-memory
+DuckDB: exactly the broken rows go to quarantine, each with every reason and its original values,
+the rest come out typed, and of each key's valid versions only the newest (offsets converted to
+UTC, versions loaded for other days competing as context) is clean. No platform, no files.
 """
 
 from __future__ import annotations
@@ -17,7 +18,7 @@ import duckdb
 import pytest
 
 from flightops import validation
-from flightops.contracts import ALL_CONTRACTS, FLIGHTS, WEATHER, Column, Contract
+from flightops.contracts import ALL_CONTRACTS, FLIGHTS, FUTURE_VERSION_MARGIN, WEATHER, Column, Contract
 from flightops.validation import ContractViolation, Outcome, check_columns, validate
 
 pytestmark = pytest.mark.unit
@@ -52,6 +53,8 @@ def expected_messages(contract: Contract, column: Column) -> list[str]:
         messages.append(f"is unknown in clean.{column.references[0]}.{column.references[1]}")
     if column.name == contract.partition_column:
         messages.append("is outside the loaded partition")
+    if column.name == contract.version_column:
+        messages.append(f"stamped more than {FUTURE_VERSION_MARGIN} after the row was loaded")
     return messages
 
 
@@ -73,6 +76,8 @@ def test_every_column_gets_exactly_the_checks_its_contract_declares(contract: Co
         assert typed in sql
         if column.type == "INTEGER":
             assert typed.startswith("CASE WHEN TRY_CAST(") and "= trunc(" in typed and typed.endswith("AS INTEGER) END")
+        elif column.type == "TIMESTAMP":  # an explicit offset is converted to UTC, not dropped
+            assert "timezone('UTC', TRY_CAST(" in typed and typed.endswith(" AS TIMESTAMP) END")
         else:
             assert typed.startswith("TRY_CAST(") and typed.endswith(f" AS {column.type})")
         if column.min is not None:
@@ -195,4 +200,88 @@ def test_a_missing_or_renamed_column_is_a_schema_break_naming_it():
     message = str(error.value)
     assert "Schema break in weather page 3 of 2013-01-01" in message
     assert "missing column(s) temp;" in message and "unexpected column(s) temperature (renamed?)" in message
-    check_columns(WEATHER, [*WEATHER.column_names, "_batch_id", "_loaded_at"], "a good delivery")  # lineage is fine
+    check_columns(WEATHER, list(WEATHER.column_names), "a good delivery")
+
+
+# ---- versions: validated first, then the newest valid one wins ---------------------------------
+
+LOADED = "TIMESTAMP '2013-01-03 00:00:00'"  # when the rows below were loaded (the future-version rule)
+
+
+def test_a_broken_or_future_newer_version_is_quarantined_and_the_valid_one_before_it_stays_clean():
+    con = duckdb.connect()
+    rows = [
+        weather_row(temp="39.0", updated_at="2013-01-01 11:00:00"),
+        weather_row(temp="warm", updated_at="2013-01-01 12:00:00"),  # newer, broken
+        weather_row(origin="JFK", temp="40.0"),
+        weather_row(origin="JFK", temp="41.0", updated_at="2099-01-01 00:00:00"),  # newer, from the future
+        weather_row(origin="LGA", temp="42.0"),
+        weather_row(origin="LGA", temp="43.0", updated_at="2099-01-01 00:00:00"),
+        weather_row(origin="LGA", temp="44.0", updated_at="2013-01-04 00:00:00"),  # a correction after it, within the margin
+        weather_row(origin="LGA", time_hour="2013-01-01 11:00:00", updated_at="2013-01-04 00:00:01"),  # just beyond it
+    ]
+    outcome = validate(con, WEATHER, deliver(con, WEATHER, rows), loaded_at=LOADED)
+
+    assert outcome == Outcome(rows_in=8, rows_clean=3, rows_quarantined=4, duplicates_removed=1)
+    assert con.execute("SELECT origin, temp, CAST(updated_at AS VARCHAR) FROM _clean ORDER BY origin").fetchall() == [
+        ("EWR", 39.0, "2013-01-01 11:00:00"), ("JFK", 40.0, "2013-01-02 00:00:00"), ("LGA", 44.0, "2013-01-04 00:00:00"),
+    ]
+    future = (
+        "updated_at: stamped more than 1 day after the row was loaded ({} UTC, loaded 2013-01-03 00:00:00): a version "
+        "from the future would hide every later correction; fix the source's clock or value"
+    )
+    assert sorted(con.execute("SELECT record_key, reasons FROM _quarantine").fetchall()) == [
+        ("EWR|2013-01-01 10:00:00", ["temp: warm is not a valid DOUBLE"]),
+        ("JFK|2013-01-01 10:00:00", [future.format("2099-01-01 00:00:00")]),
+        ("LGA|2013-01-01 10:00:00", [future.format("2099-01-01 00:00:00")]),
+        ("LGA|2013-01-01 11:00:00", [future.format("2013-01-04 00:00:01")]),
+    ]
+    # Ranks are among the valid versions only: the LGA 10:00 key has two (the correction first), no broken one.
+    assert con.execute(
+        "SELECT temp, _rank FROM _checked WHERE origin = 'LGA' AND hour = 5 AND time_hour = '2013-01-01 10:00:00' ORDER BY temp"
+    ).fetchall() == [(42.0, 2), (43.0, None), (44.0, 1)]
+
+
+def test_a_timestamp_with_an_offset_is_converted_to_utc_before_versions_are_compared():
+    con = duckdb.connect()
+    rows = [
+        weather_row(temp="39.0", updated_at="2013-01-01T11:00:00Z"),
+        # 15:00 at +05:00 is 10:00 UTC: older, although its digits read later.
+        weather_row(temp="30.0", updated_at="2013-01-01 15:00:00+05:00"),
+        weather_row(origin="JFK", time_hour="2013-01-01 05:00:00-05:00", updated_at="2013-01-01 07:00:00-0500"),
+        # The same observation spelt in UTC, published earlier: one key, whatever the spelling.
+        weather_row(origin="JFK", temp="35.0", time_hour="2013-01-01T10:00:00Z", updated_at="2013-01-01 11:30:00"),
+    ]
+    outcome = validate(con, WEATHER, deliver(con, WEATHER, rows), loaded_at=LOADED)
+
+    assert outcome == Outcome(rows_in=4, rows_clean=2, rows_quarantined=0, duplicates_removed=2)
+    assert con.execute("SELECT origin, temp, time_hour, updated_at FROM _clean ORDER BY origin").fetchall() == [
+        ("EWR", 39.0, datetime(2013, 1, 1, 10), datetime(2013, 1, 1, 11)),
+        ("JFK", 39.02, datetime(2013, 1, 1, 10), datetime(2013, 1, 1, 12)),
+    ]
+
+
+def test_versions_loaded_for_other_days_compete_as_context_but_are_not_counted():
+    con = duckdb.connect()
+    con.execute("CREATE SCHEMA clean")
+    con.execute("CREATE TABLE clean.airlines AS SELECT 'UA' AS carrier")
+    moved = dict(flight_date="2013-01-02", day="2", time_hour="2013-01-02 10:00:00")
+    rows = [
+        flight_row(),  # 2013-01-01, in this run
+        flight_row(**moved, dep_delay="30", updated_at="2013-01-01 20:00:00"),  # the flight moved to the next day
+        flight_row(flight_id="2013-01-01_UA1_EWR", flight="1"),
+        flight_row(flight_id="2013-01-01_UA1_EWR", flight="1", **moved, updated_at="2013-01-01 06:00:00"),  # older
+    ]
+    incoming = deliver(con, FLIGHTS, rows)
+    con.execute("ALTER TABLE incoming ADD COLUMN _context BOOLEAN")
+    con.execute("UPDATE incoming SET _context = flight_date <> '2013-01-01', _partition_date = CAST(flight_date AS DATE)")
+    outcome = validate(con, FLIGHTS, incoming, loaded_at=LOADED, context="_context")
+
+    assert outcome == Outcome(rows_in=2, rows_clean=1, rows_quarantined=0, duplicates_removed=1)
+    assert con.execute("SELECT flight_id, flight_date, dep_delay, _context FROM _clean ORDER BY flight_id").fetchall() == [
+        ("2013-01-01_UA1545_EWR", date(2013, 1, 2), 30.0, True),
+        ("2013-01-01_UA1_EWR", date(2013, 1, 1), 2.0, False),
+    ]
+    assert con.execute("SELECT _key, _rank FROM _checked WHERE _context ORDER BY _row").fetchall() == [
+        (["2013-01-01_UA1545_EWR"], 1), (["2013-01-01_UA1_EWR"], 2),
+    ]

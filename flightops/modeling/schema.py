@@ -15,7 +15,7 @@ from dataclasses import dataclass
 
 import pandas as pd
 
-from flightops.contracts import FLIGHTS, ORIGIN_AIRPORTS, WEATHER
+from flightops.contracts import FLIGHTS, ORIGIN_AIRPORTS, PLANES, WEATHER
 from flightops.feature_engineering import RECENT_HOURS
 
 ID_COLUMNS: tuple[str, ...] = ("flight_id", "flight_date")
@@ -111,12 +111,17 @@ def _prior_delay_rate(key: str, example: float | None) -> Feature:
 
 
 _DISTANCE = FLIGHTS.column("distance")
+# The oldest plane the planes contract admits, flying in the last year the flights contract admits.
+_OLDEST_PLANE_AGE = FLIGHTS.column("year").max - PLANES.column("year").min
+# No contract bounds the departure counts: more than any airport schedules in a day (the world's busiest
+# has about 1,500; the busiest New York airport day of 2013 had 377), so a count above it is an error.
+_MOST_DEPARTURES_A_DAY = 3000
 _DEP_DELAY = FLIGHTS.column("dep_delay")
 _ARR_DELAY = FLIGHTS.column("arr_delay")
 _RECENT = f"in the {RECENT_HOURS} hours before the prediction time"
-# One entry per column of FEATURE_COLUMNS (checked below). Bounds of the weather columns and of
-# distance are the source contracts' (flightops.contracts): values outside them never reach the
-# warehouse, so the model has not seen them either.
+# One entry per column of FEATURE_COLUMNS (checked below). Bounds of the weather columns, of distance,
+# delays, plane age and seats are the source contracts' (flightops.contracts): values outside them never
+# reach the warehouse, so the model has not seen them either. Every numeric feature has both bounds.
 FEATURES: dict[str, Feature] = {
     "carrier": Feature("Two-letter carrier code, e.g. UA.", "UA"),
     "origin": Feature("Departure airport: EWR, JFK or LGA.", "EWR", allowed=ORIGIN_AIRPORTS),
@@ -140,14 +145,16 @@ FEATURES: dict[str, Feature] = {
     "pressure": _at_origin("pressure", 1015.9),
     "visib": _at_origin("visib", 10.0),
     "plane_age": Feature("Plane age in years: the flight's year minus the year the plane was built; null when "
-                         "the tail number is not in the planes reference.", 16.0, nullable=True, minimum=0),
+                         "the tail number is not in the planes reference.", 16.0, nullable=True, minimum=0,
+                         maximum=_OLDEST_PLANE_AGE),
     "plane_seats": Feature("Seats of the plane; null when the tail number is not in the planes reference.",
-                           179.0, nullable=True, minimum=1),
+                           179.0, nullable=True, minimum=1, maximum=PLANES.column("seats").max),
     "route_prior_delay_rate": _prior_delay_rate("route", 0.18),
     "carrier_prior_delay_rate": _prior_delay_rate("carrier", 0.19),
     # Congestion and delays building up at the origin: the strongest signal of the day (issue 9's
     # measurements in README "Prediction time and features").
-    "origin_recent_departures": Feature(f"Departures from the origin airport {_RECENT}.", 52, minimum=0),
+    "origin_recent_departures": Feature(f"Departures from the origin airport {_RECENT}.", 52, minimum=0,
+                                        maximum=_MOST_DEPARTURES_A_DAY),
     "origin_recent_mean_dep_delay": Feature(
         f"Mean departure delay in minutes of the origin's departures {_RECENT}; null when none left.", 8.5,
         nullable=True, minimum=_DEP_DELAY.min, maximum=_DEP_DELAY.max),
@@ -156,14 +163,15 @@ FEATURES: dict[str, Feature] = {
         0.12, nullable=True, minimum=0, maximum=1),
     "origin_backlog": Feature(
         "Flights of the prediction time's day scheduled to leave the origin before the prediction time that had "
-        "not left by then (cancelled ones included): a queue at the airport.", 3, minimum=0),
+        "not left by then (cancelled ones included): a queue at the airport.", 3, minimum=0,
+        maximum=_MOST_DEPARTURES_A_DAY),
     "origin_flights_in_hour": Feature(
         "Flights scheduled to leave the origin in the flight's scheduled departure hour (the schedule is known "
-        "in advance), the flight itself included.", 24, minimum=1),
+        "in advance), the flight itself included.", 24, minimum=1, maximum=_MOST_DEPARTURES_A_DAY),
     # The carrier's operation at this airport today: crews and gates are shared within a carrier.
     "carrier_origin_departures_today": Feature(
         "The carrier's departures from the origin since the start of the prediction time's day, before it.", 10,
-        minimum=0),
+        minimum=0, maximum=_MOST_DEPARTURES_A_DAY),
     "carrier_origin_delayed_share_today": Feature(
         "Share of those departures that left more than 15 minutes late; null when none left.", 0.1,
         nullable=True, minimum=0, maximum=1),
@@ -183,7 +191,8 @@ FEATURES: dict[str, Feature] = {
 
 
 def _check_features() -> None:
-    """FEATURES describes exactly FEATURE_COLUMNS, and the whole-number features are never null."""
+    """FEATURES describes exactly FEATURE_COLUMNS, the whole-number features are never null, and every numeric
+    feature is bounded on both sides (the service refuses what lies outside)."""
     if list(FEATURES) != list(FEATURE_COLUMNS):
         raise RuntimeError(
             "flightops.modeling.schema.FEATURES must have one entry per FEATURE_COLUMNS column, in that "
@@ -193,6 +202,9 @@ def _check_features() -> None:
     nullable_integers = [column for column in INTEGER_FEATURES if FEATURES[column].nullable]
     if nullable_integers:
         raise RuntimeError(f"INTEGER_FEATURES must never be null, but FEATURES marks {nullable_integers} nullable.")
+    unbounded = [column for column in NUMERIC_FEATURES if None in (FEATURES[column].minimum, FEATURES[column].maximum)]
+    if unbounded:
+        raise RuntimeError(f"Every numeric feature needs a minimum and a maximum in FEATURES; {unbounded} lack one.")
 
 
 _check_features()

@@ -8,26 +8,32 @@ metrics; `GET /docs` describes all of them on a page that needs no network (flig
 Every `/predict` request, refused ones included, is timed, counted and written to the prediction
 log by one route class, so the log and the metrics cannot disagree about what was asked. An answer
 for a carrier, airport or route the model never saw in training carries a warning naming it.
+A body over MAX_REQUEST_BYTES is refused (413) before it is read, and what a refusal repeats of the
+request (the 422 answer, the log) is cut short (`echo`): no client can make the service echo or
+store megabytes, or crash the JSON renderer with NaN.
 """
 
 from __future__ import annotations
 
 import json
 import logging
+import math
 import time
 import uuid
-from collections.abc import Callable, Coroutine
+from collections.abc import Callable, Coroutine, Sequence
 from dataclasses import dataclass
 from datetime import datetime, timezone
 from typing import Any
 
 import uvicorn
 from fastapi import APIRouter, FastAPI, HTTPException, Request, Response
-from fastapi.responses import HTMLResponse
+from fastapi.responses import HTMLResponse, JSONResponse
 from fastapi.encoders import jsonable_encoder
 from fastapi.exceptions import RequestValidationError
 from fastapi.routing import APIRoute
 from starlette.concurrency import run_in_threadpool
+from starlette.datastructures import Headers
+from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from flightops.modeling.evaluate import DECISION_THRESHOLD
 from flightops.serving.champion import ChampionTracker, ChampionUnavailable, ServedModel
@@ -35,15 +41,30 @@ from flightops.serving.docs import render_docs
 from flightops.serving.metrics import ServingMetrics
 from flightops.serving.prediction_log import LoggedRequest, PredictionLog, prediction_log_path
 from flightops.online_features import OnlineFeatures
-from flightops.serving.schema import FlightLookup, PredictionRequest, PredictionResponse, features_frame
+from flightops.serving.schema import (
+    MAX_TEXT_LENGTH,
+    FlightLookup,
+    PredictionRequest,
+    PredictionResponse,
+    features_frame,
+)
 from flightops.settings import Settings, load_environment
 
 log = logging.getLogger(__name__)
 
+# One flight's body is about 1.2 KB: 16 KiB takes any valid one (pretty-printed, long ids) and
+# refuses bulk before it is read.
+MAX_REQUEST_BYTES = 16 * 1024
+# More errors than a request has fields (33) come from junk: they are counted, not listed.
+MAX_ERRORS_SHOWN = 50
+
 DESCRIPTION = (
     "Probability that a flight arrives more than 15 minutes late, from the MLflow registry's champion model. "
     "Every answer names the model version; `warnings` lists what makes it less reliable (a carrier, airport or "
-    "route that version never saw in training). Every /predict request is logged and counted in `/metrics`."
+    "route that version never saw in training). Every /predict request is logged and counted in `/metrics`. "
+    f"Numbers must be finite (no NaN or Infinity) and within the field's bounds, text at most {MAX_TEXT_LENGTH} "
+    f"characters, the body at most {MAX_REQUEST_BYTES} bytes; a refusal (422) names each wrong field and "
+    "what it takes."
 )
 
 # The settings (flightops.settings.Settings, defaults in .env) the options come from.
@@ -94,6 +115,89 @@ def _service(request: Request) -> PredictionService:
     return request.app.state.service
 
 
+def echo(value: Any) -> Any:
+    """A client's value as the service repeats it (422 answers, the request log): strict JSON, and short.
+
+    Text (or a number's digits) beyond MAX_TEXT_LENGTH characters is cut, its length noted; NaN and
+    infinities, which Python's JSON parser accepts and strict JSON has not, become their names.
+    """
+    if isinstance(value, str):
+        return value if len(value) <= MAX_TEXT_LENGTH else f"{value[:MAX_TEXT_LENGTH]}... ({len(value)} characters)"
+    if isinstance(value, float) and not math.isfinite(value):
+        return str(value)
+    if isinstance(value, int) and len(str(value)) > MAX_TEXT_LENGTH:
+        return echo(str(value))
+    if isinstance(value, dict):
+        return {echo(str(key)): echo(item) for key, item in value.items()}
+    if isinstance(value, (list, tuple)):
+        return [echo(item) for item in value]
+    return value
+
+
+def _shown_error(error: dict[str, Any]) -> dict[str, Any]:
+    """One validation error with its input echoed; a container input (the whole body, for a missing field) is left out."""
+    shown = {"type": error["type"], "loc": echo(list(error["loc"])), "msg": error["msg"]}
+    if not isinstance(error.get("input"), (dict, list)):
+        shown["input"] = echo(error.get("input"))
+    if "ctx" in error:
+        shown["ctx"] = {key: echo(value if isinstance(value, (str, int, float)) else str(value))
+                        for key, value in error["ctx"].items()}
+    return shown
+
+
+def shown_errors(errors: Sequence[dict[str, Any]]) -> list[dict[str, Any]]:
+    """The validation errors as answered and logged: the first MAX_ERRORS_SHOWN, then how many more."""
+    shown = [_shown_error(error) for error in errors[:MAX_ERRORS_SHOWN]]
+    if len(errors) > MAX_ERRORS_SHOWN:
+        shown.append({"type": "too_many_errors", "loc": ["body"],
+                      "msg": f"{len(errors) - MAX_ERRORS_SHOWN} more errors not shown; fix these and send again"})
+    return shown
+
+
+async def _refuse_invalid(request: Request, exc: RequestValidationError) -> JSONResponse:
+    """FastAPI's 422 answer with what it echoes cut short: its own renderer fails (500) on a NaN input."""
+    return JSONResponse(status_code=422, content={"detail": shown_errors(exc.errors())})
+
+
+class RequestSizeLimit:
+    """Refuses (413) a request body larger than `max_bytes` before it is parsed.
+
+    A declared Content-Length over the limit is refused before a byte is read, a body without
+    one (chunked) once the bytes read pass it. The refusal is raised where the route reads the
+    body, so RecordedRoute logs and counts it like any other; uvicorn discards the rest.
+    """
+
+    def __init__(self, app: ASGIApp, max_bytes: int) -> None:
+        self.app = app
+        self.max_bytes = max_bytes
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if scope["type"] != "http":
+            await self.app(scope, receive, send)
+            return
+        declared = Headers(scope=scope).get("content-length", "")
+        received = 0
+
+        async def limited_receive() -> Message:
+            nonlocal received
+            if declared.isdigit() and int(declared) > self.max_bytes:
+                raise self._too_large(f"{declared} bytes", scope)
+            message = await receive()
+            received += len(message.get("body", b""))
+            if received > self.max_bytes:
+                raise self._too_large(f"more than {self.max_bytes} bytes", scope)
+            return message
+
+        await self.app(scope, limited_receive, send)
+
+    def _too_large(self, size: str, scope: Scope) -> HTTPException:
+        return HTTPException(
+            status_code=413,
+            detail=f"Request body of {size} refused by {scope['method']} {scope['path']}: it accepts at most "
+            f"{self.max_bytes} bytes. Send one flight's fields per request (about 1.2 KB).",
+        )
+
+
 class RecordedRoute(APIRoute):
     """Times, counts and logs each request, including those refused before the endpoint runs.
 
@@ -115,7 +219,7 @@ class RecordedRoute(APIRoute):
                 return response
             except RequestValidationError as exc:
                 status_code, refused_body = 422, exc.body
-                error = json.dumps(jsonable_encoder(exc.errors()))
+                error = json.dumps(shown_errors(exc.errors()))
                 raise
             except HTTPException as exc:
                 status_code, error = exc.status_code, str(exc.detail)
@@ -152,7 +256,7 @@ def _record(
         LoggedRequest(
             request_id=uuid.uuid4().hex,
             received_at=received_at,
-            flight_id=None if flight_id is None else str(flight_id),
+            flight_id=None if flight_id is None else echo(str(flight_id)),
             model_name=served.name if served else None,
             model_version=served.version if served else None,
             probability=prediction.probability if prediction else None,
@@ -161,7 +265,7 @@ def _record(
             latency_ms=latency_seconds * 1000,
             status_code=status_code,
             error=error,
-            features_json=json.dumps(features if features is not None else jsonable_encoder(refused_body)),
+            features_json=json.dumps(features if features is not None else echo(jsonable_encoder(refused_body))),
             unseen_categories=None if prediction is None else json.dumps(unseen or {}),
         )
     )
@@ -174,11 +278,14 @@ def _record(
 prediction_router = APIRouter(route_class=RecordedRoute)
 
 # Answers of both predict routes besides 200 and 422 (which FastAPI documents itself).
-_NO_MODEL = {503: {"description": "No champion model can be served (none registered yet, or it failed to load); "
-                                  "`detail` says which and what to do."}}
+_REFUSED = {
+    413: {"description": f"The body is larger than {MAX_REQUEST_BYTES} bytes; refused before it is read."},
+    503: {"description": "No champion model can be served (none registered yet, or it failed to load); "
+                         "`detail` says which and what to do."},
+}
 
 
-@prediction_router.post("/predict", response_model=PredictionResponse, responses=_NO_MODEL)
+@prediction_router.post("/predict", response_model=PredictionResponse, responses=_REFUSED)
 def predict(flight: PredictionRequest, request: Request) -> PredictionResponse:
     """Probability that this flight arrives more than 15 minutes late (the label `is_delayed`:
     arr_delay > 15), and the decision at the threshold. The body is the model's inputs
@@ -213,7 +320,7 @@ def _score(request: Request, features: dict[str, object], flight_id: str | int |
 @prediction_router.post(
     "/predict/flight", response_model=PredictionResponse,
     responses={404: {"description": "The flight is not in the online feature store; `detail` says how to add it."},
-               **_NO_MODEL},
+               **_REFUSED},
 )
 def predict_flight(lookup: FlightLookup, request: Request) -> PredictionResponse:
     """The same answer for a flight the platform has computed features for, by its id: the model
@@ -255,6 +362,8 @@ def create_app(settings: Settings, options: ServingOptions | None = None) -> Fas
                   docs_url=None, redoc_url=None)
     app.state.service = service
     app.include_router(prediction_router)
+    app.add_exception_handler(RequestValidationError, _refuse_invalid)
+    app.add_middleware(RequestSizeLimit, max_bytes=MAX_REQUEST_BYTES)
 
     @app.get("/docs", response_class=HTMLResponse, include_in_schema=False)
     def docs(request: Request) -> HTMLResponse:

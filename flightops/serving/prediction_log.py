@@ -30,7 +30,7 @@ CREATE TABLE IF NOT EXISTS {REQUEST_LOG_TABLE} (
     latency_ms    REAL NOT NULL,
     status_code   INTEGER NOT NULL,
     error         TEXT,              -- why the request was refused or failed
-    features_json TEXT,              -- validated features; the raw body when refused
+    features_json TEXT,              -- validated features; the raw body when refused, long text cut (serving.app.echo)
     unseen_categories TEXT           -- JSON object feature -> value the model never saw in training (empty: none)
 );
 CREATE INDEX IF NOT EXISTS {REQUEST_LOG_TABLE}_received_at ON {REQUEST_LOG_TABLE} (received_at);

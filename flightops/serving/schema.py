@@ -6,18 +6,20 @@ model's inputs, under the names of the warehouse table `features.flight_features
 dropping a feature there changes the request with it. Columns the table has but the model does
 not use (prediction_at, month, route_prior_flights, ...) are refused like any unknown field.
 Ranges are checked here, before the model sees anything, so a bad value is refused with a 422
-that names the field instead of being turned into a silent prediction. Nullable features
+that names the field instead of being turned into a silent prediction: numbers must be finite
+(Python's JSON parser takes NaN and Infinity) and within both bounds of the schema, strings at
+most MAX_TEXT_LENGTH characters. Nullable features
 (weather, plane, prior delay rates) may be sent as `null` or left out; every other feature
 must be sent.
 """
 
 from __future__ import annotations
 
-from typing import Any, Literal
+from typing import Annotated, Any, Literal
 
 import numpy as np
 import pandas as pd
-from pydantic import BaseModel, ConfigDict, Field, create_model
+from pydantic import AfterValidator, BaseModel, ConfigDict, Field, create_model
 
 from flightops.modeling.schema import (
     CATEGORICAL_FEATURES,
@@ -30,6 +32,10 @@ from flightops.modeling.schema import (
 
 Decision = Literal["delayed", "on_time"]
 
+# The longest text a request may carry (a category, a flight id). The real ones are far shorter:
+# carrier 2, dest 3, route 7, flight_id about 20 characters.
+MAX_TEXT_LENGTH = 64
+
 
 def _field(column: str, feature: Feature) -> tuple[Any, Any]:
     """(annotation, FieldInfo) of one feature: its type, bounds and description from the schema."""
@@ -38,7 +44,7 @@ def _field(column: str, feature: Feature) -> tuple[Any, Any]:
     if feature.allowed:
         annotation = Literal[feature.allowed]
     elif annotation is str:
-        constraints["min_length"] = 1
+        constraints.update(min_length=1, max_length=MAX_TEXT_LENGTH)
     if feature.nullable:
         annotation = annotation | None
     default = None if feature.nullable else ...
@@ -47,7 +53,7 @@ def _field(column: str, feature: Feature) -> tuple[Any, Any]:
 
 
 class _Features(BaseModel):
-    model_config = ConfigDict(extra="forbid")
+    model_config = ConfigDict(extra="forbid", allow_inf_nan=False)
 
 
 FlightFeatures: type[BaseModel] = create_model(
@@ -65,12 +71,21 @@ EXAMPLE_REQUEST: dict[str, object] = {
 }
 
 
+def _short_id(flight_id: str | int | None) -> str | int | None:
+    """A flight id is echoed and logged: at most MAX_TEXT_LENGTH characters (or digits)."""
+    if flight_id is not None and len(str(flight_id)) > MAX_TEXT_LENGTH:
+        raise ValueError(f"flight_id has {len(str(flight_id))} characters; send at most {MAX_TEXT_LENGTH}")
+    return flight_id
+
+
 class PredictionRequest(FlightFeatures):  # type: ignore[misc, valid-type]
     """A flight to score: its model inputs, and a `flight_id` that is only echoed back and logged."""
 
     model_config = ConfigDict(extra="forbid", json_schema_extra={"examples": [EXAMPLE_REQUEST]})
 
-    flight_id: str | int | None = Field(None, description="Any id of the flight; echoed in the answer and logged.")
+    flight_id: Annotated[str | int | None, AfterValidator(_short_id)] = Field(
+        None, description=f"Any id of the flight, at most {MAX_TEXT_LENGTH} characters; echoed in the answer and logged."
+    )
 
     def features(self) -> dict[str, object]:
         """The model inputs, omitted nullable ones as None."""
@@ -98,7 +113,7 @@ class FlightLookup(BaseModel):
 
     model_config = ConfigDict(extra="forbid", json_schema_extra={"examples": [{"flight_id": EXAMPLE_FLIGHT_ID}]})
 
-    flight_id: str = Field(min_length=1, max_length=64,
+    flight_id: str = Field(min_length=1, max_length=MAX_TEXT_LENGTH,
                            description="flight_id of features.flight_features: date_carrier+number_origin.")
 
 

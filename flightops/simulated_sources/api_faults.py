@@ -1,9 +1,11 @@
 """Armed faults of the weather API, kept in `api_faults.json` in the state directory.
 
-`{"fail_next": N, "status": 500, "delay_next": M, "delay_seconds": S}`: the next N
-data requests answer `status`, the next M wait S seconds first. The file is read
-and its counters decremented under an exclusive file lock, so concurrent request
-threads (or several server processes) never consume one fault twice.
+`{"fail_next": N, "status": 500, "delay_next": M, "delay_seconds": S, "malformed_next": K,
+"malformed": "html"}`: the next N data requests answer `status`, the next M wait S seconds
+first, the next K answer 200 with a malformed page (one of MALFORMED: what a proxy, another
+service or a broken API version sends). The file is read and its counters decremented under an
+exclusive file lock, so concurrent request threads (or several server processes) never consume
+one fault twice.
 """
 
 from __future__ import annotations
@@ -12,13 +14,15 @@ import fcntl
 import json
 from collections.abc import Iterator
 from contextlib import contextmanager
-from dataclasses import asdict, dataclass
+from dataclasses import asdict, dataclass, replace
 from pathlib import Path
 
 from flightops.simulated_sources.files import write_atomically
 
 FAULTS_FILE = "api_faults.json"
 LOCK_FILE = "api_faults.lock"
+# Malformed 200 answers: an HTML page, `data: null`, the page under another key, a cursor that does not move.
+MALFORMED = ("html", "data-null", "wrong-shape", "repeat-cursor")
 
 
 @dataclass(frozen=True)
@@ -27,14 +31,21 @@ class ApiFaults:
     status: int = 500
     delay_next: int = 0
     delay_seconds: float = 0.0
+    malformed_next: int = 0
+    malformed: str = MALFORMED[0]
+
+    def __post_init__(self):
+        if self.malformed not in MALFORMED:
+            raise ValueError(f"malformed {self.malformed!r} is not one of {', '.join(MALFORMED)}")
 
 
 @dataclass(frozen=True)
 class RequestFault:
-    """What one request must suffer: an error status (or None) after a delay (or 0)."""
+    """What one request must suffer: an error status (or None) after a delay (or 0), or a malformed page (or None)."""
 
     status: int | None
     delay_seconds: float
+    malformed: str | None = None
 
 
 @contextmanager
@@ -56,7 +67,7 @@ def _read(path: Path) -> ApiFaults:
     except (ValueError, TypeError) as exc:
         raise RuntimeError(
             f"The API fault file {path} is invalid ({exc}); delete it or write "
-            '{"fail_next": N, "status": 500, "delay_next": M, "delay_seconds": S}.'
+            '{"fail_next": N, "status": 500, "delay_next": M, "delay_seconds": S, "malformed_next": K, "malformed": "html"}.'
         ) from exc
 
 
@@ -86,14 +97,19 @@ def take(state_dir: Path) -> RequestFault:
         faults = _read(path)
         fail = faults.fail_next > 0
         delay = faults.delay_next > 0
-        if fail or delay:
+        malformed = faults.malformed_next > 0
+        if fail or delay or malformed:
             _write(
                 path,
-                ApiFaults(
+                replace(
+                    faults,
                     fail_next=faults.fail_next - fail,
-                    status=faults.status,
                     delay_next=faults.delay_next - delay,
-                    delay_seconds=faults.delay_seconds,
+                    malformed_next=faults.malformed_next - malformed,
                 ),
             )
-    return RequestFault(status=faults.status if fail else None, delay_seconds=faults.delay_seconds if delay else 0.0)
+    return RequestFault(
+        status=faults.status if fail else None,
+        delay_seconds=faults.delay_seconds if delay else 0.0,
+        malformed=faults.malformed if malformed else None,
+    )

@@ -11,8 +11,8 @@ Endpoints:
   `ensure_source_id`), so a platform can tell its own API from another checkout's on the same port.
 Bad parameters answer 400 with `{"error": ...}` naming the parameter.
 
-Faults armed in `api_faults.json` (see `api_faults`) apply to the data endpoint
-only: a readiness probe on /health must not consume a fault meant for the pipeline.
+Faults armed in `api_faults.json` (see `api_faults`: error statuses, delays, malformed 200 pages)
+apply to the data endpoint only: a readiness probe on /health must not consume a fault meant for the pipeline.
 Stdlib only (ThreadingHTTPServer); the store is opened per request, never held.
 """
 
@@ -20,11 +20,13 @@ from __future__ import annotations
 
 import base64
 import binascii
+import errno
 import json
 import logging
 import os
 import re
 import signal
+import socket
 import threading
 import time
 import uuid
@@ -46,6 +48,8 @@ MAX_LIMIT = 5000
 _PARAMETERS = ("start_date", "end_date", "limit", "cursor", "since")
 _ISO_DATE = re.compile(r"^\d{4}-\d{2}-\d{2}$")
 _CURSOR_PREFIX = "after:"
+# SQLite's largest integer: a cursor beyond it cannot be a row id (and would overflow the query).
+MAX_ROW_ID = 2**63 - 1
 # The identity of the source systems in a state directory (one random id, written once).
 SOURCE_ID_FILE = "source_id"
 
@@ -99,16 +103,25 @@ def encode_cursor(row_id: int) -> str:
     return base64.urlsafe_b64encode(f"{_CURSOR_PREFIX}{row_id}".encode()).decode()
 
 
-def _decode_cursor(cursor: str) -> int:
+def cursor_position(cursor: str) -> int:
+    """The row id a cursor resumes after; BadParameter for anything this API cannot have issued.
+
+    Public for the client, which requires each next_cursor to move forward (a looping API repeats one).
+    """
     problem = f"cursor {cursor!r} is not a cursor this API issued; pass next_cursor from a previous page."
     try:
         text = base64.urlsafe_b64decode(cursor.encode()).decode()
     except (binascii.Error, UnicodeDecodeError, ValueError) as exc:
         raise BadParameter(problem) from exc
     position = text.removeprefix(_CURSOR_PREFIX)
-    if position == text or not position.isdigit():
+    if position == text or not _is_whole_number(position) or int(position) > MAX_ROW_ID:
         raise BadParameter(problem)
     return int(position)
+
+
+def _is_whole_number(text: str) -> bool:
+    """Only 0-9: str.isdigit() also accepts digits int() refuses, such as '²'."""
+    return text.isascii() and text.isdigit()
 
 
 def _parse_date(name: str, value: str) -> date:
@@ -132,7 +145,10 @@ def _parse_since(value: str) -> str:
         raise BadParameter(f"since {value!r} is not an ISO timestamp (e.g. 2013-01-02T06:00:00Z).") from exc
     if moment.tzinfo is None:
         moment = moment.replace(tzinfo=timezone.utc)
-    return moment.astimezone(timezone.utc).strftime(UTC_TIMESTAMP_FORMAT)
+    try:
+        return moment.astimezone(timezone.utc).strftime(UTC_TIMESTAMP_FORMAT)
+    except OverflowError as exc:
+        raise BadParameter(f"since {value!r} is out of range in UTC ({exc}).") from exc
 
 
 def parse_observation_query(query_string: str) -> ObservationQuery:
@@ -152,13 +168,13 @@ def parse_observation_query(query_string: str) -> ObservationQuery:
     if end < start:
         raise BadParameter(f"end_date {end.isoformat()} is before start_date {start.isoformat()}.")
     limit_text = single.get("limit", str(DEFAULT_LIMIT))
-    if not limit_text.isdigit() or not 1 <= int(limit_text) <= MAX_LIMIT:
+    if not _is_whole_number(limit_text) or not 1 <= int(limit_text) <= MAX_LIMIT:
         raise BadParameter(f"limit {limit_text!r} must be a whole number from 1 to {MAX_LIMIT}.")
     return ObservationQuery(
         start=start,
         end=end,
         limit=int(limit_text),
-        after_row_id=_decode_cursor(single["cursor"]) if "cursor" in single else 0,
+        after_row_id=cursor_position(single["cursor"]) if "cursor" in single else 0,
         updated_after=_parse_since(single["since"]) if "since" in single else None,
     )
 
@@ -188,6 +204,8 @@ class _Handler(BaseHTTPRequestHandler):
     def do_GET(self) -> None:  # noqa: N802 (http.server's naming)
         try:
             self._route()
+        except (BrokenPipeError, ConnectionResetError):  # the client gave up (its time-out): nobody to answer
+            log.debug("weather API client of %s hung up before the answer", self.path)
         except Exception as exc:  # answer the client, then keep serving other requests
             log.exception("weather API request %s failed", self.path)
             self._send(HTTPStatus.INTERNAL_SERVER_ERROR, {"error": f"the API failed on {self.path}: {exc}"})
@@ -222,12 +240,26 @@ class _Handler(BaseHTTPRequestHandler):
             updated_after=query.updated_after,
         )
         next_cursor = encode_cursor(page.last_row_id) if page.has_more else None
+        if fault.malformed:
+            self._send_malformed(fault.malformed, page.observations, query.after_row_id)
+            return
         self._send(HTTPStatus.OK, {"data": page.observations, "next_cursor": next_cursor})
 
-    def _send(self, status: int, body: dict) -> None:
-        payload = json.dumps(body).encode()
+    def _send_malformed(self, kind: str, observations: list[dict], after_row_id: int) -> None:
+        """An armed malformed 200 (api_faults.MALFORMED): what a proxy, another service or a broken version sends."""
+        if kind == "html":
+            self._send(HTTPStatus.OK, "<html><body><h1>Service unavailable</h1></body></html>", "text/html")
+        elif kind == "data-null":
+            self._send(HTTPStatus.OK, {"data": None, "next_cursor": None})
+        elif kind == "wrong-shape":
+            self._send(HTTPStatus.OK, {"results": observations, "next": None})
+        else:  # repeat-cursor: resume where this request did, so the client would ask for this page forever
+            self._send(HTTPStatus.OK, {"data": observations, "next_cursor": encode_cursor(after_row_id)})
+
+    def _send(self, status: int, body: dict | str, content_type: str = "application/json") -> None:
+        payload = (json.dumps(body) if isinstance(body, dict) else body).encode()
         self.send_response(status)
-        self.send_header("Content-Type", "application/json")
+        self.send_header("Content-Type", content_type)
         self.send_header("Content-Length", str(len(payload)))
         self.end_headers()
         self.wfile.write(payload)
@@ -236,11 +268,36 @@ class _Handler(BaseHTTPRequestHandler):
         log.debug("%s - %s", self.address_string(), format % args)
 
 
+class CannotServe(RuntimeError):
+    """The API cannot listen at the address asked for; the one-line message says why and what to do."""
+
+
+def _listen(state_dir: Path, host: str, port: int) -> _Server:
+    """The server bound to host:port.
+
+    A port in use stays an OSError (EADDRINUSE): the caller knows who may hold it. Any other failure,
+    chiefly an address that is not this machine's (FLIGHTOPS_WEATHER_API_URL naming another host),
+    is CannotServe.
+    """
+    try:
+        return _Server((host, port), state_dir)
+    except OSError as exc:
+        if exc.errno == errno.EADDRINUSE:
+            raise
+        not_ours = isinstance(exc, socket.gaierror) or exc.errno == errno.EADDRNOTAVAIL
+        reason = f"{host} is no address of this machine" if not_ours else "it cannot listen there"
+        raise CannotServe(
+            f"Cannot serve the weather API at http://{host}:{port}: {reason} ({exc}). Set FLIGHTOPS_WEATHER_API_URL "
+            "to an address of this machine (e.g. http://127.0.0.1:8765), or start the API on that host "
+            "(`flightops sources api`) and point the URL at it, then re-run."
+        ) from None
+
+
 class WeatherApiServer:
     """The API serving in a daemon thread; a context manager that stops it on exit."""
 
     def __init__(self, state_dir: Path, host: str, port: int):
-        self._server = _Server((host, port), state_dir)
+        self._server = _listen(state_dir, host, port)
         self._thread = threading.Thread(target=self._server.serve_forever, name="weather-api", daemon=True)
 
     @property
@@ -266,7 +323,10 @@ class WeatherApiServer:
 
 
 def start_weather_api(state_dir: Path, host: str = "127.0.0.1", port: int = 0) -> WeatherApiServer:
-    """Serve the API from `state_dir` in a background thread (port 0 picks a free port)."""
+    """Serve the API from `state_dir` in a background thread (port 0 picks a free port).
+
+    OSError when the port is in use, CannotServe when it cannot listen there for another reason.
+    """
     return WeatherApiServer(state_dir, host, port).start()
 
 
@@ -280,8 +340,14 @@ def serve_forever(state_dir: Path, host: str, port: int, announce: Callable[[str
     def stop_on_sigterm(signum, frame):
         raise KeyboardInterrupt
 
+    try:
+        server = _listen(state_dir, host, port)
+    except OSError as exc:
+        raise CannotServe(
+            f"Cannot serve the weather API at http://{host}:{port} ({exc}): another API (`make run`, `make ui`, "
+            "`flightops sources api`) or another service holds the port. Stop it, or pick another port with --port."
+        ) from None
     signal.signal(signal.SIGTERM, stop_on_sigterm)
-    server = _Server((host, port), state_dir)
     announce(f"Weather API serving {state_dir} at http://{host}:{server.server_address[1]} (Ctrl-C to stop)")
     try:
         server.serve_forever()
