@@ -401,7 +401,10 @@ def weather(
             f"{int(y):04d}-{int(m):02d}-{int(d):02d}" if pd.notna(y) and pd.notna(m) and pd.notna(d) else None
             for y, m, d in zip(pd.to_numeric(frame["year"], errors="coerce"), pd.to_numeric(frame["month"], errors="coerce"), pd.to_numeric(frame["day"], errors="coerce"))
         ]
-        frame["_partition_date"] = frame["obs_date"].fillna(first.isoformat())
+        # An observation of a day outside the request (or of no day) is kept in the run's first day,
+        # where validation quarantines it as outside its partition: never written into another day.
+        requested = {d.isoformat() for d in days(first, last)}
+        frame["_partition_date"] = frame["obs_date"].where(frame["obs_date"].isin(requested), first.isoformat())
     else:
         frame = pd.DataFrame(columns=[*WEATHER.column_names, "_partition_date"])
     frame["_row"] = range(len(frame))

@@ -239,6 +239,26 @@ def test_a_malformed_page_fails_the_raw_partition_and_a_rerun_recovers(platform:
     assert_no_valid_row_lost(platform, before, "weather")
 
 
+def test_an_observation_of_another_day_is_quarantined_in_the_requested_day(platform: Platform):
+    day1, day2 = "2013-01-01", "2013-01-02"
+    raw_and_clean = [dg.AssetKey(["raw", "weather"]), dg.AssetKey(["clean", "weather"])]
+    platform.replay(day2)
+    assert platform.run(day1, day1, raw_and_clean).success
+    before = clean_versions(platform, "weather")
+    # The API files the row under day 2 (it filters on obs_date) but the row says 2013-01-05.
+    with weather_store.open_store(platform.settings.source_state_dir) as store, store:
+        [row] = weather_store.day_rows(store, date.fromisoformat(day2), "temp", differing_from=None, limit=1)
+        weather_store.insert_row(store, {**row, "day": 5, "hour": 23})
+    result = platform.run(day2, day2, raw_and_clean)
+    assert result.success, failure_messages(result)
+    assert platform.query("SELECT count(*) FROM raw.weather WHERE _partition_date <> ?", [day2]) == \
+        platform.query("SELECT count(*) FROM raw.weather WHERE _partition_date = ?", [day1])
+    [(reasons,)] = platform.query("SELECT reasons FROM quarantine.weather WHERE _partition_date = ?", [day2])
+    assert reasons == ["obs_date: 2013-01-05 is outside the loaded partition 2013-01-02"]
+    assert_ledger_balanced(platform, "weather")
+    assert_no_valid_row_lost(platform, before, "weather")
+
+
 @contextlib.contextmanager
 def port_holder(greeting: bytes | None) -> Iterator[int]:
     """A TCP listener that is no HTTP server: sends `greeting` and hangs up, or (None) says nothing."""
