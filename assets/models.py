@@ -2,9 +2,11 @@
 tracked and versioned in MLflow, promoted behind a guardrail, and batch scoring.
 
 The training asset registers every model as a new version with alias `challenger`;
-the champion asset promotes it only if it beats the current `champion` on the same recent
-labelled days (flightops.modeling.promotion); predictions are scored by whichever version
-is champion when the partition runs, and each row names that version.
+the champion asset promotes the version its own run trained (read from the run's event log, so
+a run started beside it cannot swap the candidate; the alias only when the run trained nothing)
+and only if it beats the current `champion` on the same recent labelled days
+(flightops.modeling.promotion); predictions are scored by whichever version is champion when the
+partition runs, and each row names that version.
 """
 
 import base64
@@ -149,6 +151,17 @@ def flight_delay_model(context: dg.AssetExecutionContext, config: TrainingRunCon
     )
 
 
+def version_trained_in_run(instance: dg.DagsterInstance, run_id: str) -> str | None:
+    """The model version the run's training step registered (its materialization's metadata), or None.
+
+    Not the `challenger` alias: that names the newest version of any run, and with two runs at once
+    it may already point at the other run's model when this run's promotion step starts.
+    """
+    records = instance.get_records_for_run(run_id, of_type=dg.DagsterEventType.ASSET_MATERIALIZATION).records
+    trained = [r.asset_materialization for r in records if r.asset_key == MODEL]
+    return trained[-1].metadata["model_version"].value if trained else None
+
+
 @dg.asset(
     key=CHAMPION,
     deps=[MODEL],
@@ -161,10 +174,18 @@ def flight_delay_model(context: dg.AssetExecutionContext, config: TrainingRunCon
 def champion(context: dg.AssetExecutionContext, config: PromotionConfig, warehouse: WarehouseResource,
              mlflow_store: MlflowResource) -> dg.MaterializeResult:
     client = tracking.mlflow_client(mlflow_store)
-    challenger = promotion.alias_version(client, promotion.CHALLENGER_ALIAS)
-    if challenger is None:
-        raise dg.Failure(f"No model version has the alias challenger in {mlflow_store.mlflow_tracking_uri}; "
-                         "materialize models/flight_delay_model first.")
+    challenger = version_trained_in_run(context.instance, context.run_id)
+    if challenger is not None:
+        judged = f"v{challenger}, trained in this run (its {MODEL.to_user_string()} materialization)"
+    else:
+        challenger = promotion.alias_version(client, promotion.CHALLENGER_ALIAS)
+        if challenger is None:
+            raise dg.Failure(f"This run trained no model and no version has the alias challenger in "
+                             f"{mlflow_store.mlflow_tracking_uri}; materialize {MODEL.to_user_string()} first "
+                             "(or with models/champion in one run).")
+        judged = (f"v{challenger}, the {promotion.CHALLENGER_ALIAS!r} alias: this run trained no model "
+                  f"({MODEL.to_user_string()} was not materialized in it)")
+    context.log.info(f"Judging {judged}.")
     with warehouse.connect(read_only=True) as con:
         window = config.recent_window(read_labelled_features(con))
     decision = promotion.decide_promotion(challenger, window, mlflow_store, config.policy())
@@ -175,6 +196,7 @@ def champion(context: dg.AssetExecutionContext, config: PromotionConfig, warehou
             "champion_version": now_champion or "none",
             "champion_model_version": _version_link(mlflow_store.mlflow_ui_url, now_champion),
             "challenger_version": challenger,
+            "challenger_judged": judged,
             "challenger_model_version": _version_link(mlflow_store.mlflow_ui_url, challenger),
             "promoted": decision.promoted,
             "reasons": "; ".join(decision.reasons),

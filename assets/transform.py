@@ -8,7 +8,8 @@ check. Models tagged `daily` are partitioned like the sources and rebuilt for th
 run's date window (`--vars start_date/end_date`); the rest are rebuilt whole. Models
 tagged `monitoring` read the monitoring tables (sources `monitoring.*`, mapped to the
 Layer 8 assets that write them) and sit in the `monitoring` group. All run in the
-`duckdb_warehouse` pool, so dbt never races another writer for the file. dbt opens the
+`duckdb_warehouse` pool, so dbt never races another writer for the file, and wait as the Python
+steps do while a process outside Dagster holds it (`build_when_unlocked`). dbt opens the
 `warehouse` resource's file: its absolute path is the dbt var `flightops_warehouse`, which
 dbt_project/profiles.yml prefers to FLIGHTOPS_WAREHOUSE (the process environment is not touched).
 
@@ -24,13 +25,13 @@ from typing import Any
 
 import dagster as dg
 import duckdb
-from dagster_dbt import DagsterDbtTranslator, DbtCliResource, DbtProject, dbt_assets
+from dagster_dbt import DagsterDbtTranslator, DbtCliInvocation, DbtCliResource, DbtProject, dbt_assets
 
 from assets import groups
 from flightops.partitions import DAILY, SINGLE_RUN, day_range
 from flightops.resources import WarehouseResource
 from flightops.settings import DBT_PROJECT_DIR
-from flightops.warehouse_connections import DUCKDB_POOL
+from flightops.warehouse_connections import DUCKDB_POOL, LockWait, WarehouseLockTimeout, lock_conflict
 
 DAILY_SELECTOR = "tag:daily"
 MONITORING_TAG = "monitoring"
@@ -91,14 +92,45 @@ def build(context: dg.AssetExecutionContext, dbt: DbtCliResource, warehouse: War
     varying(256)` for VARCHAR) and drop the yml's descriptions. A failed build still reports what
     it built before the step fails with dbt's error.
     """
-    invocation = dbt.cli(["build", *dbt_vars(warehouse, **run_vars)], context=context, raise_on_error=False)
-    events = list(invocation.stream())  # ends once the dbt process has exited
+    invocation, events = build_when_unlocked(context, dbt, warehouse, ["build", *dbt_vars(warehouse, **run_vars)])
     with warehouse.connect(read_only=True) as con:
         events = [with_table_metadata(con, invocation.manifest, event) for event in events]
     yield from events
     error = invocation.get_error()
     if error is not None:
         raise error
+
+
+def build_when_unlocked(context: dg.AssetExecutionContext, dbt: DbtCliResource, warehouse: WarehouseResource,
+                        args: list[str]) -> tuple[DbtCliInvocation, list[Any]]:
+    """dbt's invocation and its events, started once no other process holds the warehouse file.
+
+    dbt opens the file itself and fails at once on a lock (exit code 2, the cause only in its
+    log), so the wait the `warehouse` resource gives Python steps happens here: before each try,
+    and again when dbt still met a lock (another process took the file in between), with one
+    backoff and the resource's deadline (FLIGHTOPS_DUCKDB_LOCK_TIMEOUT_SECONDS). Past it the step
+    fails naming the file, the holding process and what to do, not dbt's "exit code 2". A locked
+    try's events are dropped: it built nothing, the next try builds everything.
+    """
+    wait = LockWait(warehouse.file, warehouse.lock_timeout_seconds)
+    logged = None
+    while True:
+        conflict = wait.conflict()
+        if conflict is None:
+            invocation = dbt.cli(args, context=context, raise_on_error=False)
+            events = list(invocation.stream())  # ends once the dbt process has exited
+            error = invocation.get_error()
+            conflict = lock_conflict(str(error)) if error is not None else None
+            if conflict is None:
+                return invocation, events
+        if conflict != logged:
+            context.log.warning(f"dbt waits for the warehouse {warehouse.file} (up to {wait.timeout_seconds} s "
+                                f"in all, FLIGHTOPS_DUCKDB_LOCK_TIMEOUT_SECONDS): {conflict}")
+            logged = conflict
+        try:
+            wait.retry(conflict)
+        except WarehouseLockTimeout as timeout:
+            raise dg.Failure(f"dbt did not run: {timeout}") from None  # the message is all of it
 
 
 def with_table_metadata(con: duckdb.DuckDBPyConnection, manifest: Mapping[str, Any], event: Any) -> Any:

@@ -5,7 +5,8 @@ block a writer in another process). The platform therefore never keeps a
 connection open: every step opens, works, closes. Inside Dagster the `duckdb`
 concurrency pool serialises steps; this module covers the rest (an analyst's
 `dbt build`, a notebook) by retrying the open until a deadline, then failing
-with a message that says who to look for.
+with a message that says who to look for. `LockWait` gives the same wait to a tool that
+opens the file itself (the dbt steps, assets/transform.py).
 """
 
 from __future__ import annotations
@@ -22,32 +23,73 @@ DUCKDB_POOL = "duckdb_warehouse"
 
 _LOCK_MARKERS = ("Could not set lock", "Conflicting lock")
 
+# Backoff between tries to open a locked file: doubling from the first pause up to the longest.
+_FIRST_PAUSE_SECONDS = 0.1
+_LONGEST_PAUSE_SECONDS = 2.0
+
 
 class WarehouseLockTimeout(RuntimeError):
     """The warehouse file stayed locked by another process past the deadline."""
+
+
+def lock_conflict(text: str) -> str | None:
+    """DuckDB's line saying another process holds a file's lock (which file, which process and PID),
+    if `text` (an error, dbt's output) has one."""
+    return next((line.strip() for line in text.splitlines() if any(m in line for m in _LOCK_MARKERS)), None)
+
+
+class LockWait:
+    """One wait for the warehouse lock over several tries, with one backoff and one deadline.
+
+    For a tool that opens the file itself in another process (dbt), where `connect` cannot wait:
+    `conflict()` before each try says whether the file is free now, `retry(conflict)` pauses
+    before the next try, or raises WarehouseLockTimeout once the deadline has passed.
+    """
+
+    def __init__(self, path: Path, timeout_seconds: float) -> None:
+        self.path = path
+        self.timeout_seconds = timeout_seconds
+        self._deadline = time.monotonic() + timeout_seconds
+        self._pause = _FIRST_PAUSE_SECONDS
+
+    def conflict(self) -> str | None:
+        """None if the file could be opened for writing just now, else DuckDB's line naming the holder."""
+        self.path.parent.mkdir(parents=True, exist_ok=True)
+        try:
+            duckdb.connect(str(self.path)).close()
+        except duckdb.IOException as exc:
+            conflict = lock_conflict(str(exc))
+            if conflict is None:
+                raise
+            return conflict
+        return None
+
+    def retry(self, conflict: str) -> None:
+        """Pause before the next try; past the deadline, fail naming the file, its holder (`conflict`,
+        DuckDB's words) and what to do."""
+        if time.monotonic() >= self._deadline:
+            raise WarehouseLockTimeout(
+                f"The warehouse {self.path} stayed locked by another process for {self.timeout_seconds:.0f} s "
+                f"({conflict}). Close that process (a dbt run, a DuckDB shell or notebook holding the file) "
+                "or raise FLIGHTOPS_DUCKDB_LOCK_TIMEOUT_SECONDS, then retry."
+            )
+        time.sleep(self._pause)
+        self._pause = min(self._pause * 2, _LONGEST_PAUSE_SECONDS)
 
 
 @contextmanager
 def connect(path: Path, *, read_only: bool = False, timeout_seconds: float = 120.0) -> Iterator[duckdb.DuckDBPyConnection]:
     """Open the warehouse, waiting (with backoff) while another process holds its lock."""
     path.parent.mkdir(parents=True, exist_ok=True)
-    deadline = time.monotonic() + timeout_seconds
-    delay = 0.1
+    wait = LockWait(path, timeout_seconds)
     while True:
         try:
             con = duckdb.connect(str(path), read_only=read_only)
             break
         except duckdb.IOException as exc:
-            if not any(marker in str(exc) for marker in _LOCK_MARKERS):
+            if lock_conflict(str(exc)) is None:
                 raise
-            if time.monotonic() >= deadline:
-                raise WarehouseLockTimeout(
-                    f"The warehouse {path} stayed locked by another process for {timeout_seconds:.0f} s "
-                    f"({exc}). Close that process (a dbt run, a DuckDB shell or notebook holding the file) "
-                    "or raise FLIGHTOPS_DUCKDB_LOCK_TIMEOUT_SECONDS, then retry."
-                ) from exc
-            time.sleep(delay)
-            delay = min(delay * 2, 2.0)
+            wait.retry(str(exc))  # raised inside `except`: the timeout keeps DuckDB's error as its context
     try:
         yield con
     finally:

@@ -1,6 +1,8 @@
 """Registry aliases and the guarded promotion of a challenger to champion.
 
-`challenger` names the latest registered candidate; `champion` names the version that serves.
+`challenger` names the latest registered candidate (what the UI shows); `champion` names the
+version that serves. A run's promotion step judges the version that run trained, not the alias,
+which another run may have moved meanwhile (assets/models.py `version_trained_in_run`).
 A challenger replaces the champion only when it scores better on the same recent labelled
 window by a margin and its predictions look sane. Every champion change is pushed onto a
 history kept in a registered-model tag, which is what `rollback()` walks back.
