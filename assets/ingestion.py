@@ -184,8 +184,9 @@ def _smaller_redelivery_message(context: dg.AssetExecutionContext, table: str, s
         f"Refused a smaller redelivery into raw.{table} (run {context.run_id}): {shrunk}. A redelivery with fewer than "
         f"{MIN_REDELIVERED_SHARE:.0%} of the loaded rows is taken for a broken one (an empty or cut file, an empty API answer); "
         "nothing was written and the loaded rows stay. Check the source (`flightops sources status`), have it deliver "
-        "again, then re-run the partition. If it really has fewer rows now, re-run with the run config "
-        f"ops: {{{context.op_def.name}: {{config: {{accept_smaller_delivery: true}}}}}} (launchpad)."
+        "again, then re-run the partition. If it really has fewer rows now, re-run with "
+        "`flightops run --from DAY --until DAY --accept-smaller-delivery`, or in the launchpad with the run config "
+        f"ops: {{{context.op_def.name}: {{config: {{accept_smaller_delivery: true}}}}}}."
     )
 
 

@@ -190,9 +190,29 @@ def add_sources_commands(commands: argparse._SubParsersAction) -> None:
 def cmd_run(args: argparse.Namespace, settings: Settings) -> int:
     from flightops.pipeline import run_main_job
 
-    if args.first > args.until:
-        raise ValueError(f"--from {args.first} is after --until {args.until}; pick a window inside 2013.")
-    return run_main_job(settings, args.first, args.until, retrain=args.retrain)
+    return run_main_job(settings, args.first, args.until, retrain=args.retrain,
+                        accept_smaller_delivery=args.accept_smaller_delivery)
+
+
+def cmd_runs_clean(args: argparse.Namespace, settings: Settings) -> int:
+    """Clean the given runs, or every unfinished run whose `flightops run` process is gone."""
+    from flightops.pipeline import repository_instance
+    from flightops.run_guard import PID_TAG, clean_dead_runs, clean_run, run_process_gone
+
+    with repository_instance() as instance:
+        if not args.run_ids:
+            print("\n".join(clean_dead_runs(instance)) or "No unfinished run whose process is gone: nothing to clean.")
+            return 0
+        for run_id in args.run_ids:
+            run = instance.get_run_by_id(run_id)
+            if run is None:
+                raise ValueError(f"No run {run_id} in the Dagster instance under {instance.root_directory}; "
+                                 "copy the id from the run's message or the UI's Runs page.")
+            if PID_TAG in run.tags and not run_process_gone(run):
+                raise RuntimeError(f"Run {run_id} is still alive as process {run.tags[PID_TAG]}: stop it "
+                                   f"(Ctrl-C, or `kill {run.tags[PID_TAG]}`), which frees its slots.")
+            print(clean_run(instance, run, "cleaned by `flightops runs clean`"))
+    return 0
 
 
 def _registry_missing(settings: Settings) -> str | None:
@@ -256,7 +276,22 @@ def add_run_and_model_commands(commands: argparse._SubParsersAction) -> None:
                      help=f"first day (default {FIRST_DAY})")
     run.add_argument("--retrain", action="store_true",
                      help="train and promote even though a champion exists (default: only the first run trains)")
+    run.add_argument("--accept-smaller-delivery", action="store_true",
+                     help="load deliveries with fewer than half the rows already loaded for their day (the source "
+                     "really has fewer rows now); without it such a redelivery fails and the loaded day stays")
     run.set_defaults(handler=cmd_run)
+
+    runs = _command(commands, "runs", "Dagster runs of `flightops run` (clean up after a killed one)",
+                    examples=("flightops runs clean",))
+    runs_commands = runs.add_subparsers(dest="runs_command", required=True, metavar="COMMAND")
+    clean = _command(
+        runs_commands, "clean", "mark dead runs failed, free their warehouse pool slots, kill their leftover dbt",
+        "Without RUN_ID: every unfinished run whose `flightops run` process is gone (each run does this at its "
+        "start). With RUN_ID: that run, e.g. one launched from the UI that a waiting run names.",
+        ("flightops runs clean", "flightops runs clean 1f0c2a7e-4b6d-4c55-9a8e-3f1d2b7c9e10"),
+    )
+    clean.add_argument("run_ids", nargs="*", metavar="RUN_ID", help="the runs to clean (default: every dead run)")
+    clean.set_defaults(handler=cmd_runs_clean)
 
     model = _command(commands, "model", "the registered model (MLflow registry)",
                      examples=("flightops model status", "flightops model rollback"))

@@ -9,6 +9,7 @@ from __future__ import annotations
 import contextlib
 import json
 import os
+import signal
 import uuid
 from collections.abc import Iterator
 from dataclasses import dataclass
@@ -21,7 +22,11 @@ from dagster._core.storage.tags import ASSET_PARTITION_RANGE_END_TAG, ASSET_PART
 
 from assets import groups
 from flightops import warehouse_connections
+from flightops.run_guard import (
+    EXIT_CODES, RUN_ID_VARIABLE, RunGuard, clean_dead_runs, clean_run, exported, interrupted, kill_children, process_tags,
+)
 from flightops.settings import Settings
+from flightops.simulated_sources.clock import check_in_calendar
 from flightops.simulated_sources.weather_api import start_weather_api
 from flightops.weather_client import WHAT_TO_DO, ForeignWeatherApi, probe, require_own_source
 
@@ -75,23 +80,35 @@ def materialize(
     run_config: dict | None = None,
     job_name: str = "main_job",
     run_id: str | None = None,
+    tags: dict[str, str] | None = None,
 ) -> dg.ExecuteInProcessResult:
     """A job (the main job by default), or a selection of its assets, over first..last as one run.
 
     `run_id` is for a caller that listens to the run's events (`instance.add_event_listener`) and so
-    needs the id before the run starts.
+    needs the id before the run starts; `tags` are added to the run's (e.g. `process_tags()`).
     """
     from flightops.definitions import defs  # loads the dbt manifest: only once it is parsed
 
     job = defs.resolve_job_def(job_name)
     return job.execute_in_process(
         instance=instance,
-        tags={ASSET_PARTITION_RANGE_START_TAG: first.isoformat(), ASSET_PARTITION_RANGE_END_TAG: last.isoformat()},
+        tags={ASSET_PARTITION_RANGE_START_TAG: first.isoformat(), ASSET_PARTITION_RANGE_END_TAG: last.isoformat(),
+              **(tags or {})},
         asset_selection=selection,
         run_config=run_config,
         raise_on_error=False,
         run_id=run_id,
     )
+
+
+def raw_load_config(job_name: str, **config) -> dict:
+    """Run config giving every raw asset of the job the same `RawLoadConfig` fields."""
+    from assets.ingestion import raw_assets
+    from flightops.definitions import defs
+
+    nodes = defs.resolve_job_def(job_name).graph.node_dict
+    ops = [asset.op.name for asset in raw_assets if asset.op.name in nodes]
+    return {"ops": {op: {"config": config} for op in ops}}
 
 
 def step_count(job_name: str) -> int:
@@ -167,50 +184,95 @@ def choose_job(settings: Settings, retrain: bool) -> str:
     return "main_job" if retrain or not has_champion(settings) else "daily_job"
 
 
+@contextlib.contextmanager
+def repository_instance() -> Iterator[dg.DagsterInstance]:
+    """The instance of dagster.yaml (SQLite under data/dagster), the one `make ui` shows, unless DAGSTER_HOME says otherwise."""
+    from flightops.settings import REPO_ROOT
+
+    os.environ.setdefault("DAGSTER_HOME", str(REPO_ROOT))
+    with dg.DagsterInstance.get() as instance:
+        yield instance
+
+
 def run_main_job(settings: Settings, first: date, last: date, retrain: bool = False,
-                 terminal: TextIO | None = None) -> int:
+                 terminal: TextIO | None = None, pool_wait_seconds: float | None = None,
+                 accept_smaller_delivery: bool = False) -> int:
     """Replay the sources to `last`, materialize first..last on the repository's instance, print a summary.
 
     The first run trains (main_job); once a champion exists, runs are daily_job (no training):
     retraining is the retraining sensor's decision, or the user's (`retrain=True`). The terminal (or
     `terminal`) gets one line per step and the summary; everything Dagster, dbt and MLflow print goes
-    to a log file under the data folder (flightops/run_output.py).
+    to a log file under the data folder (flightops/run_output.py). SIGINT and SIGTERM stop the run
+    (exit 130 / 143), and a step waiting `pool_wait_seconds` (default: the setting FLIGHTOPS_POOL_WAIT_SECONDS)
+    for the warehouse pool fails it (exit 1).
     """
     from flightops.run_output import log_file_under, run_output
     from flightops.settings import DBT_PROJECT_DIR, REPO_ROOT
 
+    check_in_calendar(first, "--from")
+    check_in_calendar(last, "--until")
+    if first > last:
+        raise ValueError(f"--from {first} is after --until {last}; pick a window inside 2013.")
     manifest = DBT_PROJECT_DIR / "target" / "manifest.json"
     if not manifest.exists():
         raise RuntimeError(f"The dbt manifest {manifest} is missing. Run `make setup` (it runs `dbt parse`) first.")
-    # The instance of dagster.yaml (SQLite under data/dagster) is the one `make ui` shows.
-    os.environ.setdefault("DAGSTER_HOME", str(REPO_ROOT))
     os.chdir(REPO_ROOT)
-    with run_output(log_file_under(settings.data_dir), terminal) as out:
-        return _replay_and_run(settings, first, last, retrain, out)
+    with run_output(log_file_under(settings.data_dir), terminal) as out, repository_instance() as instance:
+        return _replay_and_run(settings, first, last, retrain, out, instance, pool_wait_seconds, accept_smaller_delivery)
 
 
-def _replay_and_run(settings: Settings, first: date, last: date, retrain: bool, out: RunOutput) -> int:
+def _replay_and_run(settings: Settings, first: date, last: date, retrain: bool, out: RunOutput,
+                    instance: dg.DagsterInstance, pool_wait_seconds: float | None, accept_smaller_delivery: bool) -> int:
     from flightops.simulated_sources.replay import replay
 
     out.line(f"flightops run {first}..{last}")
-    with out.phase("replay the sources") as details:
-        details.append(replay(settings, last).describe())
-    with out.phase("load the code location") as details:
-        job_name = choose_job(settings, retrain)
-        out.expect_steps(step_count(job_name))
-        details.append(f"{job_name} ({out.steps.total} steps) {JOB_REASONS[job_name]}")
-    run_id = str(uuid.uuid4())  # Dagster's run ids are UUID4 strings; known here so the listener can follow it
-    # Before its first step Dagster stores a planned-materialization event per asset and day, one SQLite
-    # commit each: about a minute for 90 days (DAGSTER_EMIT_PARTITION_SUBSET_IN_PLANNED_EVENTS would make it
-    # one per asset, but then a failed run no longer marks its partitions failed).
-    out.starting("start the run (Dagster plans each asset and day)")
-    with weather_api_running(settings), dg.DagsterInstance.get() as instance:
-        instance.add_event_listener(run_id, out.on_event)
-        result = materialize(first, last, instance, job_name=job_name, run_id=run_id)
+    for line in clean_dead_runs(instance):
+        out.line(line)
+    run_id = str(uuid.uuid4())  # Dagster's run ids are UUID4 strings; known here so the listeners can follow it
+    guard = RunGuard(instance, run_id, out, settings.pool_wait_seconds if pool_wait_seconds is None else pool_wait_seconds)
+    with guard.watching(), exported(RUN_ID_VARIABLE, run_id):
+        try:
+            # The weather API first: a URL the run cannot serve on fails in one line before any work.
+            with weather_api_running(settings):
+                with out.phase("replay the sources") as details:
+                    details.append(replay(settings, last).describe())
+                with out.phase("load the code location") as details:
+                    job_name = choose_job(settings, retrain)
+                    out.expect_steps(step_count(job_name))
+                    details.append(f"{job_name} ({out.steps.total} steps) {JOB_REASONS[job_name]}")
+                # Before its first step Dagster stores a planned-materialization event per asset and day, one SQLite
+                # commit each: about a minute for 90 days (DAGSTER_EMIT_PARTITION_SUBSET_IN_PLANNED_EVENTS would make
+                # it one per asset, but then a failed run no longer marks its partitions failed).
+                out.starting("start the run (Dagster plans each asset and day)")
+                instance.add_event_listener(run_id, out.on_event)
+                instance.add_event_listener(run_id, guard.on_event)
+                run_config = raw_load_config(job_name, accept_smaller_delivery=True) if accept_smaller_delivery else None
+                result = materialize(first, last, instance, run_config=run_config, job_name=job_name, run_id=run_id,
+                                     tags=process_tags())
+        except BaseException as exc:  # noqa: BLE001 - a stop by the guard ends here, with its message
+            if guard.reason is None:
+                raise
+            result = exc
     out.end_progress()
+    if guard.reason is None and isinstance(result, dg.ExecuteInProcessResult) and interrupted(result):
+        guard.reason, guard.exit_code = "stopped by SIGINT or SIGTERM (Ctrl-C)", EXIT_CODES[signal.SIGINT]
+    if guard.reason is not None:
+        return _stopped(instance, run_id, guard, out)
     for line in summary_lines(settings, result, f"{first}..{last}", out):
         out.line(line)
     return 0 if result.success else 1
+
+
+def _stopped(instance: dg.DagsterInstance, run_id: str, guard: RunGuard, out: RunOutput) -> int:
+    """The run was stopped: make sure nothing of it is left (children, an unfinished status, slots) and say so."""
+    run = instance.get_run_by_id(run_id)
+    if run is None:
+        kill_children(run_id)
+        out.line(f"flightops run {guard.reason} before the run started; nothing was materialized.")
+    else:
+        clean_run(instance, run, guard.reason)
+        out.line(f"Run {run_id} {guard.reason}; marked failed, its pool slots freed, its child processes stopped.")
+    return guard.exit_code
 
 
 def summary_lines(settings: Settings, result: dg.ExecuteInProcessResult, window: str, out: RunOutput) -> list[str]:

@@ -120,6 +120,7 @@ class Settings:
     landing_dir: Path
     weather_api_url: str
     duckdb_lock_timeout_seconds: float
+    pool_wait_seconds: float  # how long a run's step waits for a pool slot another run holds
     mlflow_tracking_uri: str
     mlflow_artifacts: Path
     mlflow_ui_url: str
@@ -151,6 +152,7 @@ class Settings:
             landing_dir=resolve_path(_required("FLIGHTOPS_LANDING_DIR")),
             weather_api_url=_required("FLIGHTOPS_WEATHER_API_URL").rstrip("/"),
             duckdb_lock_timeout_seconds=_number("FLIGHTOPS_DUCKDB_LOCK_TIMEOUT_SECONDS"),
+            pool_wait_seconds=_number("FLIGHTOPS_POOL_WAIT_SECONDS"),
             mlflow_tracking_uri=resolve_url(_required("MLFLOW_TRACKING_URI")),
             mlflow_artifacts=resolve_path(_required("FLIGHTOPS_MLFLOW_ARTIFACTS")),
             mlflow_ui_url=_required("FLIGHTOPS_MLFLOW_UI_URL").rstrip("/"),

@@ -173,3 +173,34 @@ def test_sigterm_stops_a_server_started_in_the_background_cleanly(tmp_path):
     finally:
         if runner.poll() is None:
             runner.kill()
+
+
+@pytest.mark.unit
+@pytest.mark.parametrize("window", [["--from", "2012-12-31", "--until", "2013-01-02"], ["--until", "2014-01-01"],
+                                    ["--from", "2013-02-02", "--until", "2013-02-01"]])
+def test_run_outside_the_calendar_is_one_line_and_creates_no_run(window, tmp_path, monkeypatch, capsys):
+    monkeypatch.setenv("DAGSTER_HOME", str(tmp_path / "dagster_home"))  # absent: a run would fail to create it
+    monkeypatch.setenv("FLIGHTOPS_DATA_DIR", str(tmp_path / "data"))
+    assert cli.main(["run", *window]) == 1
+    err = capsys.readouterr().err
+    assert err.count("\n") == 1 and "Traceback" not in err
+    assert "2013" in err and err.startswith("flightops run: --")
+    assert not (tmp_path / "dagster_home").exists() and not (tmp_path / "data").exists()
+
+
+@pytest.mark.unit
+def test_a_fault_outside_the_calendar_is_refused_like_a_replay_there(tmp_path, monkeypatch, capsys):
+    from flightops.settings import environment_under
+
+    for name, value in environment_under(tmp_path).items():
+        monkeypatch.setenv(name, value)
+    assert cli.main(["sources", "replay", "--until", "2013-01-01"]) == 0
+    capsys.readouterr()
+    assert cli.main(["sources", "inject", "duplicates", "--date", "2014-01-05"]) == 1
+    inject = capsys.readouterr().err
+    assert cli.main(["sources", "replay", "--until", "2014-01-05"]) == 1
+    replay = capsys.readouterr().err
+    calendar = "2014-01-05 is outside the data set's calendar 2013-01-01..2013-12-31; pick a day in 2013."
+    assert inject == f"flightops sources: Fault day {calendar}\n"
+    assert replay == f"flightops sources: Replay target {calendar}\n"
+    assert "replay --until 2014" not in inject

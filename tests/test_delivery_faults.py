@@ -20,7 +20,7 @@ import pytest
 
 from assets.ingestion import MIN_REDELIVERED_SHARE, _smaller_redeliveries, check_export
 from flightops.contracts import AIRLINES, FLIGHTS
-from flightops.pipeline import keys_in_groups
+from flightops.pipeline import keys_in_groups, raw_load_config
 from flightops.simulated_sources import landing, weather_store
 from flightops.validation import ContractViolation
 from tests.fault_assertions import assert_ledger_balanced, assert_no_valid_row_lost, clean_versions
@@ -28,7 +28,6 @@ from tests.platform_harness import Platform, failure_messages, private_platform
 
 DAY1, DAY2 = "2013-01-01", "2013-01-02"
 RAW_EXPORTS = dg.AssetKey(["raw", "flights_exports"])
-ACCEPT_SMALLER_EXPORT = {"ops": {"raw__flights_exports": {"config": {"accept_smaller_delivery": True}}}}
 
 
 @pytest.fixture(scope="module")
@@ -70,6 +69,7 @@ def test_an_empty_export_is_refused_and_the_loaded_day_stays(loaded: Platform, e
     assert f"Refused a smaller redelivery into raw.flights_exports (run {result.run_id})" in message
     assert f"{DAY2}: export file {export} delivered 0 row(s) where {raw_before} are loaded" in message
     assert "nothing was written" in message
+    assert "`flightops run --from DAY --until DAY --accept-smaller-delivery`" in message
     assert "ops: {raw__flights_exports: {config: {accept_smaller_delivery: true}}}" in message
     assert (count(loaded, "raw.flights_exports"), count(loaded, "clean.flights")) == (raw_before, clean_before)
     assert_ledger_balanced(loaded)
@@ -200,7 +200,7 @@ def test_a_confirmed_smaller_delivery_replaces_the_day(loaded: Platform, export:
     """Last: the confirmed empty export leaves day 2 with the operational database's flights only."""
     opdb = count(loaded, "raw.flights_opdb")
     export.write_text(lines(export)[0])
-    result = loaded.run(DAY2, DAY2, keys_in_groups("ingestion", "validation"), run_config=ACCEPT_SMALLER_EXPORT)
+    result = loaded.run(DAY2, DAY2, keys_in_groups("ingestion", "validation"), run_config=raw_load_config("main_job", accept_smaller_delivery=True))  # what `flightops run --accept-smaller-delivery` passes
     assert result.success, failure_messages(result)
     meta = next(e.materialization.metadata for e in result.get_asset_materialization_events() if e.asset_key == RAW_EXPORTS)
     assert meta["smaller_deliveries_accepted"].value == 1

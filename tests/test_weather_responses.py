@@ -28,6 +28,7 @@ from flightops import cli
 from flightops.pipeline import weather_api_running
 from flightops.settings import Settings, environment_under
 from flightops.simulated_sources import api_faults, weather_store
+from flightops.simulated_sources.faults import inject
 from flightops.simulated_sources.weather_api import MAX_ROW_ID, CannotServe, encode_cursor, serve_forever, start_weather_api
 from flightops.weather_client import ForeignWeatherApi, WeatherApiError, fetch_observations, max_pages, probe
 from tests.fault_assertions import assert_ledger_balanced, assert_no_valid_row_lost, clean_versions
@@ -223,7 +224,8 @@ def test_a_malformed_page_fails_the_raw_partition_and_a_rerun_recovers(platform:
     platform.replay(day2)
     assert platform.run(day1, day1, raw_and_clean).success
     before = clean_versions(platform, "weather")
-    api_faults.arm(platform.settings.source_state_dir, malformed_next=1, malformed="repeat-cursor")
+    change = inject(platform.settings, "repeat-cursor", count=1)  # `flightops sources inject repeat-cursor --count 1`
+    assert (change["malformed"], change["malformed_next"]) == ("repeat-cursor", 1)
     result = platform.run(day2, day2, raw_and_clean)
     assert not result.success
     message = failure_messages(result)

@@ -68,6 +68,10 @@ def _resolve_day(settings: Settings, day: date | None) -> date:
         day = clock.replayed_through(settings.source_state_dir)
         if day is None:
             raise FaultError("Nothing is replayed yet, so there is no data to corrupt; run `flightops sources replay --until D` first.")
+    try:
+        clock.check_in_calendar(day, "Fault day")  # before suggesting a replay to it, which would refuse the same day
+    except ValueError as exc:
+        raise FaultError(str(exc)) from exc
     clock.require_replayed(settings.source_state_dir, day)
     return day
 
@@ -307,6 +311,13 @@ def slow_responses(settings: Settings, count: int, seconds: float) -> dict:
     }
 
 
+def malformed_pages(settings: Settings, count: int, kind: str) -> dict:
+    """Make the next `count` API data requests answer 200 with a malformed page of `kind` (api_faults.MALFORMED)."""
+    armed = api_faults.arm(settings.source_state_dir, malformed_next=count, malformed=kind)
+    return {"where": str(settings.source_state_dir / api_faults.FAULTS_FILE), "malformed_next": armed.malformed_next,
+            "malformed": armed.malformed}
+
+
 # Dispatcher ---------------------------------------------------------------------------------
 
 
@@ -340,6 +351,9 @@ FAULTS: dict[str, FaultSpec] = {
     "truncate-file": FaultSpec((EXPORT,), True, False, lambda r: truncate_file(r.settings, r.day)),
     "http-500": FaultSpec((WEATHER,), False, False, lambda r: http_errors(r.settings, r.count)),
     "slow": FaultSpec((WEATHER,), False, False, lambda r: slow_responses(r.settings, r.count, r.seconds)),
+    # 200 answers that are no page of ours: an HTML page, `data: null`, another shape, a cursor that repeats.
+    **{kind: FaultSpec((WEATHER,), False, False, lambda r, kind=kind: malformed_pages(r.settings, r.count, kind))
+       for kind in api_faults.MALFORMED},
 }
 
 

@@ -1,0 +1,197 @@
+"""A `flightops run` process and its Dagster run: stop it cleanly, and clean up after a dead one.
+
+Dagster knows nothing of a `flightops run` process once it is killed: its run stays STARTED and
+keeps its slot of the duckdb_warehouse pool, and dbt, its child, goes on writing. So the run records
+its process in its tags (pid, host, start time), exports its id to its children (dbt), and the next
+run (or `flightops runs clean`) marks a run whose process is gone failed, frees its slots and kills
+its leftover children. `RunGuard` makes SIGINT/SIGTERM stop a run even while a step waits for a
+slot, and bounds that wait (FLIGHTOPS_POOL_WAIT_SECONDS).
+"""
+
+from __future__ import annotations
+
+import contextlib
+import os
+import signal
+import socket
+import threading
+import time
+from collections.abc import Iterator
+from typing import TYPE_CHECKING
+
+import dagster as dg
+import psutil
+
+if TYPE_CHECKING:
+    from flightops.run_output import RunOutput
+
+PID_TAG, HOST_TAG, PROCESS_START_TAG = "flightops/pid", "flightops/host", "flightops/process_start"
+RUN_ID_VARIABLE = "FLIGHTOPS_RUN_ID"
+UNFINISHED = [dg.DagsterRunStatus.NOT_STARTED, dg.DagsterRunStatus.STARTING, dg.DagsterRunStatus.STARTED,
+              dg.DagsterRunStatus.CANCELING]
+DEAD_RUN_CHECK_SECONDS = 10.0  # while a step waits, how often to look whether the holder died
+EXIT_CODES = {signal.SIGINT: 130, signal.SIGTERM: 143}
+CLEAN_COMMAND = ".venv/bin/flightops runs clean"
+
+
+def process_start(pid: int) -> str | None:
+    """When the process started (psutil's create time), None when it is gone.
+
+    With the pid it tells a live process from a later one that reuses the pid.
+    """
+    try:
+        return repr(psutil.Process(pid).create_time())
+    except psutil.NoSuchProcess:
+        return None
+
+
+def process_tags() -> dict[str, str]:
+    """This process as run tags: pid, host and start time."""
+    return {PID_TAG: str(os.getpid()), HOST_TAG: socket.gethostname(), PROCESS_START_TAG: process_start(os.getpid()) or ""}
+
+
+def run_process_gone(run: dg.DagsterRun) -> bool:
+    """Whether the process a `flightops run` recorded in `run`'s tags has ended (False: alive, or unknown)."""
+    tags = run.tags
+    if PID_TAG not in tags or tags.get(HOST_TAG) != socket.gethostname():
+        return False
+    return process_start(int(tags[PID_TAG])) != (tags.get(PROCESS_START_TAG) or None)
+
+
+def run_children(run_id: str) -> list[int]:
+    """The processes (dbt) started by the run: they inherit RUN_ID_VARIABLE in their environment."""
+    found = []
+    for process in psutil.process_iter():
+        if process.pid == os.getpid():
+            continue
+        with contextlib.suppress(psutil.Error):  # gone meanwhile, or another user's
+            if process.environ().get(RUN_ID_VARIABLE) == run_id:
+                found.append(process.pid)
+    return found
+
+
+def kill_children(run_id: str) -> list[int]:
+    """SIGKILL what is left of the run's children (an orphaned dbt keeps writing to the warehouse)."""
+    pids = run_children(run_id)
+    for pid in pids:
+        with contextlib.suppress(psutil.NoSuchProcess):
+            psutil.Process(pid).kill()
+    return pids
+
+
+def clean_run(instance: dg.DagsterInstance, run: dg.DagsterRun, reason: str) -> str:
+    """Kill the run's leftover children, mark it failed with `reason` (if unfinished), free its pool slots."""
+    killed = kill_children(run.run_id)
+    if run.status in UNFINISHED:
+        instance.report_run_failed(run, message=reason)
+    instance.event_log_storage.free_concurrency_slots_for_run(run.run_id)
+    leftovers = f"; killed its leftover process(es) {', '.join(map(str, killed))}" if killed else ""
+    return f"cleaned run {run.run_id} ({run.job_name}): marked failed ({reason}), pool slots freed{leftovers}"
+
+
+def clean_dead_runs(instance: dg.DagsterInstance) -> list[str]:
+    """Clean every unfinished run whose `flightops run` process is gone (killed, machine restarted)."""
+    return [clean_run(instance, run, f"its process {run.tags[PID_TAG]} on {run.tags[HOST_TAG]} is gone (killed?)")
+            for run in instance.get_runs(dg.RunsFilter(statuses=UNFINISHED)) if run_process_gone(run)]
+
+
+class RunGuard:
+    """Stops a run in process on SIGINT/SIGTERM, or when a step waits for a pool slot too long.
+
+    Dagster only sets a flag on SIGINT/SIGTERM between steps (and the in-process executor never reads it
+    while a step waits for a slot), so the guard raises Dagster's own interruption in the main thread:
+    Dagster then fails the step and the run, frees the run's slots, and dagster-dbt stops dbt. The
+    watcher thread reports what a waiting step waits for, cleans a holder that died meanwhile, and
+    after `wait_seconds` interrupts the run the same way.
+    """
+
+    def __init__(self, instance: dg.DagsterInstance, run_id: str, out: RunOutput, wait_seconds: float) -> None:
+        self.instance, self.run_id, self.out, self.wait_seconds = instance, run_id, out, wait_seconds
+        self.reason: str | None = None
+        self.exit_code = 1
+        self.waiting: dict[str, tuple[str, float]] = {}  # step key -> (pool, since: time.monotonic())
+        self._holders: dict[str, str] = {}  # step key -> the holders last reported
+        self._main = threading.main_thread().ident
+        self._done = threading.Event()
+
+    def stop(self, signum, frame) -> None:
+        from dagster._core.errors import DagsterExecutionInterruptedError
+
+        if self.reason is None:
+            self.reason = f"stopped by {signal.Signals(signum).name}"
+            self.exit_code = EXIT_CODES.get(signum, 1)
+        raise DagsterExecutionInterruptedError(self.reason)
+
+    def install(self) -> None:
+        for signum in EXIT_CODES:
+            signal.signal(signum, self.stop)
+
+    def on_event(self, entry) -> None:
+        """Listener: Dagster swaps the signal handlers when execution starts; take them back once it has."""
+        if not entry.is_dagster_event:
+            return
+        event = entry.get_dagster_event()
+        if event.event_type == dg.DagsterEventType.LOGS_CAPTURED:
+            self.install()
+        elif event.event_type == dg.DagsterEventType.ENGINE_EVENT and event.step_key and "pool" in (
+                event.engine_event_data.metadata or {}):
+            self.waiting.setdefault(event.step_key, (event.engine_event_data.metadata["pool"].value, time.monotonic()))
+        elif event.event_type == dg.DagsterEventType.STEP_START:
+            self.waiting.pop(event.step_key, None)
+
+    @contextlib.contextmanager
+    def watching(self) -> Iterator[None]:
+        previous = {signum: signal.getsignal(signum) for signum in EXIT_CODES}
+        self.install()
+        thread = threading.Thread(target=self._watch, name="flightops-run-guard", daemon=True)
+        thread.start()
+        try:
+            yield
+        finally:
+            self._done.set()
+            thread.join(timeout=5)
+            for signum, handler in previous.items():
+                signal.signal(signum, handler)
+
+    def _watch(self) -> None:
+        last_check = 0.0
+        while not self._done.wait(1.0):
+            for step, (pool, since) in list(self.waiting.items()):
+                if time.monotonic() - last_check >= DEAD_RUN_CHECK_SECONDS:
+                    last_check = time.monotonic()
+                    for line in clean_dead_runs(self.instance):
+                        self.out.line(line)
+                self._report_wait(step, pool, since)
+
+    def _report_wait(self, step: str, pool: str, since: float) -> None:
+        from flightops.run_output import duration, step_label
+
+        claims = self.instance.event_log_storage.get_concurrency_info(pool).claimed_slots
+        holders = ", ".join(f"run {c.run_id} (step {step_label(c.step_key)})" for c in claims if c.run_id != self.run_id)
+        waited = time.monotonic() - since
+        if waited >= self.wait_seconds and self.reason is None:
+            self.reason = (f"gave up after {duration(waited)}: {step_label(step)} waited for pool {pool}, held by "
+                           f"{holders or 'another run'}. If that run is dead or stuck, clean it "
+                           f"(`{CLEAN_COMMAND} RUN_ID`, or stop its process), then run again")
+            signal.pthread_kill(self._main, signal.SIGINT)
+        elif holders != self._holders.get(step):
+            self._holders[step] = holders
+            self.out.line(f"{step_label(step)} waits for pool {pool}, held by {holders or 'no run now'}; "
+                          f"gives up after {duration(self.wait_seconds)}")
+
+
+@contextlib.contextmanager
+def exported(name: str, value: str) -> Iterator[None]:
+    """`name=value` in the environment for the block: every child process (dbt) inherits it."""
+    os.environ[name] = value
+    try:
+        yield
+    finally:
+        os.environ.pop(name, None)
+
+
+def interrupted(result: dg.ExecuteInProcessResult) -> bool:
+    """Whether a step was interrupted: inside a step Dagster's own handler takes SIGINT/SIGTERM, not the guard's."""
+    return any(event.is_step_failure and event.step_failure_data.error is not None
+               and event.step_failure_data.error.cls_name in ("DagsterExecutionInterruptedError", "KeyboardInterrupt")
+               for event in result.all_events)
