@@ -5,7 +5,9 @@ warehouse (`staging/stg_flights`, `marts/fct_flights`), in the `transform` group
 downstream of the tables it reads
 (dbt sources `clean.*` map to the `clean/*` assets), and every dbt test is an asset
 check. Models tagged `daily` are partitioned like the sources and rebuilt for the
-run's date window (`--vars start_date/end_date`); the rest are rebuilt whole. Models
+run's date window (environment variables FLIGHTOPS_DBT_START_DATE/END_DATE, read by the
+`date_window` macro like the vars start_date/end_date an analyst passes; a changed --vars would
+make dbt re-parse the whole project every run); the rest are rebuilt whole. Models
 tagged `monitoring` read the monitoring tables (sources `monitoring.*`, mapped to the
 Layer 8 assets that write them) and sit in the `monitoring` group. All run in the
 `duckdb_warehouse` pool, so dbt never races another writer for the file, and wait as the Python
@@ -30,6 +32,7 @@ from dagster_dbt import DagsterDbtTranslator, DbtCliInvocation, DbtCliResource, 
 from assets import groups
 from flightops.partitions import DAILY, SINGLE_RUN, day_range
 from flightops.resources import WarehouseResource
+from flightops.run_guard import exported
 from flightops.settings import DBT_PROJECT_DIR
 from flightops.warehouse_connections import DUCKDB_POOL, LockWait, WarehouseLockTimeout, lock_conflict
 
@@ -66,9 +69,13 @@ TRANSLATOR = TransformTranslator()
 WAREHOUSE_VAR = "flightops_warehouse"
 
 
-def dbt_vars(warehouse: WarehouseResource, **run_vars: str) -> list[str]:
-    """`--vars` of a dbt invocation: the resource's warehouse file (absolute), and the run's own vars."""
-    return ["--vars", json.dumps({WAREHOUSE_VAR: str(warehouse.file), **run_vars})]
+def dbt_vars(warehouse: WarehouseResource) -> list[str]:
+    """`--vars` of a dbt invocation: the resource's warehouse file (absolute), the same every run."""
+    return ["--vars", json.dumps({WAREHOUSE_VAR: str(warehouse.file)})]
+
+
+# What the `date_window` macro reads when no var start_date/end_date is given.
+WINDOW_VARIABLES = ("FLIGHTOPS_DBT_START_DATE", "FLIGHTOPS_DBT_END_DATE")
 
 
 # dbt nodes that leave a relation in the warehouse (tests and sources do not).
@@ -82,7 +89,7 @@ COLUMNS_SQL = """
 
 
 def build(context: dg.AssetExecutionContext, dbt: DbtCliResource, warehouse: WarehouseResource,
-          **run_vars: str) -> Iterator[Any]:
+          window: tuple[str, str] = ("", "")) -> Iterator[Any]:
     """`dbt build` of the step's selection; its events, a built model's with its table's figures.
 
     dbt holds the warehouse file until it exits, so the figures are read after it has, still in
@@ -90,9 +97,11 @@ def build(context: dg.AssetExecutionContext, dbt: DbtCliResource, warehouse: War
     (which waits for a lock held outside Dagster). dagster-dbt's `fetch_row_counts()` and
     `fetch_column_metadata()` wait for dbt too, but skip views, report dbt's types (`character
     varying(256)` for VARCHAR) and drop the yml's descriptions. A failed build still reports what
-    it built before the step fails with dbt's error.
+    it built before the step fails with dbt's error. `window` is the first and last ISO day of a
+    partitioned step (empty: every date).
     """
-    invocation, events = build_when_unlocked(context, dbt, warehouse, ["build", *dbt_vars(warehouse, **run_vars)])
+    with exported(dict(zip(WINDOW_VARIABLES, window))):
+        invocation, events = build_when_unlocked(context, dbt, warehouse, ["build", *dbt_vars(warehouse)])
     with warehouse.connect(read_only=True) as con:
         events = [with_table_metadata(con, invocation.manifest, event) for event in events]
     yield from events
@@ -175,7 +184,7 @@ def table_metadata(con: duckdb.DuckDBPyConnection, node: Mapping[str, Any]) -> d
 )
 def dbt_daily_models(context: dg.AssetExecutionContext, dbt: DbtCliResource, warehouse: WarehouseResource):
     first, last = day_range(context)
-    yield from build(context, dbt, warehouse, start_date=first.isoformat(), end_date=last.isoformat())
+    yield from build(context, dbt, warehouse, window=(first.isoformat(), last.isoformat()))
 
 
 @dbt_assets(

@@ -17,7 +17,6 @@ import sys
 from pathlib import Path
 
 import dagster as dg
-from dagster_dbt import DbtCliResource
 
 from assets import groups
 from assets.cleaning import clean_assets
@@ -34,6 +33,7 @@ from flightops.resources import (
     MlflowResource,
     MonitoringResource,
     SourceDatabaseResource,
+    WarehouseDbtResource,
     WarehouseResource,
     WeatherApiResource,
 )
@@ -96,7 +96,8 @@ def resources() -> dict[str, dg.ConfigurableResource]:
         "landing_zone": LandingZoneResource(path=dg.EnvVar("FLIGHTOPS_LANDING_DIR")),
         "weather_api": WeatherApiResource(base_url=dg.EnvVar("FLIGHTOPS_WEATHER_API_URL")),
         # The dbt installed beside this interpreter: the venv need not be on PATH.
-        "dbt": DbtCliResource(project_dir=dbt_project, dbt_executable=str(Path(sys.executable).parent / "dbt")),
+        "dbt": WarehouseDbtResource(project_dir=dbt_project, dbt_executable=str(Path(sys.executable).parent / "dbt"),
+                                    data_dir=dg.EnvVar("FLIGHTOPS_DATA_DIR")),
         # Thresholds, windows, label delay, cool-down: defaults in flightops/monitoring/policy.py.
         "monitoring_policy": MonitoringPolicy(
             retrain_tuning_trials=dg.EnvVar.int("FLIGHTOPS_RETRAIN_TUNING_TRIALS")),

@@ -230,7 +230,7 @@ def _replay_and_run(settings: Settings, first: date, last: date, retrain: bool, 
         out.line(line)
     run_id = str(uuid.uuid4())  # Dagster's run ids are UUID4 strings; known here so the listeners can follow it
     guard = RunGuard(instance, run_id, out, settings.pool_wait_seconds if pool_wait_seconds is None else pool_wait_seconds)
-    with guard.watching(), exported(RUN_ID_VARIABLE, run_id):
+    with guard.watching(), exported({RUN_ID_VARIABLE: run_id}):
         try:
             # The weather API first: a URL the run cannot serve on fails in one line before any work.
             with weather_api_running(settings):

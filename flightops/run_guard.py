@@ -16,7 +16,7 @@ import signal
 import socket
 import threading
 import time
-from collections.abc import Iterator
+from collections.abc import Iterator, Mapping
 from typing import TYPE_CHECKING
 
 import dagster as dg
@@ -181,13 +181,18 @@ class RunGuard:
 
 
 @contextlib.contextmanager
-def exported(name: str, value: str) -> Iterator[None]:
-    """`name=value` in the environment for the block: every child process (dbt) inherits it."""
-    os.environ[name] = value
+def exported(values: Mapping[str, str]) -> Iterator[None]:
+    """`values` in the environment for the block (every child process, dbt, inherits them); then as before."""
+    before = {name: os.environ.get(name) for name in values}
+    os.environ.update(values)
     try:
         yield
     finally:
-        os.environ.pop(name, None)
+        for name, value in before.items():
+            if value is None:
+                os.environ.pop(name, None)
+            else:
+                os.environ[name] = value
 
 
 def interrupted(result: dg.ExecuteInProcessResult) -> bool:

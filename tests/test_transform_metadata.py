@@ -113,6 +113,27 @@ def test_a_failed_build_still_reports_its_tables_then_fails(tmp_path: Path):
     assert events[1] is check
 
 
+@pytest.mark.unit
+def test_the_dbt_resource_replaces_members_dagster_dbt_still_has(tmp_path: Path):
+    """WarehouseDbtResource overrides two private members of dagster-dbt's resource (the `dbt --version`
+    call, the in-process adapter); an upgrade renaming them would silently bring both costs back."""
+    from functools import cached_property
+
+    from dagster_dbt import DbtCliResource
+    from dbt.version import __version__ as dbt_version
+
+    from flightops.resources import WarehouseDbtResource
+
+    assert isinstance(DbtCliResource.__dict__["_cli_version"], cached_property)
+    assert "args" in DbtCliResource._initialize_dbt_core_adapter.__code__.co_varnames
+    from flightops.definitions import defs
+
+    resource = WarehouseDbtResource(project_dir=str(dbt_project.project_dir), data_dir=str(tmp_path),
+                                    dbt_executable=defs.resources["dbt"].dbt_executable)
+    assert str(resource._cli_version) == dbt_version
+    assert resource._initialize_dbt_core_adapter(["build"]) is None
+
+
 @pytest.fixture(scope="module")
 def graph() -> dg.AssetGraph:
     from flightops.definitions import defs
@@ -136,3 +157,26 @@ def test_every_asset_has_its_groups_team_as_owner(graph):
     assert all(names and all(n.startswith("team:") for n in names) for _, names in owners.values()), owners
     assert owners["marts/fct_flights"][1] == ["team:data-engineering"]
     assert owners["models/champion"][1] == ["team:ml-engineering"]
+
+
+def test_a_later_window_reuses_the_steps_dbt_folder_and_parses_only_what_changed(built):
+    """Each dbt step keeps its artifacts in one folder under the data folder, so the next run's dbt finds
+    its partial-parse file: a new window (environment variables, not --vars) re-parses two files, not the
+    project. (Runs last: it adds a day to the module's platform.)"""
+    daily = built.settings.data_dir / "dbt" / "dbt_daily_models"
+
+    def full_parses() -> int:
+        return (daily / "dbt.log").read_text().count('"name": "UnableToPartialParse"')
+
+    before = {day: n for day, n in built.query("SELECT flight_date::VARCHAR, count(*) FROM marts.fct_flights GROUP BY 1")}
+    parses_before = full_parses()
+    assert parses_before >= 1  # the folder's first dbt parsed the whole project (the message is matched)
+    result = built.run("2013-01-03", "2013-01-03", keys_in_groups(groups.INGESTION, groups.VALIDATION, groups.TRANSFORM))
+    assert result.success, failure_messages(result)
+
+    assert full_parses() == parses_before, "the new window made dbt re-parse the whole project"
+    assert (daily / "partial_parse.msgpack").exists()
+    assert sorted(path.name for path in (built.settings.data_dir / "dbt").iterdir()) == ["dbt_daily_models", "dbt_models"]
+    after = {day: n for day, n in built.query("SELECT flight_date::VARCHAR, count(*) FROM marts.fct_flights GROUP BY 1")}
+    (clean_day3,) = built.query("SELECT count(*) FROM clean.flights WHERE flight_date = '2013-01-03'")[0]
+    assert after == {**before, "2013-01-03": clean_day3} and clean_day3 > 0

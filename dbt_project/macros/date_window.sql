@@ -1,10 +1,13 @@
 {#- The optional date window of a run, from vars `start_date` and `end_date` (inclusive ISO
-    dates). Both or neither: a run without them rebuilds every date. Returns none, or a dict
+    dates), else from the environment variables FLIGHTOPS_DBT_START_DATE and FLIGHTOPS_DBT_END_DATE
+    (how Dagster passes its partitions: a changed --vars makes dbt re-parse the whole project, a
+    changed environment variable only the files that read it). Both or neither: a run without them
+    rebuilds every date. Returns none, or a dict
     {start, end} of 'YYYY-MM-DD' strings, after checking the values so a typo fails loudly
     instead of silently replacing the wrong days. -#}
 {% macro date_window() -%}
-    {%- set start_value = var('start_date', none) -%}
-    {%- set end_value = var('end_date', none) -%}
+    {%- set start_value = var('start_date', env_var('FLIGHTOPS_DBT_START_DATE', '') or none) -%}
+    {%- set end_value = var('end_date', env_var('FLIGHTOPS_DBT_END_DATE', '') or none) -%}
     {%- if start_value is none and end_value is none -%}
         {{ return(none) }}
     {%- endif -%}
