@@ -23,7 +23,8 @@ from dagster._core.storage.tags import ASSET_PARTITION_RANGE_END_TAG, ASSET_PART
 from assets import groups
 from flightops import warehouse_connections
 from flightops.run_guard import (
-    EXIT_CODES, RUN_ID_VARIABLE, RunGuard, clean_dead_runs, clean_run, exported, interrupted, kill_children, process_tags,
+    EXIT_CODES, RUN_ID_VARIABLE, SUBSET_PLANNED_EVENTS, RunGuard, clean_dead_runs, clean_run, exported, interrupted,
+    kill_children, mark_unwritten_days_failed, process_tags,
 )
 from flightops.settings import Settings
 from flightops.simulated_sources.clock import check_in_calendar
@@ -90,15 +91,20 @@ def materialize(
     from flightops.definitions import defs  # loads the dbt manifest: only once it is parsed
 
     job = defs.resolve_job_def(job_name)
-    return job.execute_in_process(
-        instance=instance,
-        tags={ASSET_PARTITION_RANGE_START_TAG: first.isoformat(), ASSET_PARTITION_RANGE_END_TAG: last.isoformat(),
-              **(tags or {})},
-        asset_selection=selection,
-        run_config=run_config,
-        raise_on_error=False,
-        run_id=run_id,
-    )
+    with exported({SUBSET_PLANNED_EVENTS: "true"}):
+        result = job.execute_in_process(
+            instance=instance,
+            tags={ASSET_PARTITION_RANGE_START_TAG: first.isoformat(), ASSET_PARTITION_RANGE_END_TAG: last.isoformat(),
+                  **(tags or {})},
+            asset_selection=selection,
+            run_config=run_config,
+            raise_on_error=False,
+            run_id=run_id,
+        )
+    if not result.success:
+        mark_unwritten_days_failed(instance, result.run_id)
+    return result
+
 
 
 def raw_load_config(job_name: str, **config) -> dict:
@@ -240,10 +246,7 @@ def _replay_and_run(settings: Settings, first: date, last: date, retrain: bool, 
                     job_name = choose_job(settings, retrain)
                     out.expect_steps(step_count(job_name))
                     details.append(f"{job_name} ({out.steps.total} steps) {JOB_REASONS[job_name]}")
-                # Before its first step Dagster stores a planned-materialization event per asset and day, one SQLite
-                # commit each: about a minute for 90 days (DAGSTER_EMIT_PARTITION_SUBSET_IN_PLANNED_EVENTS would make
-                # it one per asset, but then a failed run no longer marks its partitions failed).
-                out.starting("start the run (Dagster plans each asset and day)")
+                out.starting("start the run (Dagster plans each asset)")
                 instance.add_event_listener(run_id, out.on_event)
                 instance.add_event_listener(run_id, guard.on_event)
                 run_config = raw_load_config(job_name, accept_smaller_delivery=True) if accept_smaller_delivery else None

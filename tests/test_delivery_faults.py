@@ -74,6 +74,21 @@ def test_an_empty_export_is_refused_and_the_loaded_day_stays(loaded: Platform, e
     assert (count(loaded, "raw.flights_exports"), count(loaded, "clean.flights")) == (raw_before, clean_before)
     assert_ledger_balanced(loaded)
     assert_no_valid_row_lost(loaded, before)
+    # The UI's partition status shows the day failed for what the run planned but did not write, and only that
+    # (the run stored one planned event per asset; flightops.run_guard.mark_unwritten_days_failed adds the days).
+    assert failed_days(loaded, RAW_EXPORTS) == [DAY2]
+    assert failed_days(loaded, dg.AssetKey(["clean", "flights"])) == [DAY2]
+    assert failed_days(loaded, dg.AssetKey(["raw", "flights_opdb"])) == []
+
+
+def failed_days(platform: Platform, key: dg.AssetKey) -> list[str]:
+    """The days Dagster's partition status (what the UI colours red) holds failed for `key`."""
+    from dagster._core.storage.partition_status_cache import get_and_update_asset_status_cache_value
+
+    from flightops.partitions import DAILY
+
+    status = get_and_update_asset_status_cache_value(platform.instance, key, DAILY)
+    return sorted(status.deserialize_failed_partition_subsets(DAILY).get_partition_keys())
 
 
 def test_an_empty_weather_answer_is_refused(loaded: Platform):
