@@ -3,10 +3,13 @@
 Each part runs in its own subprocess, so a peak RSS is that process's own:
   1. replay: the simulated source systems replayed through --until (the platform's input;
      the baseline reads the package files directly, so this is reported apart);
-  2. platform: the main job over the whole window as one run (ephemeral Dagster instance,
-     weather API served in-process by `weather_api_running`); per-step times come from the
+  2. platform: the data layers (ingestion to features) over FIRST_DAY..the day before --until as
+     one run, on the repository's Dagster instance configuration (SQLite) with its storage in the
+     scratch folder, weather API served in-process by `weather_api_running`; per-step times come from the
      run's STEP_START/STEP_SUCCESS events, steps are grouped into layers by asset group;
-  3. baseline: scripts/pandas_baseline.py on the same window.
+  3. new day: --until alone, in a new process on the same instance (imports, planning, one dbt
+     invocation per dbt step: the fixed costs of a daily run), reported as a share of step 2;
+  4. baseline: scripts/pandas_baseline.py on step 2's window.
 The machine is shared and noisy: compare the ratios measured within one run, and read the
 load averages printed with them. Row counts of both are compared; a mismatch exits 1.
 
@@ -16,8 +19,10 @@ load averages printed with them. Row counts of both are compared; a mismatch exi
 from __future__ import annotations
 
 import argparse
+import contextlib
 import json
 import os
+import resource
 import shutil
 import signal
 import socket
@@ -26,10 +31,12 @@ import tempfile
 import threading
 import time
 from dataclasses import asdict, dataclass
-from datetime import date
+from datetime import date, timedelta
 from pathlib import Path
 
-from flightops.settings import FIRST_DAY, LAST_DAY, Settings, environment_under, load_environment
+import psutil
+
+from flightops.settings import FIRST_DAY, LAST_DAY, REPO_ROOT, Settings, environment_under, load_environment
 
 SCRIPTS_DIR = Path(__file__).resolve().parent
 BASELINE_SCRIPT = SCRIPTS_DIR / "pandas_baseline.py"
@@ -42,22 +49,16 @@ COMPARED_COUNTS = (
     "features.flight_labels delayed",
 )
 LAYER_ORDER = ("ingestion", "validation", "transform", "features")
+ONE_DAY = timedelta(days=1)
+REPO_DAGSTER_STORAGE = "data/dagster"  # where the repository's dagster.yaml keeps the instance's storage
 # Lines of a failed child's output shown before the scratch folder (and its log) is removed.
 LOG_TAIL_LINES = 60
 
 
 def scratch_environment(base: Path, api_port: int) -> dict[str, str]:
-    """Every FLIGHTOPS_* location under `base` (never the repository's data/), the API on `api_port`.
-
-    dagster-dbt writes each dbt invocation's artifacts under DBT_TARGET_PATH (default: the
-    project's target/); here they go to `base` too, so a benchmark leaves nothing behind.
-    dbt parses the project fully either way: the profile's warehouse path is not the one parsed at setup.
-    """
-    return {
-        **environment_under(base),
-        "DBT_TARGET_PATH": str(base / "dbt_target"),
-        "FLIGHTOPS_WEATHER_API_URL": f"http://127.0.0.1:{api_port}",
-    }
+    """Every FLIGHTOPS_* location under `base` (never the repository's data/; dbt's artifacts go under
+    the data folder too), the API on `api_port`."""
+    return {**environment_under(base), "FLIGHTOPS_WEATHER_API_URL": f"http://127.0.0.1:{api_port}"}
 
 
 def free_port() -> int:
@@ -71,78 +72,66 @@ def mb(kilobytes: float) -> float:
     return round(kilobytes / 1024, 1)
 
 
-# --- memory of the running process -------------------------------------------------------------
+# --- memory of the running process (psutil) ----------------------------------------------------
 
-def _status(pid: int | str) -> dict[str, str]:
-    """The fields of /proc/<pid>/status (Name, VmRSS, VmHWM in kB, ...)."""
-    lines = Path(f"/proc/{pid}/status").read_text().splitlines()
-    return dict(line.split(":\t", 1) for line in lines if ":\t" in line)
-
-
-def _kb(status: dict[str, str], field: str) -> int:
-    return int(status.get(field, "0 kB").split()[0])
-
-
-def _command(pid: int, name: str) -> str:
+def _command(process: psutil.Process) -> str:
     """A short name for a process: `dbt build`, `python -c <code>`, not the interpreter's path."""
     try:
-        argv = [arg for arg in Path(f"/proc/{pid}/cmdline").read_text().split("\0") if arg]
-    except (FileNotFoundError, ProcessLookupError):
+        argv = process.cmdline()
+    except (psutil.NoSuchProcess, psutil.ZombieProcess, psutil.AccessDenied):
         argv = []  # it exited between listing and reading
     if not argv:
-        return name  # an exiting process has no command line left, only its name
+        with contextlib.suppress(psutil.Error):
+            return process.name()  # an exiting process has no command line left, only its name
+        return "?"
     words = [Path(arg).name if arg.startswith("/") else arg for arg in argv]
-    if words and words[0].startswith("python"):
+    if words[0].startswith("python"):
         words = [w for w in words[1:] if w not in ("-B", "-u", "-E", "-s")] or ["python"]
         if words[0] == "-c":
             return "python -c " + " ".join(words[1:])[:24]
     return " ".join(words[:2])[:34]
 
 
-def _descendants(pid: int) -> list[int]:
-    """Every live descendant of `pid` (dbt runs as a child of the platform process)."""
-    found = []
-    for children in Path(f"/proc/{pid}/task").glob("*/children"):
-        try:
-            pids = [int(child) for child in children.read_text().split()]
-        except FileNotFoundError:
-            continue  # the thread ended between listing and reading
-        for child in pids:
-            found += [child, *_descendants(child)]
-    return found
+def own_peak_kb() -> int:
+    """This process's peak RSS so far (getrusage: kB on Linux)."""
+    return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
+
+
+def rss_mb(pid: int | None = None) -> float:
+    """A process's resident memory now (this one by default)."""
+    return mb(psutil.Process(pid).memory_info().rss / 1024)
 
 
 class MemorySampler(threading.Thread):
-    """Samples own and descendants' RSS every SAMPLE_SECONDS (per-step peaks), and each descendant's VmHWM.
+    """Samples own and descendants' RSS (psutil) every SAMPLE_SECONDS: per-step peaks, and each descendant's.
 
     A child's peak cannot come from getrusage(RUSAGE_CHILDREN): exec records the forking
-    process's high-water mark as the child's, so dbt would report this process's peak.
-    Its own VmHWM, read while it runs, is exact up to its last SAMPLE_SECONDS.
+    process's high-water mark as the child's, so dbt would report this process's peak. Its
+    sampled RSS is its peak up to SAMPLE_SECONDS (a shorter spike can be missed).
     """
 
     def __init__(self) -> None:
         super().__init__(daemon=True, name="memory-sampler")
         self.samples: list[tuple[float, int, int]] = []  # (time, own RSS kB, descendants' RSS kB)
-        self.descendants: dict[int, dict] = {}  # pid -> command, first/last seen, VmHWM kB
+        self.descendants: dict[int, dict] = {}  # pid -> command, first/last seen, largest RSS kB
         self._finished = threading.Event()
 
     def run(self) -> None:
-        pid = os.getpid()
+        me = psutil.Process()
         while True:
             descendants_kb = 0
-            for child in _descendants(pid):
+            for child in me.children(recursive=True):
                 try:
-                    status = _status(child)
-                except (FileNotFoundError, ProcessLookupError):
+                    rss_kb = child.memory_info().rss // 1024
+                except (psutil.NoSuchProcess, psutil.ZombieProcess):
                     continue  # it exited between listing and reading: it holds no memory any more
-                descendants_kb += _kb(status, "VmRSS")
+                descendants_kb += rss_kb
                 now = time.time()
-                if child not in self.descendants:
-                    self.descendants[child] = {"command": _command(child, status["Name"].strip()), "first_seen": now}
-                seen = self.descendants[child]
-                # max: a zombie's status has no VmHWM line any more
-                seen.update(last_seen=now, hwm_kb=max(seen.get("hwm_kb", 0), _kb(status, "VmHWM")))
-            self.samples.append((time.time(), _kb(_status(pid), "VmRSS"), descendants_kb))
+                if child.pid not in self.descendants:
+                    self.descendants[child.pid] = {"command": _command(child), "first_seen": now}
+                seen = self.descendants[child.pid]
+                seen.update(last_seen=now, hwm_kb=max(seen.get("hwm_kb", 0), rss_kb))
+            self.samples.append((time.time(), me.memory_info().rss // 1024, descendants_kb))
             if self._finished.wait(SAMPLE_SECONDS):
                 return
 
@@ -158,7 +147,7 @@ class MemorySampler(threading.Thread):
         return max(s[1] for s in inside), max(s[2] for s in inside)
 
     def by_command(self) -> dict[str, dict]:
-        """Per descendant command (e.g. `dbt build`): processes, seconds alive, largest VmHWM."""
+        """Per descendant command (e.g. `dbt build`): processes, seconds alive, largest sampled RSS."""
         commands: dict[str, dict] = {}
         for seen in self.descendants.values():
             row = commands.setdefault(seen["command"], {"processes": 0, "seconds_alive": 0.0, "peak_rss_mb": 0.0})
@@ -177,7 +166,7 @@ def measure_replay(until: date) -> dict:
     load_environment()
     start = time.perf_counter()
     summary = replay(Settings.current(), until)
-    return {"seconds": round(time.perf_counter() - start, 2), "peak_rss_mb": mb(_kb(_status("self"), "VmHWM")),
+    return {"seconds": round(time.perf_counter() - start, 2), "peak_rss_mb": mb(own_peak_kb()),
             "description": summary.describe()}
 
 
@@ -235,8 +224,24 @@ def _overhead(run_start: float, run_end: float, steps: list[dict]) -> dict[str, 
     return {"total": round(sum(parts.values()), 2), **{name: round(seconds, 2) for name, seconds in parts.items()}}
 
 
-def measure_platform(until: date) -> dict:
-    """The main job over FIRST_DAY..until as one run, with per-step times and memory peaks."""
+def repository_instance_in(folder: Path):
+    """The repository's dagster.yaml (SQLite storage, the warehouse pool's limit) with its storage in `folder`."""
+    import dagster as dg
+
+    folder.mkdir(parents=True, exist_ok=True)
+    config = (REPO_ROOT / "dagster.yaml").read_text()
+    assert REPO_DAGSTER_STORAGE in config, f"{REPO_ROOT / 'dagster.yaml'} no longer keeps its storage in {REPO_DAGSTER_STORAGE}"
+    (folder / "dagster.yaml").write_text(config.replace(REPO_DAGSTER_STORAGE, str(folder.resolve())))
+    return dg.DagsterInstance.from_config(str(folder))
+
+
+def measure_platform(first: date, until: date, instance_dir: Path) -> dict:
+    """The data layers over first..until as one run, with per-step times and memory peaks.
+
+    The Dagster instance is the repository's dagster.yaml (SQLite, the warehouse pool's limit) with
+    its storage in `instance_dir` instead of data/dagster, shared by the year's run and the new day's, so the new day's figures
+    include whatever grows with the history of runs.
+    """
     sampler = MemorySampler()
     sampler.start()
     load_environment()
@@ -244,7 +249,6 @@ def measure_platform(until: date) -> dict:
     phases: dict[str, tuple[float, float]] = {}
 
     started = time.time()
-    import dagster as dg
 
     from flightops.definitions import defs
     from flightops.pipeline import DATA_LAYERS, keys_in_groups, materialize, weather_api_running
@@ -253,11 +257,11 @@ def measure_platform(until: date) -> dict:
     phases["startup: imports, definitions"] = (started, time.time())
 
     started = time.time()
-    with weather_api_running(settings), dg.DagsterInstance.ephemeral() as instance:
+    with weather_api_running(settings), repository_instance_in(instance_dir) as instance:
         phases["weather API start"] = (started, time.time())
         started = time.time()
         # The data layers only: the pandas baseline has no training or deployment to compare with.
-        result = materialize(date.fromisoformat(FIRST_DAY), until, instance, keys_in_groups(*DATA_LAYERS))
+        result = materialize(first, until, instance, keys_in_groups(*DATA_LAYERS))
         phases["run"] = (started, time.time())
         steps, planned = _step_records(instance, result.run_id, group_of)
     if not result.success:
@@ -283,7 +287,7 @@ def measure_platform(until: date) -> dict:
         "dagster_overhead_seconds": _overhead(run_start, run_end, steps),
         "materialization_events": {"planned at run creation": planned,
                                    "logged by steps": sum(s["materialization_events"] for s in steps)},
-        "peak_rss_mb": mb(_kb(_status("self"), "VmHWM")),
+        "peak_rss_mb": mb(own_peak_kb()),
         "children": sampler.by_command(),
         "tree_peak_rss_mb": mb(max(s[1] + s[2] for s in sampler.samples)),
         "counts": counts,
@@ -335,7 +339,8 @@ def _layers(platform: dict) -> list[dict]:
     return rows
 
 
-def build_report(until: date, load_start, load_end, replay, replay_run, platform, platform_run, baseline, baseline_run) -> dict:
+def build_report(until: date, load_start, load_end, replay, replay_run, platform, platform_run, new_day, new_day_run,
+                 baseline, baseline_run) -> dict:
     counts = {
         name: {"platform": platform["counts"].get(name), "baseline": baseline["counts"].get(name)}
         for name in COMPARED_COUNTS
@@ -343,10 +348,12 @@ def build_report(until: date, load_start, load_end, replay, replay_run, platform
     for row in counts.values():
         row["match"] = row["platform"] == row["baseline"]
     return {
-        "window": {"first": FIRST_DAY, "until": until.isoformat()},
+        "window": {"first": FIRST_DAY, "until": (until - ONE_DAY).isoformat(), "new_day": until.isoformat()},
         "machine": {"cpus": os.cpu_count(), "load_average_start": load_start, "load_average_end": load_end},
         "replay": {**replay, "process": asdict(replay_run)},
         "platform": {**platform, "layers": _layers(platform), "process": asdict(platform_run)},
+        "new_day": {**new_day, "layers": _layers(new_day), "process": asdict(new_day_run),
+                    "share_of_the_year_run": round(new_day_run.wall_seconds / platform_run.wall_seconds, 3)},
         "baseline": {**baseline, "process": asdict(baseline_run)},
         "ratios_platform_over_baseline": {
             "wall": round(platform_run.wall_seconds / baseline_run.wall_seconds, 2),
@@ -390,8 +397,8 @@ def print_report(report: dict) -> None:
         if name != "total":
             print(_row(f"    {name}", seconds))
     pp = p["process"]
-    print(_row("  process total (peak: VmHWM)", pp["wall_seconds"], pp["cpu_seconds"], p["peak_rss_mb"]))
-    print("  child processes (alive s, peak: their own VmHWM):")
+    print(_row("  process total (peak: getrusage)", pp["wall_seconds"], pp["cpu_seconds"], p["peak_rss_mb"]))
+    print("  child processes (alive s, peak: largest sampled RSS):")
     for command, child in p["children"].items():
         print(_row(f"    {command} (x{child['processes']})", child["seconds_alive"], None, None, child["peak_rss_mb"]))
     print("  steps:")
@@ -404,6 +411,17 @@ def print_report(report: dict) -> None:
     for step in p["steps"]:
         if step["materialization_events"] > 1:
             print(_row(f"    {step['step']} ({step['materialization_events']} events)", step["materialization_span_seconds"]))
+    n = report["new_day"]
+    print(f"new day {w['new_day']} after the year, data layers (own process, same Dagster instance): "
+          f"{100 * n['share_of_the_year_run']:.1f} % of the year's run")
+    for name, phase in n["phases"].items():
+        if name != "run":
+            print(_row(f"  {name}", phase["seconds"], None, phase["peak_rss_mb"], phase["peak_children_rss_mb"]))
+    for layer in n["layers"]:
+        print(_row(f"  {layer['layer']}", layer["seconds"], None, layer["peak_rss_mb"], layer["peak_children_rss_mb"]))
+    print(_row("  Dagster overhead (run minus steps)", n["dagster_overhead_seconds"]["total"]))
+    nd = n["process"]
+    print(_row("  process total", nd["wall_seconds"], nd["cpu_seconds"], n["peak_rss_mb"]))
     print("baseline: pandas script (own process)")
     for name, seconds in b["stage_seconds"].items():
         print(_row(f"  {name}", seconds))
@@ -432,13 +450,19 @@ def benchmark(until: date, out: Path | None) -> int:
     try:
         print(f"Scratch folder {base}", flush=True)
         replay_run = run_child([me, "--child", "replay", "--until", until.isoformat(), "--result", str(base / "replay.json")], env, "replay", base / "replay.log")
-        platform_run = run_child([me, "--child", "platform", "--until", until.isoformat(), "--result", str(base / "platform.json")], env, "platform", base / "platform.log")
+        year_end = (until - ONE_DAY).isoformat()
+        instance = ["--instance", str(base / "dagster")]
+        platform_run = run_child([me, "--child", "platform", "--first", FIRST_DAY, "--until", year_end, *instance,
+                                  "--result", str(base / "platform.json")], env, "platform", base / "platform.log")
+        new_day_run = run_child([me, "--child", "platform", "--first", until.isoformat(), "--until", until.isoformat(),
+                                 *instance, "--result", str(base / "new_day.json")], env, "new day", base / "new_day.log")
         baseline_out = base / "baseline"
-        baseline_run = run_child([str(BASELINE_SCRIPT), "--until", until.isoformat(), "--out", str(baseline_out)], env, "pandas baseline", base / "baseline.log")
+        baseline_run = run_child([str(BASELINE_SCRIPT), "--until", year_end, "--out", str(baseline_out)], env, "pandas baseline", base / "baseline.log")
         report = build_report(
             until, load_start, os.getloadavg(),
             json.loads((base / "replay.json").read_text()), replay_run,
             json.loads((base / "platform.json").read_text()), platform_run,
+            json.loads((base / "new_day.json").read_text()), new_day_run,
             json.loads((baseline_out / "summary.json").read_text()), baseline_run,
         )
     finally:
@@ -458,17 +482,23 @@ def benchmark(until: date, out: Path | None) -> int:
 def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--until", type=date.fromisoformat, default=date.fromisoformat(LAST_DAY),
-                        help=f"last day of the window, from {FIRST_DAY} (default {LAST_DAY})")
+                        help=f"the new day, run alone after {FIRST_DAY}..the day before as one run (default {LAST_DAY})")
     parser.add_argument("--out", type=Path, help="write the report as JSON to this file")
     parser.add_argument("--child", choices=("replay", "platform"), help=argparse.SUPPRESS)
+    parser.add_argument("--first", type=date.fromisoformat, help=argparse.SUPPRESS)
+    parser.add_argument("--instance", type=Path, help=argparse.SUPPRESS)
     parser.add_argument("--result", type=Path, help=argparse.SUPPRESS)
     args = parser.parse_args()
-    if not FIRST_DAY <= args.until.isoformat() <= LAST_DAY:
-        parser.error(f"--until {args.until} is outside the data set's calendar {FIRST_DAY}..{LAST_DAY}; pick a day inside it.")
+    if not FIRST_DAY < args.until.isoformat() <= LAST_DAY:
+        parser.error(f"--until {args.until} is outside {FIRST_DAY} (excluded: the year run needs a day before it)"
+                     f"..{LAST_DAY}; pick a day inside it.")
     if args.child is None:
         return benchmark(args.until, args.out)
-    measure = measure_replay if args.child == "replay" else measure_platform
-    args.result.write_text(json.dumps(measure(args.until), default=str))
+    if args.child == "replay":
+        measured = measure_replay(args.until)
+    else:
+        measured = measure_platform(args.first, args.until, args.instance)
+    args.result.write_text(json.dumps(measured, default=str))
     return 0
 
 

@@ -38,10 +38,10 @@ import requests
 from benchmark import (
     LOG_TAIL_LINES,
     _exit_on_sigterm,
-    _kb,
-    _status,
     free_port,
     mb,
+    own_peak_kb,
+    rss_mb,
     run_child,
     scratch_environment,
 )
@@ -64,10 +64,6 @@ REQUEST_TIMEOUT_SECONDS = 30
 
 def _day(value: str | None) -> date | None:
     return date.fromisoformat(value) if value else None
-
-
-def _rss_mb(field: str) -> float:
-    return mb(_kb(_status("self"), field))
 
 
 # --- children ----------------------------------------------------------------------------------
@@ -105,7 +101,7 @@ def train(budget: str) -> dict:
     from flightops.modeling.training import train_and_register
 
     imports_seconds = time.perf_counter() - started
-    rss_after_imports = _rss_mb("VmRSS")
+    rss_after_imports = rss_mb()
     settings = Settings.current()
     run = TrainingRunConfig(**BUDGETS[budget])
 
@@ -115,7 +111,7 @@ def train(budget: str) -> dict:
     read_seconds = time.perf_counter() - started
     if frame.empty:
         raise SystemExit(f"No labelled features in {settings.warehouse}; the prepare step should have built them.")
-    rss_after_read = _rss_mb("VmRSS")
+    rss_after_read = rss_mb()
 
     started = time.perf_counter()
     result = train_and_register(frame, settings, run.training_config(), run_name=f"benchmark-{budget}")
@@ -125,7 +121,7 @@ def train(budget: str) -> dict:
         "run_config": run.model_dump(),
         "seconds": {"imports": round(imports_seconds, 2), "read_labelled_features": round(read_seconds, 2),
                     "train_and_register": round(train_seconds, 2), "fit (tuning + 3 fits)": round(result.fit_seconds, 2)},
-        "rss_mb": {"after imports": rss_after_imports, "after read": rss_after_read, "peak (VmHWM)": _rss_mb("VmHWM")},
+        "rss_mb": {"after imports": rss_after_imports, "after read": rss_after_read, "peak (getrusage)": mb(own_peak_kb())},
         "rows": {"labelled": len(frame), **result.row_counts},
         "trials_completed": result.tuning.trials_completed,
         "best_valid_log_loss": result.tuning.best_valid_log_loss,
@@ -205,8 +201,8 @@ class Service:
             time.sleep(0.2)
         raise self._failure(f"reported no loaded model within {SERVICE_START_TIMEOUT_SECONDS} s")
 
-    def peak_rss_mb(self) -> float:
-        return mb(_kb(_status(self.process.pid), "VmHWM"))
+    def rss_mb(self) -> float:
+        return rss_mb(self.process.pid)
 
     def stop(self) -> None:
         if self.process.poll() is not None:
@@ -254,7 +250,7 @@ def measure_serving(env: dict[str, str], data_dir: Path, bodies: list[dict], log
             for body in bodies[:WARMUP_REQUESTS]:
                 _post(session, url, body, version)
             round_trips = [_post(session, url, body, version) for body in bodies[WARMUP_REQUESTS:]]
-        peak = service.peak_rss_mb()
+        service_rss = service.rss_mb()
     finally:
         service.stop()
     logged = logged_latencies(data_dir)
@@ -268,7 +264,7 @@ def measure_serving(env: dict[str, str], data_dir: Path, bodies: list[dict], log
         "requests": len(round_trips),
         "round_trip_ms": latency_summary(round_trips),
         "server_side_ms": latency_summary([latency for latency, _ in logged[WARMUP_REQUESTS:]]),
-        "service_peak_rss_mb": peak,
+        "service_rss_mb_after_requests": service_rss,
     }
 
 
@@ -292,7 +288,7 @@ def print_report(report: dict) -> None:
         split = f"{rows['rows_train']}/{rows['rows_valid']}/{rows['rows_test']}"
         print(f"{label:<34}{run['process']['wall_seconds']:>9.1f}{sec['read_labelled_features']:>7.1f}"
               f"{sec['train_and_register']:>8.1f}{sec['fit (tuning + 3 fits)']:>8.1f}"
-              f"{run['rss_mb']['peak (VmHWM)']:>10.1f}{split:>24}")
+              f"{run['rss_mb']['peak (getrusage)']:>10.1f}{split:>24}")
     for name, run in t.items():
         c = run["run_config"]
         print(f"  {name}: TrainingRunConfig(tuning_trials={c['tuning_trials']}, tuning_timeout_seconds="
@@ -304,8 +300,8 @@ def print_report(report: dict) -> None:
         print(f"{name:<34}{cells[0]:>20}{cells[1]:>20}{cells[2]:>20}")
     print(line)
     print(f"serving version {s['model_version']} (promoted: {'; '.join(p['reasons'])}; window {p['window']})")
-    print(f"  start to model loaded {s['start_to_model_loaded_seconds']:.1f} s, service peak RSS "
-          f"{s['service_peak_rss_mb']:.1f} MB; {s['requests']} sequential requests after {s['warmup_requests']} warm-up")
+    print(f"  start to model loaded {s['start_to_model_loaded_seconds']:.1f} s, service RSS after the requests "
+          f"{s['service_rss_mb_after_requests']:.1f} MB; {s['requests']} sequential requests after {s['warmup_requests']} warm-up")
     print(f"{'':<34}{'p50 ms':>10}{'p99 ms':>10}{'mean ms':>10}{'max ms':>10}")
     for label, key in (("  round trip (client)", "round_trip_ms"), ("  server side (logged latency_ms)", "server_side_ms")):
         q = s[key]

@@ -47,12 +47,12 @@ from pathlib import Path
 from benchmark import (
     MemorySampler,
     _exit_on_sigterm,
-    _kb,
     _overhead,
-    _status,
     _step_records,
     free_port,
     mb,
+    own_peak_kb,
+    rss_mb,
     run_child,
     scratch_environment,
 )
@@ -72,10 +72,6 @@ SIZES = {"1k": 1_000, "27k": 27_000, "300k": 300_000}
 CASES = (("1k", "1k", "platform"), ("27k", "27k", "platform"), ("27k, 27k reference", "27k", "same size"),
          ("300k", "300k", "platform"))
 CHEAP_SECONDS = 12.0  # a measurement slower than this once is not repeated
-
-
-def _rss_mb(field: str = "VmHWM") -> float:
-    return mb(_kb(_status("self"), field))
 
 
 def open_instance(home: Path):
@@ -254,10 +250,10 @@ def evidently_case(scratch: Path, size: str, reference_kind: str, repeats: int) 
     reference = pd.read_parquet(scratch / ("reference.parquet" if reference_kind == "platform" else "reference_27k.parquet"))
     importance = pd.read_parquet(scratch / "importance.parquet").set_index("feature")["importance"]
     policy = MonitoringPolicy()
-    rss_loaded = _rss_mb("VmRSS")
+    rss_loaded = rss_mb()
 
     drift_times, drift = _timed(lambda: measure_drift(current, reference, importance, policy), repeats)
-    rss_drift = _rss_mb()
+    rss_drift = mb(own_peak_kb())
     html = scratch / f"report-{size}-{reference_kind.replace(' ', '-')}.html"
 
     def report_and_html():
@@ -273,7 +269,7 @@ def evidently_case(scratch: Path, size: str, reference_kind: str, repeats: int) 
             "report_seconds": [round(t, 3) for t in report_times], "last_save_html_seconds": round(save_seconds, 3),
             "html_mb": round(html.stat().st_size / 1e6, 2), "methods": methods,
             "drifted_columns": sum(c.drifted for c in drift.columns), "columns": len(drift.columns),
-            "rss_mb": {"data loaded": rss_loaded, "peak after measure_drift": rss_drift, "peak after report": _rss_mb()}}
+            "rss_mb": {"data loaded": rss_loaded, "peak after measure_drift": rss_drift, "peak after report": mb(own_peak_kb())}}
 
 
 # --- 2. a daily run ------------------------------------------------------------------------------
@@ -322,7 +318,7 @@ def run_job(home: Path, job_name: str, first: date, last: date) -> dict:
     return {"job": job_name, **_run_facts(result), "days": f"{first}..{last}", "imports_seconds": round(imports, 2),
             "run_seconds": round(run_end - run_start, 2), "steps": steps,
             "dagster_overhead_seconds": _overhead(run_start, run_end, steps),
-            "peak_rss_mb": _rss_mb(), "tree_peak_rss_mb": mb(max(s[1] + s[2] for s in sampler.samples)),
+            "peak_rss_mb": mb(own_peak_kb()), "tree_peak_rss_mb": mb(max(s[1] + s[2] for s in sampler.samples)),
             "children": sampler.by_command()}
 
 
@@ -459,7 +455,7 @@ def loop(home: Path) -> dict:
                                                       "label_delay_days", "window_days", "min_window_days",
                                                       "min_bad_days_in_window", "realized_log_loss_rise_threshold")}
     out["sensor_minimum_interval_seconds"] = retraining_sensor.minimum_interval_seconds
-    out["peak_rss_mb"] = _rss_mb()
+    out["peak_rss_mb"] = mb(own_peak_kb())
     return out
 
 
