@@ -59,7 +59,7 @@ def run_process_gone(run: dg.DagsterRun) -> bool:
     return process_start(int(tags[PID_TAG])) != (tags.get(PROCESS_START_TAG) or None)
 
 
-def run_children(run_id: str) -> list[int]:
+def run_children(run_id: str) -> list[psutil.Process]:
     """The processes (dbt) started by the run: they inherit RUN_ID_VARIABLE in their environment."""
     found = []
     for process in psutil.process_iter():
@@ -67,17 +67,20 @@ def run_children(run_id: str) -> list[int]:
             continue
         with contextlib.suppress(psutil.Error):  # gone meanwhile, or another user's
             if process.environ().get(RUN_ID_VARIABLE) == run_id:
-                found.append(process.pid)
+                found.append(process)
     return found
 
 
 def kill_children(run_id: str) -> list[int]:
-    """SIGKILL what is left of the run's children (an orphaned dbt keeps writing to the warehouse)."""
-    pids = run_children(run_id)
-    for pid in pids:
+    """SIGKILL what is left of the run's children (an orphaned dbt keeps writing to the warehouse); their pids.
+
+    psutil checks that each process is still the one found (not a reused pid) before it signals it.
+    """
+    children = run_children(run_id)
+    for process in children:
         with contextlib.suppress(psutil.NoSuchProcess):
-            psutil.Process(pid).kill()
-    return pids
+            process.kill()
+    return [process.pid for process in children]
 
 
 # Before a run's first step Dagster stores a "planned materialization" event per asset and day, one
