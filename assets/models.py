@@ -13,24 +13,27 @@ import base64
 import tempfile
 from datetime import date, timedelta
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import dagster as dg
-import mlflow
 import pandas as pd
 
 from assets import groups
 from assets.features import FEATURES, LABELS
 from flightops.modeling import promotion, tracking
+from flightops.modeling.config import CatBoostConfig
 from flightops.modeling.data import read_labelled_features
-from flightops.modeling.evaluate import DECISION_THRESHOLD
-from flightops.modeling.models import CatBoostConfig
 from flightops.modeling.schema import FEATURE_COLUMNS, ID_COLUMNS
 from flightops.modeling.splits import SplitConfig
-from flightops.modeling.training import TrainingConfig, train_and_register
 from flightops.modeling.tuning import TuningConfig
 from flightops.partitions import DAILY, SINGLE_RUN, day_range
 from flightops.resources import MlflowResource, WarehouseResource
 from flightops.warehouse_connections import DUCKDB_POOL
+
+# Training, evaluation and MLflow are imported inside the steps that run them (about 5 s of
+# code-location load: MLflow, scikit-learn, CatBoost, matplotlib).
+if TYPE_CHECKING:
+    from flightops.modeling.training import TrainingConfig
 
 MODEL = dg.AssetKey(["models", "flight_delay_model"])
 CHAMPION = dg.AssetKey(["models", "champion"])
@@ -54,7 +57,9 @@ class TrainingRunConfig(dg.Config):
     tuning_timeout_seconds: float = TuningConfig.timeout_seconds
     catboost_iterations: int = CatBoostConfig.iterations
 
-    def training_config(self) -> TrainingConfig:
+    def training_config(self) -> "TrainingConfig":
+        from flightops.modeling.training import TrainingConfig
+
         return TrainingConfig(
             split=SplitConfig(valid_fraction=self.valid_fraction, test_fraction=self.test_fraction,
                               test_start=_day(self.test_start, "test_start"), test_end=_day(self.test_end, "test_end")),
@@ -93,6 +98,8 @@ def embedded_png(name: str, png: bytes) -> str:
 def _plots(ui_url: str, experiment_id: str, run_id: str) -> tuple[str, dict[str, dg.MetadataValue]]:
     """The run's evaluation plots embedded in markdown (the Dagster UI shows them), and links to each in
     the MLflow UI (a browser does not open the artifact store's file:// paths from the Dagster UI)."""
+    import mlflow.artifacts
+
     with tempfile.TemporaryDirectory() as scratch:
         folder = Path(mlflow.artifacts.download_artifacts(run_id=run_id, artifact_path="evaluation", dst_path=scratch))
         images, urls = [], {}
@@ -119,6 +126,8 @@ def _version_link(ui_url: str, version: str | None) -> dg.MetadataValue | str:
 )
 def flight_delay_model(context: dg.AssetExecutionContext, config: TrainingRunConfig, warehouse: WarehouseResource,
                        mlflow_store: MlflowResource) -> dg.MaterializeResult:
+    from flightops.modeling.training import train_and_register
+
     first, last = _day(config.first_day, "first_day"), _day(config.last_day, "last_day")
     with warehouse.connect(read_only=True) as con:
         frame = read_labelled_features(con, first, last)
@@ -221,6 +230,8 @@ def champion(context: dg.AssetExecutionContext, config: PromotionConfig, warehou
 )
 def flight_delay_predictions(context: dg.AssetExecutionContext, warehouse: WarehouseResource,
                              mlflow_store: MlflowResource) -> dg.MaterializeResult:
+    from flightops.modeling.evaluate import DECISION_THRESHOLD
+
     first, last = day_range(context)
     model, version = promotion.load_champion(mlflow_store)
     columns = ", ".join((*ID_COLUMNS, *FEATURE_COLUMNS))

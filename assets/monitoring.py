@@ -17,7 +17,6 @@ from datetime import date, timedelta
 from pathlib import Path
 
 import dagster as dg
-import mlflow
 import pandas as pd
 
 from assets import groups
@@ -25,7 +24,6 @@ from assets.features import FEATURES, LABELS
 from assets.models import CHAMPION, PREDICTIONS, embedded_png
 from flightops.modeling import promotion, tracking
 from flightops.modeling.data import read_labelled_features
-from flightops.modeling.evaluate import classification_metrics, positive_probability
 from flightops.modeling.schema import FEATURE_COLUMNS, ID_COLUMNS
 from flightops.monitoring import alerts, figures, latest
 from flightops.monitoring.daily import DayResult, Reference, between, monitor_day
@@ -35,6 +33,9 @@ from flightops.monitoring.policy import MonitoringPolicy
 from flightops.partitions import DAILY, SINGLE_RUN, day_range, days
 from flightops.resources import MlflowResource, MonitoringResource, WarehouseResource
 from flightops.warehouse_connections import DUCKDB_POOL
+
+# MLflow and evaluate.py (scikit-learn, matplotlib) are imported inside the steps that use them
+# (about 4 s of code-location load).
 
 GROUP = groups.MONITORING
 REFERENCE = dg.AssetKey(["monitoring", "reference"])
@@ -107,6 +108,8 @@ def _importance(client, run_id: str) -> pd.DataFrame:
 )
 def reference(context: dg.AssetExecutionContext, warehouse: WarehouseResource,
               mlflow_store: MlflowResource) -> dg.MaterializeResult:
+    from flightops.modeling.evaluate import classification_metrics, positive_probability
+
     client = _mlflow_ready(mlflow_store)
     version = promotion.alias_version(client, promotion.CHAMPION_ALIAS)
     if version is None:
@@ -151,6 +154,8 @@ def reference(context: dg.AssetExecutionContext, warehouse: WarehouseResource,
 
 def load_reference(con) -> Reference:
     """The stored reference, with its metrics and a fitted estimator."""
+    from flightops.modeling.evaluate import classification_metrics
+
     if _stored_reference_version(con) is None:
         raise dg.Failure(f"{REFERENCE_INFO_TABLE} is missing: materialize monitoring/reference first.")
     version, data_end = con.execute(f"SELECT model_version, data_end FROM {REFERENCE_INFO_TABLE}").fetchone()
@@ -168,6 +173,8 @@ def load_reference(con) -> Reference:
 
 def _scored_window(con, model, first: date, last: date) -> pd.DataFrame:
     """Features of first..last with labels where known, scored by the champion."""
+    from flightops.modeling.evaluate import positive_probability
+
     columns = ", ".join(f"f.{c}" for c in (*ID_COLUMNS, *FEATURE_COLUMNS))
     frame = con.execute(
         f"SELECT {columns}, l.is_delayed FROM features.flight_features f "
@@ -215,6 +222,8 @@ def _log_reports(mlflow_store: MlflowResource, results: list[DayResult], onsets:
                  ref: Reference, policy: MonitoringPolicy, run_name: str) -> dict[str, str]:
     """Evidently HTML (about 4 MB) of the weekly report day and of days a check starts failing, as MLflow
     artifacts of the monitoring experiment; returns day -> URL of the report in the MLflow UI."""
+    import mlflow
+
     kept = [r for r in results if r.window is not None
             and (r.day.isoweekday() == policy.report_weekday or onsets[r.day][0])]
     if not kept:

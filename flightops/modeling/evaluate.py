@@ -28,14 +28,6 @@ from sklearn.metrics import (  # noqa: E402
 
 from flightops.modeling.schema import FEATURE_COLUMNS, labels_of, model_inputs  # noqa: E402
 
-# Whether a larger value of each metric is better (promotion compares in this direction).
-HIGHER_IS_BETTER: dict[str, bool] = {
-    "roc_auc": True,
-    "pr_auc": True,
-    "log_loss": False,
-    "brier": False,
-    "ece": False,
-}
 GROUP_COLUMNS: tuple[str, ...] = ("carrier", "origin")
 CALIBRATION_BINS = 10
 DECISION_THRESHOLD = 0.5

@@ -2,12 +2,11 @@
 
 Each pipeline starts with `ModelInputs`, which selects and types the contract columns: a
 loaded model accepts any frame that carries the feature columns (ids and labels included)
-and treats missing categoricals the same way at training and at scoring time.
+and treats missing categoricals the same way at training and at scoring time. Their settings
+are in config.py.
 """
 
 from __future__ import annotations
-
-from dataclasses import asdict, dataclass
 
 import numpy as np
 import pandas as pd
@@ -19,6 +18,7 @@ from sklearn.linear_model import LogisticRegression
 from sklearn.pipeline import Pipeline
 from sklearn.preprocessing import OneHotEncoder, StandardScaler
 
+from flightops.modeling.config import BaselineConfig, CatBoostConfig
 from flightops.modeling.schema import CATEGORICAL_FEATURES, FEATURE_COLUMNS, NUMERIC_FEATURES, model_inputs
 
 
@@ -33,30 +33,6 @@ class ModelInputs(TransformerMixin, BaseEstimator):
 
     def get_feature_names_out(self, input_features=None) -> np.ndarray:
         return np.asarray(FEATURE_COLUMNS, dtype=object)
-
-
-@dataclass(frozen=True)
-class BaselineConfig:
-    """Logistic regression settings (C is the inverse regularisation strength)."""
-
-    C: float = 1.0
-    max_iter: int = 2000
-
-
-@dataclass(frozen=True)
-class CatBoostConfig:
-    """CatBoost settings; the tunable ones are replaced by Optuna's choice (see tuning.py)."""
-
-    iterations: int = 300
-    learning_rate: float = 0.08
-    depth: int = 6
-    l2_leaf_reg: float = 3.0
-    random_strength: float = 1.0
-    thread_count: int = 2
-    random_seed: int = 2013
-
-    def as_params(self) -> dict[str, float | int]:
-        return asdict(self)
 
 
 def build_baseline(config: BaselineConfig = BaselineConfig()) -> Pipeline:

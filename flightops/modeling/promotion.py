@@ -13,21 +13,31 @@ from __future__ import annotations
 import json
 import math
 from dataclasses import dataclass, field
+from typing import TYPE_CHECKING
 
-import mlflow.sklearn
 import pandas as pd
-from mlflow import MlflowClient
-from mlflow.exceptions import MlflowException
-from sklearn.pipeline import Pipeline
 
-from flightops.modeling.evaluate import HIGHER_IS_BETTER, evaluate
 from flightops.modeling.splits import flight_days
 from flightops.modeling.tracking import REGISTERED_MODEL_NAME, MlflowStore, configure_mlflow, mlflow_client
+
+# MLflow, scikit-learn and evaluate.py (matplotlib) are imported inside the functions that use them
+# (about 3 s of code-location load, which reads only the policy's defaults and the alias names).
+if TYPE_CHECKING:
+    from mlflow import MlflowClient
+    from sklearn.pipeline import Pipeline
 
 CHAMPION_ALIAS = "champion"
 CHALLENGER_ALIAS = "challenger"
 HISTORY_TAG = "champion_history"  # JSON list of versions that were champion, oldest first
 DECISION_TAG_PREFIX = "promotion."
+# Whether a larger value of each metric is better (promotion compares in this direction).
+HIGHER_IS_BETTER: dict[str, bool] = {
+    "roc_auc": True,
+    "pr_auc": True,
+    "log_loss": False,
+    "brier": False,
+    "ece": False,
+}
 
 
 @dataclass(frozen=True)
@@ -92,6 +102,8 @@ class RollbackResult:
 
 def alias_version(client: MlflowClient, alias: str) -> str | None:
     """The version an alias points at, or None when the alias (or the registered model) is absent."""
+    from mlflow.exceptions import MlflowException
+
     try:
         registered = client.get_registered_model(REGISTERED_MODEL_NAME)
     except MlflowException as exc:
@@ -120,6 +132,8 @@ def mark_challenger(client: MlflowClient, version: str) -> None:
 
 def load_version(version: str) -> Pipeline:
     """The scikit-learn pipeline of one registered version (MLflow must be configured)."""
+    import mlflow.sklearn
+
     return mlflow.sklearn.load_model(f"models:/{REGISTERED_MODEL_NAME}/{version}")
 
 
@@ -151,6 +165,8 @@ def decide_promotion(
 
     The decision is recorded as tags on the challenger's model version and on its training run.
     """
+    from flightops.modeling.evaluate import evaluate
+
     if len(window) < policy.min_rows:
         raise ValueError(
             f"The promotion window has {len(window)} labelled rows, fewer than PromotionPolicy.min_rows="
@@ -205,6 +221,8 @@ def decide_promotion(
 
 def rollback(to_version: int | str | None = None, *, store: MlflowStore) -> RollbackResult:
     """Point `champion` back at the previous champion, or at `to_version` when given."""
+    from mlflow.exceptions import MlflowException
+
     configure_mlflow(store)
     client = mlflow_client(store)
     current = alias_version(client, CHAMPION_ALIAS)

@@ -12,15 +12,11 @@ import logging
 import subprocess
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Protocol
+from typing import TYPE_CHECKING, Protocol
 from urllib.parse import quote
 
-import mlflow
 import numpy as np
 import pandas as pd
-from mlflow import MlflowClient
-from mlflow.models import ModelSignature
-from mlflow.types import ColSpec, DataType, Schema, TensorSpec
 
 from flightops.modeling.schema import (
     CATEGORICAL_FEATURES,
@@ -34,6 +30,12 @@ from flightops.modeling.schema import (
     model_inputs,
 )
 from flightops.settings import REPO_ROOT
+
+# MLflow is imported inside the functions that call it (about 2 s of code-location load, which
+# needs only the names and URLs below).
+if TYPE_CHECKING:
+    from mlflow import MlflowClient
+    from mlflow.models import ModelSignature
 
 EXPERIMENT_NAME = "flight_delay"
 # Monitoring reports (Evidently HTML kept weekly and on alert days) are artifacts of their own experiment.
@@ -83,6 +85,8 @@ def configure_mlflow(store: MlflowStore, experiment_name: str = EXPERIMENT_NAME)
     FLIGHTOPS_MLFLOW_ARTIFACTS, of any other in a folder of its name below it). An existing experiment whose artifact location
     differs from the store's is refused: its artifacts would go somewhere nobody looks.
     """
+    import mlflow
+
     database = _sqlite_file(store.mlflow_tracking_uri)
     if database is not None:
         database.parent.mkdir(parents=True, exist_ok=True)
@@ -112,14 +116,9 @@ def configure_mlflow(store: MlflowStore, experiment_name: str = EXPERIMENT_NAME)
 
 def mlflow_client(store: MlflowStore) -> MlflowClient:
     """A client bound to the store, independent of MLflow's global state."""
+    from mlflow import MlflowClient
+
     return MlflowClient(tracking_uri=store.mlflow_tracking_uri, registry_uri=store.mlflow_tracking_uri)
-
-
-_SIGNATURE_TYPES = {str: DataType.string, int: DataType.long, float: DataType.double}
-
-
-def _input_type(column: str) -> DataType:
-    return _SIGNATURE_TYPES[feature_type(column)]
 
 
 def in_signature_types(frame: pd.DataFrame) -> pd.DataFrame:
@@ -131,7 +130,11 @@ def in_signature_types(frame: pd.DataFrame) -> pd.DataFrame:
 def model_signature() -> ModelSignature:
     """Inputs declared from the schema module rather than inferred from a few example rows;
     output: predict_proba's two columns, P(on time) and P(delayed)."""
-    inputs = Schema([ColSpec(_input_type(column), column) for column in FEATURE_COLUMNS])
+    from mlflow.models import ModelSignature
+    from mlflow.types import ColSpec, DataType, Schema, TensorSpec
+
+    types = {str: DataType.string, int: DataType.long, float: DataType.double}
+    inputs = Schema([ColSpec(types[feature_type(column)], column) for column in FEATURE_COLUMNS])
     outputs = Schema([TensorSpec(np.dtype(np.float64), (-1, 2))])
     return ModelSignature(inputs=inputs, outputs=outputs)
 

@@ -9,13 +9,17 @@ trial's best iteration, which the final refit on train + valid uses.
 from __future__ import annotations
 
 from dataclasses import dataclass, replace
+from typing import TYPE_CHECKING
 
-import optuna
 import pandas as pd
-from sklearn.metrics import log_loss
 
-from flightops.modeling.models import CatBoostConfig, build_catboost
+from flightops.modeling.config import CatBoostConfig
 from flightops.modeling.schema import labels_of, model_inputs
+
+# Imported inside tune_catboost: Optuna, scikit-learn, CatBoost (about 2.5 s of code-location load,
+# which reads only TuningConfig's defaults).
+if TYPE_CHECKING:
+    import optuna
 
 OBJECTIVE = "valid_log_loss"
 
@@ -72,6 +76,11 @@ def tune_catboost(train: pd.DataFrame, valid: pd.DataFrame, base: CatBoostConfig
     """Search CatBoost settings on train (fit) / valid (early stopping and objective)."""
     if not tuning.enabled:
         return TuningResult(config=base, trials_completed=0, best_valid_log_loss=None, trials=pd.DataFrame())
+    import optuna
+    from sklearn.metrics import log_loss
+
+    from flightops.modeling.models import build_catboost
+
     y_train, y_valid = labels_of(train), labels_of(valid)
     valid_inputs = model_inputs(valid)
 

@@ -13,7 +13,6 @@ from datetime import date, timedelta
 import numpy as np
 import pandas as pd
 
-from flightops.modeling.evaluate import GROUP_COLUMNS
 from flightops.monitoring import figures as fig
 from flightops.monitoring.drift import (
     CUMULATIVE, FEATURE_GROUPS, OPERATIONS, PREDICTION, STABLE, WEATHER, DriftResult, measure_drift,
@@ -159,8 +158,8 @@ def monitor_day(day: date, scored: pd.DataFrame, daily_counts: pd.Series, refere
         add(report, labelled_window, "performance", "calibration_gap", result.metrics["calibration_gap"],
             method="|mean probability - delay rate|", threshold=policy.calibration_gap_threshold,
             status=fig.ALERT if calibration_alert else fig.OK)
-        for column in GROUP_COLUMNS:
-            for row in result.by_group[column].itertuples(index=False):
+        for column, table in result.by_group.items():
+            for row in table.itertuples(index=False):
                 if row.rows >= MIN_SLICE_ROWS:
                     for metric in ("roc_auc", "log_loss", "brier"):
                         add(report, labelled_window, column, metric, getattr(row, metric), slice_=str(getattr(row, column)))

@@ -18,16 +18,17 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import numpy as np
 import pandas as pd
-from evidently import DataDefinition, Dataset, Report
-from evidently.legacy.calculations.stattests.registry import get_stattest
-from evidently.legacy.core import ColumnType
-from evidently.metrics import ValueDrift
 
 from flightops.modeling.schema import CATEGORICAL_FEATURES, FEATURE_COLUMNS, NUMERIC_FEATURES
 from flightops.monitoring.policy import MonitoringPolicy
+
+# Evidently is imported inside the functions that run it (about 5 s of code-location load).
+if TYPE_CHECKING:
+    from evidently.legacy.core import ColumnType
 
 STABLE = "stable"
 CALENDAR = "calendar"
@@ -79,9 +80,6 @@ def _check_groups() -> None:
 _check_groups()
 
 MONITORED_COLUMNS: tuple[str, ...] = (*FEATURE_COLUMNS, PROBABILITY_COLUMN)
-_DEFINITION = DataDefinition(
-    numerical_columns=[*NUMERIC_FEATURES, PROBABILITY_COLUMN], categorical_columns=list(CATEGORICAL_FEATURES)
-)
 
 
 @dataclass(frozen=True)
@@ -130,6 +128,8 @@ def importance_weights(importance: pd.Series) -> dict[str, float]:
 
 
 def _column_type(column: str) -> ColumnType:
+    from evidently.legacy.core import ColumnType
+
     return ColumnType.Categorical if column in CATEGORICAL_FEATURES else ColumnType.Numerical
 
 
@@ -140,6 +140,8 @@ def _method(column: str, policy: MonitoringPolicy) -> str | None:
 def measure_drift(current: pd.DataFrame, reference: pd.DataFrame, importance: pd.Series,
                   policy: MonitoringPolicy) -> DriftResult:
     """Drift of every model input and of the predicted probability, current against reference."""
+    from evidently.legacy.calculations.stattests.registry import get_stattest
+
     if current.empty or reference.empty:
         raise ValueError(
             f"Drift needs rows on both sides; got {len(current)} current and {len(reference)} reference rows."
@@ -164,10 +166,16 @@ def measure_drift(current: pd.DataFrame, reference: pd.DataFrame, importance: pd
 
 def drift_report(current: pd.DataFrame, reference: pd.DataFrame, policy: MonitoringPolicy):
     """Evidently's Report of the same drift (per-column tests included), for its HTML."""
+    from evidently import DataDefinition, Dataset, Report
+    from evidently.metrics import ValueDrift
+
+    definition = DataDefinition(
+        numerical_columns=[*NUMERIC_FEATURES, PROBABILITY_COLUMN], categorical_columns=list(CATEGORICAL_FEATURES)
+    )
     metrics = [ValueDrift(column=c, method=_method(c, policy), threshold=policy.drift_threshold) for c in MONITORED_COLUMNS]
     return Report(metrics, include_tests=True).run(
-        Dataset.from_pandas(_frame(current), data_definition=_DEFINITION),
-        Dataset.from_pandas(_frame(reference), data_definition=_DEFINITION),
+        Dataset.from_pandas(_frame(current), data_definition=definition),
+        Dataset.from_pandas(_frame(reference), data_definition=definition),
     )
 
 

@@ -11,13 +11,15 @@ LightGBM, XGBoost, cloud-storage clients and its own telemetry, which the pinned
 from __future__ import annotations
 
 from dataclasses import dataclass
+from typing import TYPE_CHECKING
 
 import numpy as np
 import pandas as pd
-from sklearn.isotonic import IsotonicRegression
-from sklearn.metrics import roc_auc_score
 
-from flightops.modeling.evaluate import GROUP_COLUMNS, classification_metrics
+# scikit-learn (and evaluate.py, which needs it) is imported inside the functions that use it
+# (about 2 s of code-location load).
+if TYPE_CHECKING:
+    from sklearn.isotonic import IsotonicRegression
 
 _EPS = 1e-15
 
@@ -35,6 +37,8 @@ class Estimator:
                 "The reference window holds a single class; performance cannot be estimated from it. "
                 "Rebuild monitoring/reference from a champion whose test window has delayed and on-time flights."
             )
+        from sklearn.isotonic import IsotonicRegression
+
         iso = IsotonicRegression(y_min=0.0, y_max=1.0, out_of_bounds="clip")
         return cls(iso.fit(np.asarray(probability, float), np.asarray(labels, float)))
 
@@ -70,6 +74,8 @@ def _log_loss(y: np.ndarray, p: np.ndarray) -> float:
 def slice_metrics(y: np.ndarray, p: np.ndarray) -> dict[str, float]:
     """ROC AUC (NaN for one class), log loss and Brier of one slice: the per-slice figures, kept lean
     because a window has dozens of slices (sklearn's input validation dominated their cost)."""
+    from sklearn.metrics import roc_auc_score
+
     return {
         "roc_auc": float(roc_auc_score(y, p)) if 0 < y.sum() < len(y) else float("nan"),
         "log_loss": _log_loss(y, p),
@@ -89,6 +95,8 @@ class Realized:
 
 def realized(window: pd.DataFrame) -> Realized:
     """Scores of rows with `probability`, `is_delayed` (0/1), `flight_date` and the group columns."""
+    from flightops.modeling.evaluate import GROUP_COLUMNS, classification_metrics
+
     y = window["is_delayed"].astype(int).to_numpy()
     p = window["probability"].astype(float).to_numpy()
     metrics = classification_metrics(y, p)

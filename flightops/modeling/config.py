@@ -1,0 +1,30 @@
+"""The classifiers' settings, apart from the classifiers (models.py) so that reading their
+defaults (the code location's training config does) imports neither scikit-learn nor CatBoost."""
+
+from __future__ import annotations
+
+from dataclasses import asdict, dataclass
+
+
+@dataclass(frozen=True)
+class BaselineConfig:
+    """Logistic regression settings (C is the inverse regularisation strength)."""
+
+    C: float = 1.0
+    max_iter: int = 2000
+
+
+@dataclass(frozen=True)
+class CatBoostConfig:
+    """CatBoost settings; the tunable ones are replaced by Optuna's choice (see tuning.py)."""
+
+    iterations: int = 300
+    learning_rate: float = 0.08
+    depth: int = 6
+    l2_leaf_reg: float = 3.0
+    random_strength: float = 1.0
+    thread_count: int = 2
+    random_seed: int = 2013
+
+    def as_params(self) -> dict[str, float | int]:
+        return asdict(self)
