@@ -13,6 +13,7 @@ Each part runs in its own subprocess, so a peak RSS is that process's own:
 The machine is shared and noisy: compare the ratios measured within one run, and read the
 load averages printed with them. Row counts of both are compared; a mismatch exits 1.
 
+    python scripts/benchmark.py                      # the full year; writes bench/results/<date>-<machine>-data-layers.{json,md}
     python scripts/benchmark.py --until 2013-03-31 --out /tmp/bench.json
 """
 
@@ -50,6 +51,7 @@ COMPARED_COUNTS = (
 )
 LAYER_ORDER = ("ingestion", "validation", "transform", "features")
 ONE_DAY = timedelta(days=1)
+RESULTS_DIR = REPO_ROOT / "bench" / "results"
 REPO_DAGSTER_STORAGE = "data/dagster"  # where the repository's dagster.yaml keeps the instance's storage
 # Lines of a failed child's output shown before the scratch folder (and its log) is removed.
 LOG_TAIL_LINES = 60
@@ -436,6 +438,53 @@ def print_report(report: dict) -> None:
         print(f"{name:<44}{row['platform']!s:>12}{row['baseline']!s:>12}  {'yes' if row['match'] else 'NO'}")
 
 
+def default_report_path() -> Path:
+    """bench/results/<date>-<machine>-data-layers.json: one file per day and machine, committed with its table."""
+    return RESULTS_DIR / f"{date.today().isoformat()}-{socket.gethostname()}-data-layers.json"
+
+
+def markdown_table(report: dict) -> str:
+    """The report's headline figures as the Markdown table the README quotes."""
+    w, p, n, b, r = (report[k] for k in ("window", "platform", "new_day", "baseline", "ratios_platform_over_baseline"))
+    loads = [" / ".join(f"{x:.2f}" for x in report["machine"][k]) for k in ("load_average_start", "load_average_end")]
+    events = p["materialization_events"]
+    # A Python step logs its per-day materializations in one burst after its work; a dbt step's come while dbt runs.
+    python_steps = [step for step in p["steps"] if step["layer"] != "transform"]
+    spans = sum(step["materialization_span_seconds"] for step in python_steps)
+    recorded = sum(step["materialization_events"] for step in python_steps)
+    rows = [
+        f"Data layers {w['first']}..{w['until']}, then the new day {w['new_day']}; {report['machine']['cpus']} CPUs, "
+        f"load average (1/5/15 min) {loads[0]} -> {loads[1]}.",
+        "",
+        "| part | wall s | CPU s | peak RSS MB |",
+        "|---|---|---|---|",
+        f"| replay of the sources (apart) | {report['replay']['process']['wall_seconds']} | "
+        f"{report['replay']['process']['cpu_seconds']} | {report['replay']['peak_rss_mb']} |",
+        f"| platform, year (process) | {p['process']['wall_seconds']} | {p['process']['cpu_seconds']} | {p['peak_rss_mb']} |",
+    ]
+    rows += [f"| - {name} | {phase['seconds']} | | {phase['peak_rss_mb']} |" for name, phase in p["phases"].items() if name != "run"]
+    rows += [f"| - {layer['layer']} ({layer['steps']} steps) | {layer['seconds']} | | {layer['peak_rss_mb']} "
+             f"(dbt {layer['peak_children_rss_mb']}) |" if layer["layer"] == "transform" else
+             f"| - {layer['layer']} ({layer['steps']} steps) | {layer['seconds']} | | {layer['peak_rss_mb']} |"
+             for layer in p["layers"]]
+    rows += [
+        f"| - Dagster outside steps | {p['dagster_overhead_seconds']['total']} | | |",
+        f"| - inside the Python steps: recording {recorded} of the {events['logged by steps']} materializations "
+        f"(one per asset and day) | {round(spans, 2)} | | |",
+        f"| pandas script, same window | {b['process']['wall_seconds']} | {b['process']['cpu_seconds']} | "
+        f"{b['process']['max_rss_mb']} |",
+        f"| **ratio platform / script** | **{r['wall']}x** | {r['cpu']}x | **{r['peak_rss_process']}x** |",
+        f"| new day, data layers (own process) | {n['process']['wall_seconds']} | {n['process']['cpu_seconds']} | "
+        f"{n['peak_rss_mb']} |",
+    ]
+    rows += [f"| - {layer['layer']} | {layer['seconds']} | | |" for layer in n["layers"]]
+    rows += [
+        f"| - start-up (imports, definitions) | {n['phases']['startup: imports, definitions']['seconds']} | | |",
+        f"| **new day / year** | **{round(100 * n['share_of_the_year_run'], 1)} %** | | |",
+    ]
+    return "\n".join(rows) + "\n"
+
+
 def _exit_on_sigterm(signum, frame) -> None:
     raise SystemExit(128 + signum)  # unwinds like Ctrl-C: the children are stopped, the scratch folder removed
 
@@ -468,9 +517,11 @@ def benchmark(until: date, out: Path | None) -> int:
     finally:
         shutil.rmtree(base)
     print_report(report)
-    if out is not None:
-        out.write_text(json.dumps(report, indent=2, default=str))
-        print(f"\nReport written to {out}")
+    out = out or default_report_path()
+    out.parent.mkdir(parents=True, exist_ok=True)
+    out.write_text(json.dumps(report, indent=2, default=str))
+    out.with_suffix(".md").write_text(markdown_table(report))
+    print(f"\nReport written to {out} and, as a Markdown table, {out.with_suffix('.md')}")
     mismatched = [name for name, row in report["counts"].items() if not row["match"]]
     if mismatched:
         print(f"Row counts differ for {', '.join(mismatched)}: the baseline does not do what the platform does; "
@@ -483,7 +534,8 @@ def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--until", type=date.fromisoformat, default=date.fromisoformat(LAST_DAY),
                         help=f"the new day, run alone after {FIRST_DAY}..the day before as one run (default {LAST_DAY})")
-    parser.add_argument("--out", type=Path, help="write the report as JSON to this file")
+    parser.add_argument("--out", type=Path, help="the report's JSON file (default: bench/results/<date>-<machine>-data-layers.json); "
+                        "its Markdown table goes beside it (.md)")
     parser.add_argument("--child", choices=("replay", "platform"), help=argparse.SUPPRESS)
     parser.add_argument("--first", type=date.fromisoformat, help=argparse.SUPPRESS)
     parser.add_argument("--instance", type=Path, help=argparse.SUPPRESS)
