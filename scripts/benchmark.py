@@ -3,17 +3,18 @@
 Each part runs in its own subprocess, so a peak RSS is that process's own:
   1. replay: the simulated source systems replayed through --until (the platform's input;
      the baseline reads the package files directly, so this is reported apart);
-  2. platform: the data layers (ingestion to features) over FIRST_DAY..the day before --until as
-     one run, on the repository's Dagster instance configuration (SQLite) with its storage in the
+  2. platform: main_job (every layer, training with tuning off) over FIRST_DAY..the day before
+     --until as one run, on the repository's Dagster instance configuration (SQLite) with its storage in the
      scratch folder, weather API served in-process by `weather_api_running`; per-step times come from the
      run's STEP_START/STEP_SUCCESS events, steps are grouped into layers by asset group;
-  3. new day: --until alone, in a new process on the same instance (imports, planning, one dbt
-     invocation per dbt step: the fixed costs of a daily run), reported as a share of step 2;
-  4. baseline: scripts/pandas_baseline.py on step 2's window.
+  3. new day: --until alone through daily_job (no training; predictions and monitoring with the
+     champion of step 2), in a new process on the same instance, reported as a share of step 2;
+  4. baseline: scripts/pandas_baseline.py --fit on step 2's window (its data stages, then one
+     CatBoost fit with the platform's settings).
 The machine is shared and noisy: compare the ratios measured within one run, and read the
 load averages printed with them. Row counts of both are compared; a mismatch exits 1.
 
-    python scripts/benchmark.py                      # the full year; writes bench/results/<date>-<machine>-data-layers.{json,md}
+    python scripts/benchmark.py                      # the full year; writes bench/results/<date>-<machine>.{json,md}
     python scripts/benchmark.py --until 2013-03-31 --out /tmp/bench.json
 """
 
@@ -49,7 +50,8 @@ COMPARED_COUNTS = (
     "marts.fct_flights", "marts.mart_daily_delays", "features.flight_features", "features.flight_labels",
     "features.flight_labels delayed",
 )
-LAYER_ORDER = ("ingestion", "validation", "transform", "features")
+LAYER_ORDER = ("ingestion", "validation", "transform", "features", "models", "deployment", "monitoring")
+DATA_LAYER_NAMES = LAYER_ORDER[:4]  # what the script's stages before its fit do
 ONE_DAY = timedelta(days=1)
 RESULTS_DIR = REPO_ROOT / "bench" / "results"
 REPO_DAGSTER_STORAGE = "data/dagster"  # where the repository's dagster.yaml keeps the instance's storage
@@ -237,8 +239,9 @@ def repository_instance_in(folder: Path):
     return dg.DagsterInstance.from_config(str(folder))
 
 
-def measure_platform(first: date, until: date, instance_dir: Path) -> dict:
-    """The data layers over first..until as one run, with per-step times and memory peaks.
+def measure_platform(first: date, until: date, instance_dir: Path, job: str) -> dict:
+    """`job` over first..until as one run, with per-step times and memory peaks: main_job with tuning
+    off (the script's model work: one CatBoost fit), or daily_job (a new day once a champion exists).
 
     The Dagster instance is the repository's dagster.yaml (SQLite, the warehouse pool's limit) with
     its storage in `instance_dir` instead of data/dagster, shared by the year's run and the new day's, so the new day's figures
@@ -253,7 +256,8 @@ def measure_platform(first: date, until: date, instance_dir: Path) -> dict:
     started = time.time()
 
     from flightops.definitions import defs
-    from flightops.pipeline import DATA_LAYERS, keys_in_groups, materialize, weather_api_running
+    from assets.models import flight_delay_model
+    from flightops.pipeline import materialize, weather_api_running
 
     group_of = {spec.key: spec.group_name for spec in defs.resolve_all_asset_specs()}
     phases["startup: imports, definitions"] = (started, time.time())
@@ -262,10 +266,12 @@ def measure_platform(first: date, until: date, instance_dir: Path) -> dict:
     with weather_api_running(settings), repository_instance_in(instance_dir) as instance:
         phases["weather API start"] = (started, time.time())
         started = time.time()
-        # The data layers only: the pandas baseline has no training or deployment to compare with.
-        result = materialize(first, until, instance, keys_in_groups(*DATA_LAYERS))
+        tuning_off = {"ops": {flight_delay_model.op.name: {"config": {"tuning_trials": 0}}}}
+        result = materialize(first, until, instance, job_name=job, run_config=tuning_off if job == "main_job" else None)
         phases["run"] = (started, time.time())
         steps, planned = _step_records(instance, result.run_id, group_of)
+        trained = [event.materialization.metadata for event in result.get_asset_materialization_events()
+                   if event.asset_key == flight_delay_model.key]
     if not result.success:
         failed = [s["step"] for s in steps if not s.get("succeeded", False)]
         raise SystemExit(f"The platform run failed (steps {', '.join(failed) or 'none started'}); see its log above.")
@@ -293,6 +299,10 @@ def measure_platform(first: date, until: date, instance_dir: Path) -> dict:
         "children": sampler.by_command(),
         "tree_peak_rss_mb": mb(max(s[1] + s[2] for s in sampler.samples)),
         "counts": counts,
+        # The trained version's test ROC AUC per model (catboost, baseline, constant), when the run trained.
+        "test_roc_auc": {name.removeprefix("test_").removesuffix("_roc_auc"): value.value
+                         for name, value in (trained[-1] if trained else {}).items()
+                         if name.startswith("test_") and name.endswith("roc_auc")},
     }
 
 
@@ -324,6 +334,10 @@ def run_child(argv: list[str], env: dict[str, str], what: str, log: Path) -> Chi
         raise RuntimeError(f"The {what} process exited with code {code}. The end of its output ({log}):\n{tail}")
     print(f"  {what}: {wall:.1f} s", flush=True)
     return ChildRun(round(wall, 2), round(usage.ru_utime + usage.ru_stime, 2), mb(usage.ru_maxrss))
+
+
+def _seconds_in(platform: dict, layers: tuple[str, ...]) -> float:
+    return sum(step["seconds"] for step in platform["steps"] if step["layer"] in layers)
 
 
 def _layers(platform: dict) -> list[dict]:
@@ -363,6 +377,9 @@ def build_report(until: date, load_start, load_end, replay, replay_run, platform
             "cpu": round(platform_run.cpu_seconds / baseline_run.cpu_seconds, 2),
             "peak_rss_process": round(platform["peak_rss_mb"] / baseline_run.max_rss_mb, 2),
             "peak_rss_with_children": round(platform["tree_peak_rss_mb"] / baseline_run.max_rss_mb, 2),
+            # Step time only (no start-up on either side): the data layers against the script's stages before its fit.
+            "data_layers_steps": round(_seconds_in(platform, DATA_LAYER_NAMES)
+                                       / sum(v for k, v in baseline["stage_seconds"].items() if k != "fit"), 2),
         },
         "counts": counts,
     }
@@ -414,7 +431,7 @@ def print_report(report: dict) -> None:
         if step["materialization_events"] > 1:
             print(_row(f"    {step['step']} ({step['materialization_events']} events)", step["materialization_span_seconds"]))
     n = report["new_day"]
-    print(f"new day {w['new_day']} after the year, data layers (own process, same Dagster instance): "
+    print(f"new day {w['new_day']} after the year through daily_job (own process, same Dagster instance): "
           f"{100 * n['share_of_the_year_run']:.1f} % of the year's run")
     for name, phase in n["phases"].items():
         if name != "run":
@@ -430,6 +447,9 @@ def print_report(report: dict) -> None:
     bp = b["process"]
     print(_row("  process total (peak: wait4 maxrss)", bp["wall_seconds"], bp["cpu_seconds"], bp["max_rss_mb"]))
     print(line)
+    if "fit" in b:
+        print(f"  script's CatBoost fit: {b['fit']}; platform's test ROC AUC: {p['test_roc_auc']}")
+    print(f"data layers' steps / script's data stages: {r['data_layers_steps']}x")
     print(f"platform/baseline: wall {r['wall']}x (with the replay {r['wall_with_replay']}x), CPU {r['cpu']}x, "
           f"peak RSS {r['peak_rss_process']}x (platform process + children: {r['peak_rss_with_children']}x)")
     print(line)
@@ -439,8 +459,8 @@ def print_report(report: dict) -> None:
 
 
 def default_report_path() -> Path:
-    """bench/results/<date>-<machine>-data-layers.json: one file per day and machine, committed with its table."""
-    return RESULTS_DIR / f"{date.today().isoformat()}-{socket.gethostname()}-data-layers.json"
+    """bench/results/<date>-<machine>.json: one file per day and machine, committed with its table."""
+    return RESULTS_DIR / f"{date.today().isoformat()}-{socket.gethostname()}.json"
 
 
 def markdown_table(report: dict) -> str:
@@ -453,14 +473,16 @@ def markdown_table(report: dict) -> str:
     spans = sum(step["materialization_span_seconds"] for step in python_steps)
     recorded = sum(step["materialization_events"] for step in python_steps)
     rows = [
-        f"Data layers {w['first']}..{w['until']}, then the new day {w['new_day']}; {report['machine']['cpus']} CPUs, "
+        f"main_job (tuning off) {w['first']}..{w['until']}, then the new day {w['new_day']} through daily_job; "
+        f"{report['machine']['cpus']} CPUs, "
         f"load average (1/5/15 min) {loads[0]} -> {loads[1]}.",
         "",
         "| part | wall s | CPU s | peak RSS MB |",
         "|---|---|---|---|",
         f"| replay of the sources (apart) | {report['replay']['process']['wall_seconds']} | "
         f"{report['replay']['process']['cpu_seconds']} | {report['replay']['peak_rss_mb']} |",
-        f"| platform, year (process) | {p['process']['wall_seconds']} | {p['process']['cpu_seconds']} | {p['peak_rss_mb']} |",
+        f"| platform, year end to end (process) | {p['process']['wall_seconds']} | {p['process']['cpu_seconds']} | "
+        f"{p['peak_rss_mb']} |",
     ]
     rows += [f"| - {name} | {phase['seconds']} | | {phase['peak_rss_mb']} |" for name, phase in p["phases"].items() if name != "run"]
     rows += [f"| - {layer['layer']} ({layer['steps']} steps) | {layer['seconds']} | | {layer['peak_rss_mb']} "
@@ -471,10 +493,15 @@ def markdown_table(report: dict) -> str:
         f"| - Dagster outside steps | {p['dagster_overhead_seconds']['total']} | | |",
         f"| - inside the Python steps: recording {recorded} of the {events['logged by steps']} materializations "
         f"(one per asset and day) | {round(spans, 2)} | | |",
-        f"| pandas script, same window | {b['process']['wall_seconds']} | {b['process']['cpu_seconds']} | "
+        f"| pandas script + one CatBoost fit, same window | {b['process']['wall_seconds']} | {b['process']['cpu_seconds']} | "
         f"{b['process']['max_rss_mb']} |",
-        f"| **ratio platform / script** | **{r['wall']}x** | {r['cpu']}x | **{r['peak_rss_process']}x** |",
-        f"| new day, data layers (own process) | {n['process']['wall_seconds']} | {n['process']['cpu_seconds']} | "
+    ]
+    rows += [f"| - {stage} | {seconds} | | |" for stage, seconds in b["stage_seconds"].items()]
+    rows += [
+        f"| **ratio platform / script, end to end** | **{r['wall']}x** | {r['cpu']}x | **{r['peak_rss_process']}x** |",
+        f"| ratio of the data layers' steps to the script's data stages | {r['data_layers_steps']}x | | |",
+        f"| test ROC AUC: platform {p['test_roc_auc']}, script's fit {b.get('fit', {}).get('test_roc_auc')} | | | |",
+        f"| new day through daily_job (own process) | {n['process']['wall_seconds']} | {n['process']['cpu_seconds']} | "
         f"{n['peak_rss_mb']} |",
     ]
     rows += [f"| - {layer['layer']} | {layer['seconds']} | | |" for layer in n["layers"]]
@@ -501,12 +528,13 @@ def benchmark(until: date, out: Path | None) -> int:
         replay_run = run_child([me, "--child", "replay", "--until", until.isoformat(), "--result", str(base / "replay.json")], env, "replay", base / "replay.log")
         year_end = (until - ONE_DAY).isoformat()
         instance = ["--instance", str(base / "dagster")]
-        platform_run = run_child([me, "--child", "platform", "--first", FIRST_DAY, "--until", year_end, *instance,
+        platform_run = run_child([me, "--child", "platform", "--job", "main_job", "--first", FIRST_DAY, "--until", year_end, *instance,
                                   "--result", str(base / "platform.json")], env, "platform", base / "platform.log")
-        new_day_run = run_child([me, "--child", "platform", "--first", until.isoformat(), "--until", until.isoformat(),
+        new_day_run = run_child([me, "--child", "platform", "--job", "daily_job", "--first", until.isoformat(), "--until", until.isoformat(),
                                  *instance, "--result", str(base / "new_day.json")], env, "new day", base / "new_day.log")
         baseline_out = base / "baseline"
-        baseline_run = run_child([str(BASELINE_SCRIPT), "--until", year_end, "--out", str(baseline_out)], env, "pandas baseline", base / "baseline.log")
+        baseline_run = run_child([str(BASELINE_SCRIPT), "--until", year_end, "--out", str(baseline_out), "--fit"], env,
+                                 "pandas baseline", base / "baseline.log")
         report = build_report(
             until, load_start, os.getloadavg(),
             json.loads((base / "replay.json").read_text()), replay_run,
@@ -534,10 +562,11 @@ def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--until", type=date.fromisoformat, default=date.fromisoformat(LAST_DAY),
                         help=f"the new day, run alone after {FIRST_DAY}..the day before as one run (default {LAST_DAY})")
-    parser.add_argument("--out", type=Path, help="the report's JSON file (default: bench/results/<date>-<machine>-data-layers.json); "
+    parser.add_argument("--out", type=Path, help="the report's JSON file (default: bench/results/<date>-<machine>.json); "
                         "its Markdown table goes beside it (.md)")
     parser.add_argument("--child", choices=("replay", "platform"), help=argparse.SUPPRESS)
     parser.add_argument("--first", type=date.fromisoformat, help=argparse.SUPPRESS)
+    parser.add_argument("--job", choices=("main_job", "daily_job"), help=argparse.SUPPRESS)
     parser.add_argument("--instance", type=Path, help=argparse.SUPPRESS)
     parser.add_argument("--result", type=Path, help=argparse.SUPPRESS)
     args = parser.parse_args()
@@ -549,7 +578,7 @@ def main() -> int:
     if args.child == "replay":
         measured = measure_replay(args.until)
     else:
-        measured = measure_platform(args.first, args.until, args.instance)
+        measured = measure_platform(args.first, args.until, args.instance, args.job)
     args.result.write_text(json.dumps(measured, default=str))
     return 0
 

