@@ -106,7 +106,6 @@ def materialize(
     return result
 
 
-
 def raw_load_config(job_name: str, **config) -> dict:
     """Run config giving every raw asset of the job the same `RawLoadConfig` fields."""
     from assets.ingestion import raw_assets
