@@ -87,13 +87,15 @@ def test_the_installed_stack_is_the_verified_one():
 def test_a_locked_warehouse_is_waited_for_then_reported(tmp_path: Path):
     path = tmp_path / "warehouse.duckdb"
     duckdb.connect(str(path)).execute("CREATE TABLE t AS SELECT 42 AS answer").close()
-    ready = tmp_path / "locked"
+    ready, slept = tmp_path / "locked", tmp_path / "slept"
     holder = subprocess.Popen(
         [sys.executable, "-c",
          "import duckdb, pathlib, sys, time\n"
          f"con = duckdb.connect({str(path)!r})\n"
          f"pathlib.Path({str(ready)!r}).touch()\n"
-         "time.sleep(float(sys.argv[1]))\n", "4"],
+         "time.sleep(float(sys.argv[1]))\n"
+         f"pathlib.Path({str(slept)!r}).touch()\n"
+         "con.close()\n", "4"],
     )
     try:
         deadline = time.monotonic() + 30
@@ -107,7 +109,10 @@ def test_a_locked_warehouse_is_waited_for_then_reported(tmp_path: Path):
         # With a longer deadline the same call waits for the holder to finish, then works.
         with warehouse_connections.connect(path, timeout_seconds=60) as con:
             assert con.execute("SELECT answer FROM t").fetchone() == (42,)
-        assert holder.poll() is not None
+        # The lock is released when the holder closes its connection, which it does only after its
+        # sleep; the process itself may still be finishing, so wait for its exit rather than poll.
+        assert slept.exists()
+        assert holder.wait(timeout=30) == 0
     finally:
         holder.kill()
         holder.wait()
