@@ -14,6 +14,7 @@ import uuid
 from collections.abc import Iterator
 from dataclasses import dataclass
 from datetime import date
+from pathlib import Path
 from typing import TYPE_CHECKING, TextIO
 from urllib.parse import urlparse
 
@@ -187,6 +188,24 @@ JOB_REASONS = {
 def choose_job(settings: Settings, retrain: bool) -> str:
     """main_job (with training) for the first run or on request, daily_job once a champion exists."""
     return "main_job" if retrain or not has_champion(settings) else "daily_job"
+
+
+# The repository's dagster.yaml keeps the instance's storage (SQLite, artifacts, compute logs) here.
+REPO_DAGSTER_STORAGE = "data/dagster"
+
+
+def instance_config_with_storage_in(storage: Path) -> str:
+    """The repository's dagster.yaml (pools, telemetry, ...) with its storage moved to `storage`.
+
+    For private instances (tests, benchmarks) configured like the one `make ui` shows.
+    """
+    from flightops.settings import REPO_ROOT
+
+    config = (REPO_ROOT / "dagster.yaml").read_text()
+    if REPO_DAGSTER_STORAGE not in config:
+        raise ValueError(f"{REPO_ROOT / 'dagster.yaml'} no longer keeps its storage in {REPO_DAGSTER_STORAGE}: "
+                         "update REPO_DAGSTER_STORAGE in flightops/pipeline.py to the new folder.")
+    return config.replace(REPO_DAGSTER_STORAGE, str(storage.resolve()))
 
 
 @contextlib.contextmanager

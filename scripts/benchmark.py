@@ -54,7 +54,6 @@ LAYER_ORDER = ("ingestion", "validation", "transform", "features", "models", "de
 DATA_LAYER_NAMES = LAYER_ORDER[:4]  # what the script's stages before its fit do
 ONE_DAY = timedelta(days=1)
 RESULTS_DIR = REPO_ROOT / "bench" / "results"
-REPO_DAGSTER_STORAGE = "data/dagster"  # where the repository's dagster.yaml keeps the instance's storage
 # Lines of a failed child's output shown before the scratch folder (and its log) is removed.
 LOG_TAIL_LINES = 60
 
@@ -232,10 +231,10 @@ def repository_instance_in(folder: Path):
     """The repository's dagster.yaml (SQLite storage, the warehouse pool's limit) with its storage in `folder`."""
     import dagster as dg
 
+    from flightops.pipeline import instance_config_with_storage_in
+
     folder.mkdir(parents=True, exist_ok=True)
-    config = (REPO_ROOT / "dagster.yaml").read_text()
-    assert REPO_DAGSTER_STORAGE in config, f"{REPO_ROOT / 'dagster.yaml'} no longer keeps its storage in {REPO_DAGSTER_STORAGE}"
-    (folder / "dagster.yaml").write_text(config.replace(REPO_DAGSTER_STORAGE, str(folder.resolve())))
+    (folder / "dagster.yaml").write_text(instance_config_with_storage_in(folder))
     return dg.DagsterInstance.from_config(str(folder))
 
 

@@ -31,7 +31,6 @@ import time
 from dataclasses import asdict
 from datetime import date
 from pathlib import Path
-from typing import TYPE_CHECKING
 
 import requests
 
@@ -47,9 +46,6 @@ from benchmark import (
 )
 from flightops.serving.prediction_log import REQUEST_LOG_TABLE, prediction_log_path
 from flightops.settings import FIRST_DAY, LAST_DAY, Settings, load_environment
-
-if TYPE_CHECKING:  # imported where used: the parent stays small (its peak is not the children's)
-    from assets.models import TrainingRunConfig
 
 # Overrides of the training asset's run config per measured budget; {} is the asset's default budget.
 BUDGETS = {"tuning-off": {"tuning_trials": 0}, "default": {}}
@@ -137,8 +133,6 @@ def promote(version: str, bodies: int, bodies_path: Path) -> dict:
     """Promote `version` as the champion asset would (its default PromotionConfig), and draw
     `bodies` request bodies from the feature rows of the same recent days."""
     load_environment()
-    import pandas as pd
-
     from assets.models import PromotionConfig
     from flightops import warehouse_connections
     from flightops.modeling import promotion

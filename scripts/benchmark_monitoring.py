@@ -82,9 +82,11 @@ def open_instance(home: Path):
 
 
 def write_instance_config(home: Path) -> None:
-    """dagster.yaml of the scratch instance: the repository's concurrency pool and telemetry settings."""
+    """dagster.yaml of the scratch instance: the repository's, with its storage under `home`."""
+    from flightops.pipeline import instance_config_with_storage_in
+
     home.mkdir(parents=True, exist_ok=True)
-    (home / "dagster.yaml").write_text("concurrency:\n  pools:\n    default_limit: 1\ntelemetry:\n  enabled: false\n")
+    (home / "dagster.yaml").write_text(instance_config_with_storage_in(home))
 
 
 # --- 0. prepare ----------------------------------------------------------------------------------

@@ -130,7 +130,6 @@ def newest_versions(text: pd.DataFrame, contract: Contract) -> tuple[pd.DataFram
 
 def broken_rules(column: Column, text: pd.Series, value: pd.Series, known: dict[str, pd.Series]) -> Iterator[tuple[pd.Series, str]]:
     """(rows breaking the rule, what is wrong) for each of the column's rules."""
-    name = column.name
     if column.required:
         yield text.isna(), "required value is missing"
     yield text.notna() & value.isna(), f"is not a valid {column.type}"
@@ -298,8 +297,8 @@ CATEGORICAL = ["carrier", "origin", "dest", "route"]
 def fit_catboost(features: pd.DataFrame, labels: pd.DataFrame) -> dict[str, float]:
     """One CatBoost fit on the earlier days' labelled rows with the platform's settings (tuning off); test ROC AUC.
 
-    CatBoost directly, not the platform's pipeline: the settings are the one shared declaration
-    (flightops.modeling.config.CatBoostConfig), so both fit the same model size.
+    CatBoost directly, not the platform's pipeline: its settings and structure are the one shared
+    declaration (flightops.modeling.config.CatBoostConfig.classifier_arguments), so both fit the same model.
     """
     from catboost import CatBoostClassifier
     from sklearn.metrics import roc_auc_score
@@ -312,8 +311,7 @@ def fit_catboost(features: pd.DataFrame, labels: pd.DataFrame) -> dict[str, floa
     inputs = rows.drop(columns=["flight_id", "flight_date", "is_delayed"])
     inputs = inputs.astype({column: (str if column in CATEGORICAL else "float64") for column in inputs.columns})
     train, test = rows["flight_date"] < test_from, rows["flight_date"] >= test_from
-    model = CatBoostClassifier(**CatBoostConfig().as_params(), cat_features=CATEGORICAL, one_hot_max_size=20,
-                               max_ctr_complexity=2, has_time=True, verbose=0, allow_writing_files=False)
+    model = CatBoostClassifier(**CatBoostConfig().classifier_arguments(), cat_features=CATEGORICAL)
     model.fit(inputs[train], rows.loc[train, "is_delayed"])
     probability = model.predict_proba(inputs[test])[:, 1]
     return {"train_rows": int(train.sum()), "test_rows": int(test.sum()),

@@ -56,14 +56,13 @@ import dagster as dg
 import requests
 
 from flightops.cli import interruptible_children
+from flightops.pipeline import instance_config_with_storage_in
 from flightops.settings import REPO_ROOT
 
 T = TypeVar("T")
 
 DAGSTER = Path(sys.executable).parent / "dagster"
 LOG_NAME = "dagster-dev.log"
-# The repository's dagster.yaml keeps its storage (SQLite, artifacts, compute logs) here, relative to the root.
-REPO_STORAGE = "data/dagster"
 
 
 def free_port() -> int:
@@ -91,9 +90,7 @@ def wait_for(predicate: Callable[[], T | None], *, timeout: float, interval: flo
 
 def instance_config(home: Path) -> str:
     """The repository's dagster.yaml (pools, telemetry, ...) with every storage path moved under `home`."""
-    config = (REPO_ROOT / "dagster.yaml").read_text()
-    assert REPO_STORAGE in config, f"{REPO_ROOT / 'dagster.yaml'} no longer keeps its storage in {REPO_STORAGE}"
-    return config.replace(REPO_STORAGE, str(home.resolve() / "dagster"))
+    return instance_config_with_storage_in(home / "dagster")
 
 
 def workspace_config() -> str:

@@ -28,3 +28,11 @@ class CatBoostConfig:
 
     def as_params(self) -> dict[str, float | int]:
         return asdict(self)
+
+    def classifier_arguments(self) -> dict[str, float | int | bool | str]:
+        """Everything CatBoostClassifier takes but the categorical columns: these settings plus the fixed
+        structure. Carrier and origin (few values) are one-hot encoded; the other categoricals get target
+        statistics combined at most in pairs, which keeps a full-year fit to seconds instead of minutes.
+        With has_time, a row's statistics use only earlier rows, so fit on rows in time order."""
+        return {**self.as_params(), "one_hot_max_size": 20, "max_ctr_complexity": 2, "has_time": True,
+                "loss_function": "Logloss", "allow_writing_files": False, "verbose": 0}

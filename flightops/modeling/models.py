@@ -57,18 +57,8 @@ def build_catboost(config: CatBoostConfig = CatBoostConfig()) -> Pipeline:
     """CatBoost on native categorical features; writes no files, bounded threads, fixed seed.
 
     Fit it on rows in time order (splits.split_by_time sorts them): with has_time the
-    categorical target statistics of a row use only earlier rows, as they would in service.
-    Carrier and origin (few values) are one-hot encoded; dest and route get target statistics
-    combined at most in pairs, which keeps a full-year fit to seconds instead of minutes.
+    categorical target statistics of a row use only earlier rows, as they would in service
+    (CatBoostConfig.classifier_arguments holds the structure, shared with the benchmark's script).
     """
-    classifier = CatBoostClassifier(
-        **config.as_params(),
-        cat_features=list(CATEGORICAL_FEATURES),
-        one_hot_max_size=20,
-        max_ctr_complexity=2,
-        has_time=True,
-        loss_function="Logloss",
-        allow_writing_files=False,
-        verbose=0,
-    )
+    classifier = CatBoostClassifier(**config.classifier_arguments(), cat_features=list(CATEGORICAL_FEATURES))
     return Pipeline([("inputs", ModelInputs()), ("classifier", classifier)])
