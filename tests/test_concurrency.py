@@ -7,6 +7,7 @@ from pathlib import Path
 
 import dagster as dg
 
+from flightops.pipeline import instance_config_with_storage_in
 from flightops.settings import REPO_ROOT
 from tests.platform_harness import Platform
 
@@ -29,8 +30,7 @@ def test_two_concurrent_runs_both_succeed(platform: Platform, tmp_path: Path):
     home = tmp_path / "dagster_home"
     home.mkdir()
     # The repository's instance config (pool duckdb_warehouse limited to 1), storage moved here.
-    config = (REPO_ROOT / "dagster.yaml").read_text().replace("data/dagster", str(home / "dagster"))
-    (home / "dagster.yaml").write_text(config)
+    (home / "dagster.yaml").write_text(instance_config_with_storage_in(home / "dagster"))
     # Create the instance's storage once, as `make ui` or an earlier run would have: two processes
     # creating fresh SQLite tables at the same moment race each other ("table ... already exists").
     with dg.DagsterInstance.from_config(str(home)) as instance:
