@@ -393,17 +393,19 @@ def test_the_catalog_lists_every_asset_and_opens_the_quarantine(walkthrough):
         browser.click(quarantine)
     finally:
         browser.resize(HEIGHT)
+    inspect_query = "SELECT _partition_date, record_key, reasons, record FROM quarantine.flights"
+    # The metadata's Markdown (the query) renders after its table row: wait for what is asserted below.
     browser.wait("location.pathname === '/assets/quarantine/flights' && "
                  "/^Row count\\n[\\d,]+$/m.test(document.body.innerText) && "
-                 "document.body.innerText.includes('inspect')",
-                 "the quarantine/flights page")
+                 f"document.body.innerText.replace(/\\s+/g, ' ').includes({json.dumps(inspect_query)})",
+                 "the quarantine/flights page with its metadata")
     text = browser.text()
     quarantined = walkthrough.platform.query("SELECT count(*) FROM quarantine.flights")[0][0]
     assert row_count(text) == quarantined == BROKEN_FLIGHTS
     shown = metadata(browser)
     assert shown["rows_quarantined_in_run"] == str(BROKEN_FLIGHTS)
     assert json.loads(shown["reasons"]) == {BROKEN_REASON: BROKEN_FLIGHTS}, shown["reasons"]
-    assert "SELECT _partition_date, record_key, reasons, record FROM quarantine.flights" in one_line(text)
+    assert inspect_query in one_line(text)
     assert off_the_machine(browser.requested) == []
     assert_shows_something(browser.screenshot("06_quarantine_flights"))
 
