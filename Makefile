@@ -61,9 +61,11 @@ prometheus-install:
 browser:
 	@command -v chromium >/dev/null || { apt-get update -q && DEBIAN_FRONTEND=noninteractive apt-get install -y -q chromium; }
 
-## test: the test suite (PostgreSQL, the UI and the Prometheus tests use the real servers and browser set up above)
+## test: the test suite (PostgreSQL, the UI and the Prometheus tests use the real servers and browser set up above),
+## TEST_WORKERS processes side by side (pytest-xdist), each test file in one of them (its shared platform stays one)
+TEST_WORKERS ?= 2
 test: setup postgres browser prometheus-install
-	$(BIN)/pytest
+	$(BIN)/pytest -n $(TEST_WORKERS) --dist loadfile
 
 ## test-fast: the unit tests only (marker `unit`: no platform run, no server, no dbt manifest), in under a minute
 .PHONY: test-fast
