@@ -79,9 +79,15 @@ class OnlineFeatures:
 
     def model_inputs(self, flight_id: str) -> dict[str, object] | None:
         """The flight's FEATURE_COLUMNS values (None where null), or None when the store has no such flight."""
-        if not self.path.exists():
-            return None
+        return self.model_inputs_of([flight_id]).get(flight_id)
+
+    def model_inputs_of(self, flight_ids: list[str]) -> dict[str, dict[str, object]]:
+        """flight_id -> its FEATURE_COLUMNS values (None where null), for the ids the store has; one query."""
+        if not self.path.exists() or not flight_ids:
+            return {}
         quoted = ", ".join(f'"{name}"' for name in FEATURE_COLUMNS)
+        wanted = sorted(set(flight_ids))
         with _connect(self.path) as con:
-            row = con.execute(f"SELECT {quoted} FROM {TABLE} WHERE flight_id = ?", (flight_id,)).fetchone()
-        return None if row is None else dict(zip(FEATURE_COLUMNS, row))
+            rows = con.execute(f"SELECT flight_id, {quoted} FROM {TABLE} WHERE flight_id IN ({', '.join('?' * len(wanted))})",
+                               wanted).fetchall()
+        return {row[0]: dict(zip(FEATURE_COLUMNS, row[1:])) for row in rows}

@@ -114,6 +114,39 @@ def test_the_service_scores_a_flight_by_id_exactly_as_batch_scoring_did(deployed
     assert "not in the online feature store" in unknown.json()["detail"]
 
 
+def test_a_batch_by_ids_scores_each_flight_as_batch_scoring_did_and_logs_each(deployed):
+    """POST /predict/flights: one request, one model call, the same probabilities as the batch
+    predictions in the request's order; unknown ids listed as missing; one log row per flight."""
+    import sqlite3
+    from contextlib import closing
+
+    from fastapi.testclient import TestClient
+
+    from flightops.serving.app import create_app
+    from flightops.serving.prediction_log import REQUEST_LOG_TABLE, prediction_log_path
+    from flightops.serving.schema import MAX_BATCH_FLIGHTS
+
+    platform, _ = deployed
+    sample = platform.query(
+        "SELECT flight_id, probability FROM predictions.flight_delay ORDER BY hash(flight_id) LIMIT 120")
+    unknown = "2014-01-01_XX1_EWR"
+    ids = [flight_id for flight_id, _ in sample[:60]] + [unknown] + [flight_id for flight_id, _ in sample[60:]]
+    client = TestClient(create_app(platform.settings))
+    answer = client.post("/predict/flights", json={"flight_ids": ids})
+    assert answer.status_code == 200, answer.text
+    body = answer.json()
+    assert [p["flight_id"] for p in body["predictions"]] == [flight_id for flight_id, _ in sample]
+    assert [p["probability"] for p in body["predictions"]] == pytest.approx([p for _, p in sample], rel=1e-12, abs=1e-15)
+    assert body["missing"] == [unknown] and "1 of 121 flights are not in the online feature store" in body["detail"]
+    with closing(sqlite3.connect(prediction_log_path(platform.settings.data_dir))) as con:
+        rows = con.execute(f"SELECT flight_id, status_code, probability IS NOT NULL, batch_id FROM {REQUEST_LOG_TABLE} "
+                           "WHERE batch_id IS NOT NULL").fetchall()
+    assert sorted((f, s, p) for f, s, p, _ in rows) == sorted([(f, 200, 1) for f, _ in sample] + [(unknown, 404, 0)])
+    assert len({batch for *_, batch in rows}) == 1 and rows[0][3] is not None
+    too_many = client.post("/predict/flights", json={"flight_ids": [ids[0]] * (MAX_BATCH_FLIGHTS + 1)})
+    assert too_many.status_code == 422 and "flight_ids" in too_many.text
+
+
 def test_a_worse_challenger_is_refused_and_the_champion_stays(deployed):
     from assets.models import CHAMPION, MODEL
 

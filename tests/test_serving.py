@@ -395,7 +395,7 @@ def test_the_docs_page_needs_no_network_and_describes_every_request(serving_sett
     page = docs_page(client)
     assert external_references(page) == []
     assert client.get("/redoc").status_code == 404  # no CDN page left behind
-    for path in ("/predict", "/predict/flight", "/health", "/metrics"):
+    for path in ("/predict", "/predict/flight", "/predict/flights", "/health", "/metrics"):
         assert f"<code>{path}</code>" in page, path
     request = client.get("/openapi.json").json()["components"]["schemas"]["PredictionRequest"]
     rows = {name: cells for name, cells in re.findall(r"<tr><td><code>([a-z_]+)</code></td>(.*?)</tr>", page)}
@@ -405,10 +405,13 @@ def test_the_docs_page_needs_no_network_and_describes_every_request(serving_sett
         assert ("optional: null or left out" if FEATURES[column].nullable else "required") in cells, column
     assert "1 ≤ x ≤ 7" in rows["day_of_week"] and "one of EWR, JFK, LGA" in rows["origin"]
     assert "warnings" in rows  # the answer's fields are listed too
-    [example, lookup] = [json.loads(html.unescape(body)) for body in re.findall(r'<pre class="example">(.*?)</pre>', page, re.S)]
+    assert "missing" in rows and "1 to 200 flight_ids" in html.unescape(rows["flight_ids"])  # the batch's fields
+    [example, lookup, batch] = [
+        json.loads(html.unescape(body)) for body in re.findall(r'<pre class="example">(.*?)</pre>', page, re.S)]
     assert example == request["examples"][0]
     assert list(example) == [name for name in (*FEATURE_COLUMNS, "flight_id") if name in example]  # field order
     assert lookup == {"flight_id": EXAMPLE_REQUEST["flight_id"]}
+    assert batch == {"flight_ids": [EXAMPLE_REQUEST["flight_id"]]}
     curls = [html.unescape(line) for line in re.findall(r'<pre class="curl">(.*?)</pre>', page, re.S)]
     assert "curl -s -X POST http://testserver/predict -H 'content-type: application/json' -d '" in curls[0]
     assert json.loads(curls[0].split(" -d ", 1)[1].strip("'")) == example
@@ -485,7 +488,7 @@ def test_served_model_warns_about_each_unseen_input_and_not_without_recorded_cat
 
 
 @pytest.mark.unit
-def test_a_log_written_before_the_unseen_categories_column_gets_it(tmp_path):
+def test_a_log_written_before_the_added_columns_gets_them(tmp_path):
     path = tmp_path / "predictions.sqlite"
     with closing(sqlite3.connect(path)) as con, con:
         con.execute(f"CREATE TABLE {REQUEST_LOG_TABLE} (request_id TEXT PRIMARY KEY, received_at TEXT NOT NULL, "
@@ -497,7 +500,7 @@ def test_a_log_written_before_the_unseen_categories_column_gets_it(tmp_path):
     log = PredictionLog(path)
     PredictionLog(path)  # opening again adds nothing twice
     log.record(LoggedRequest("new", "t", None, "m", 1, 0.5, "delayed", 0.5, 1.0, 200, None, "{}",
-                             unseen_categories='{"carrier": "ZZ"}'))
+                             unseen_categories='{"carrier": "ZZ"}', batch_id="b1"))
     with closing(sqlite3.connect(path)) as con:
-        rows = con.execute(f"SELECT request_id, unseen_categories FROM {REQUEST_LOG_TABLE} ORDER BY rowid").fetchall()
-    assert rows == [("old", None), ("new", '{"carrier": "ZZ"}')]
+        rows = con.execute(f"SELECT request_id, unseen_categories, batch_id FROM {REQUEST_LOG_TABLE} ORDER BY rowid").fetchall()
+    assert rows == [("old", None, None), ("new", '{"carrier": "ZZ"}', "b1")]

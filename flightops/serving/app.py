@@ -3,10 +3,12 @@
 `POST /predict` scores one flight (the probability that it arrives more than 15 minutes
 late) from its model inputs; `POST /predict/flight` scores a flight the platform has computed
 features for, by its id (the online feature store: the same rows training and batch scoring read);
+`POST /predict/flights` scores up to MAX_BATCH_FLIGHTS of those in one request and one model call;
 `GET /health` says whether a model is loaded and which; `GET /metrics` exposes Prometheus
 metrics; `GET /docs` describes all of them on a page that needs no network (flightops.serving.docs).
 Every `/predict` request, refused ones included, is timed, counted and written to the prediction
-log by one route class, so the log and the metrics cannot disagree about what was asked. An answer
+log by one route class, so the log and the metrics cannot disagree about what was asked (a batch
+writes one log row per requested flight, tied by its batch_id). An answer
 for a carrier, airport or route the model never saw in training carries a warning naming it.
 A body over MAX_REQUEST_BYTES is refused (413) before it is read, and what a refusal repeats of the
 request (the 422 answer, the log) is cut short (`echo`): no client can make the service echo or
@@ -43,6 +45,8 @@ from flightops.serving.prediction_log import LoggedRequest, PredictionLog, predi
 from flightops.online_features import OnlineFeatures
 from flightops.serving.schema import (
     MAX_TEXT_LENGTH,
+    BatchPredictionResponse,
+    FlightBatch,
     FlightLookup,
     PredictionRequest,
     PredictionResponse,
@@ -57,6 +61,10 @@ log = logging.getLogger(__name__)
 MAX_REQUEST_BYTES = 16 * 1024
 # More errors than a request has fields (33) come from junk: they are counted, not listed.
 MAX_ERRORS_SHOWN = 50
+# What a flight missing from the online feature store takes (the 404 of /predict/flight, a batch's `detail`).
+ADD_MISSING_FLIGHTS = ("Materialize the features of its day (`flightops run --from DAY --until DAY`), "
+                       "or send its features to POST /predict.")
+MISSING_FLIGHT = "not in the online feature store"  # a batch's log row for a flight it could not score
 
 DESCRIPTION = (
     "Probability that a flight arrives more than 15 minutes late, from the MLflow registry's champion model. "
@@ -236,6 +244,16 @@ class RecordedRoute(APIRoute):
         return recorded
 
 
+@dataclass(frozen=True)
+class Scored:
+    """One flight a request scored: what the log and the metrics record of it."""
+
+    flight_id: str | int | None
+    features: dict[str, object]
+    prediction: PredictionResponse
+    unseen: dict[str, str]
+
+
 def _record(
     request: Request,
     received_at: str,
@@ -244,16 +262,19 @@ def _record(
     error: str | None,
     refused_body: Any,
 ) -> None:
+    """The request in the prediction log and the metrics: a row per scored flight, else one row.
+
+    A batch (`request.state.missing` set) writes a row per requested flight, the missing ones with
+    status 404, all under one batch_id; the request itself is counted and timed once."""
     service = _service(request)
     served: ServedModel | None = getattr(request.state, "served", None)
-    prediction: PredictionResponse | None = getattr(request.state, "prediction", None)
-    features = getattr(request.state, "features", None)
-    flight_id = getattr(request.state, "flight_id", None)
-    unseen: dict[str, str] | None = getattr(request.state, "unseen", None)
-    if features is None and isinstance(refused_body, dict):
-        flight_id = refused_body.get("flight_id")
-    service.prediction_log.record(
-        LoggedRequest(
+    scored: list[Scored] = getattr(request.state, "scored", [])
+    missing: list[str] | None = getattr(request.state, "missing", None)
+
+    def row(flight_id: Any, features: Any, status: int, why: str | None, scored_flight: Scored | None,
+            batch_id: str | None) -> LoggedRequest:
+        prediction = scored_flight.prediction if scored_flight else None
+        return LoggedRequest(
             request_id=uuid.uuid4().hex,
             received_at=received_at,
             flight_id=None if flight_id is None else echo(str(flight_id)),
@@ -263,16 +284,31 @@ def _record(
             decision=prediction.decision if prediction else None,
             threshold=service.threshold,
             latency_ms=latency_seconds * 1000,
-            status_code=status_code,
-            error=error,
-            features_json=json.dumps(features if features is not None else echo(jsonable_encoder(refused_body))),
-            unseen_categories=None if prediction is None else json.dumps(unseen or {}),
+            status_code=status,
+            error=why,
+            features_json=json.dumps(features),
+            unseen_categories=None if prediction is None else json.dumps(scored_flight.unseen),
+            batch_id=batch_id,
         )
-    )
+
+    if missing is not None and status_code == 200:
+        batch_id = uuid.uuid4().hex
+        rows = [row(s.flight_id, s.features, 200, None, s, batch_id) for s in scored]
+        rows += [row(flight_id, None, 404, MISSING_FLIGHT, None, batch_id) for flight_id in missing]
+    elif scored:
+        rows = [row(s.flight_id, s.features, status_code, error, s, None) for s in scored]
+    else:
+        flight_id = getattr(request.state, "flight_id", None)
+        features = getattr(request.state, "features", None)
+        if features is None and isinstance(refused_body, dict):
+            flight_id = refused_body.get("flight_id")
+        rows = [row(flight_id, features if features is not None else echo(jsonable_encoder(refused_body)),
+                    status_code, error, None, None)]
+    service.prediction_log.record(*rows)
     service.metrics.observe_request(status_code, latency_seconds)
-    if prediction:
-        service.metrics.observe_prediction(prediction.decision, prediction.probability)
-        service.metrics.observe_unseen_categories(list(unseen or {}))
+    for s in scored:
+        service.metrics.observe_prediction(s.prediction.decision, s.prediction.probability)
+        service.metrics.observe_unseen_categories(list(s.unseen))
 
 
 prediction_router = APIRouter(route_class=RecordedRoute)
@@ -296,25 +332,34 @@ def predict(flight: PredictionRequest, request: Request) -> PredictionResponse:
 
 
 def _score(request: Request, features: dict[str, object], flight_id: str | int | None) -> PredictionResponse:
-    """The champion's probability for one flight's model inputs, and the decision; left on request.state for the log."""
+    """The champion's probability for one flight's model inputs, and the decision."""
+    return _score_many(request, [(flight_id, features)])[0]
+
+
+def _score_many(request: Request, flights: list[tuple[str | int | None, dict[str, object]]]) -> list[PredictionResponse]:
+    """The champion's probabilities for flights' model inputs (one model call), and the decisions;
+    left on request.state for the log."""
     service = _service(request)
     try:
         served = service.tracker.current()
     except ChampionUnavailable as exc:
         raise HTTPException(status_code=503, detail=str(exc)) from exc
     request.state.served = served  # logged even if the model then fails
-    probability = float(served.delay_probability(features_frame(features))[0])
-    request.state.unseen = unseen = served.unseen_categories(features)
-    prediction = PredictionResponse(
-        flight_id=flight_id,
-        probability=probability,
-        decision=service.decide(probability),
-        model_name=served.name,
-        model_version=served.version,
-        warnings=served.category_warnings(unseen),
-    )
-    request.state.prediction = prediction
-    return prediction
+    probabilities = served.delay_probability(features_frame(*(features for _, features in flights)))
+    scored = []
+    for (flight_id, features), probability in zip(flights, probabilities):
+        unseen = served.unseen_categories(features)
+        prediction = PredictionResponse(
+            flight_id=flight_id,
+            probability=float(probability),
+            decision=service.decide(float(probability)),
+            model_name=served.name,
+            model_version=served.version,
+            warnings=served.category_warnings(unseen),
+        )
+        scored.append(Scored(flight_id, features, prediction, unseen))
+    request.state.scored = scored
+    return [s.prediction for s in scored]
 
 
 @prediction_router.post(
@@ -332,11 +377,24 @@ def predict_flight(lookup: FlightLookup, request: Request) -> PredictionResponse
         raise HTTPException(
             status_code=404,
             detail=f"Flight {lookup.flight_id!r} is not in the online feature store "
-            f"({_service(request).online_features.path}). Materialize the features of its day "
-            "(`flightops run --from DAY --until DAY`), or send its features to POST /predict.",
+            f"({_service(request).online_features.path}). {ADD_MISSING_FLIGHTS}",
         )
     request.state.features = features
     return _score(request, features, lookup.flight_id)
+
+
+@prediction_router.post("/predict/flights", response_model=BatchPredictionResponse, responses=_REFUSED)
+def predict_flights(batch: FlightBatch, request: Request) -> BatchPredictionResponse:
+    """The same answers for up to MAX_BATCH_FLIGHTS flights by id, in one model call: a batch client's
+    way to score a day's departures. Ids the online store lacks are listed in `missing`, not scored."""
+    service = _service(request)
+    found = service.online_features.model_inputs_of(batch.flight_ids)
+    request.state.missing = missing = [flight_id for flight_id in batch.flight_ids if flight_id not in found]
+    flights = [(flight_id, found[flight_id]) for flight_id in batch.flight_ids if flight_id in found]
+    predictions = _score_many(request, flights) if flights else []
+    detail = (f"{len(missing)} of {len(batch.flight_ids)} flights are not in the online feature store "
+              f"({service.online_features.path}). {ADD_MISSING_FLIGHTS}") if missing else None
+    return BatchPredictionResponse(predictions=predictions, missing=missing, detail=detail)
 
 
 def create_app(settings: Settings, options: ServingOptions | None = None) -> FastAPI:

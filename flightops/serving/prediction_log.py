@@ -1,4 +1,4 @@
-"""Every request to the prediction endpoint, one row each, for the monitoring layer.
+"""Every request to the prediction endpoints, one row each (a batch: one per flight), for the monitoring layer.
 
 A SQLite file, not the DuckDB warehouse: DuckDB admits one process per file and the
 pipeline owns the warehouse, while SQLite in WAL mode lets this service write and a
@@ -31,7 +31,8 @@ CREATE TABLE IF NOT EXISTS {REQUEST_LOG_TABLE} (
     status_code   INTEGER NOT NULL,
     error         TEXT,              -- why the request was refused or failed
     features_json TEXT,              -- validated features; the raw body when refused, long text cut (serving.app.echo)
-    unseen_categories TEXT           -- JSON object feature -> value the model never saw in training (empty: none)
+    unseen_categories TEXT,          -- JSON object feature -> value the model never saw in training (empty: none)
+    batch_id      TEXT               -- the POST /predict/flights request a row belongs to (one row per flight); null otherwise
 );
 CREATE INDEX IF NOT EXISTS {REQUEST_LOG_TABLE}_received_at ON {REQUEST_LOG_TABLE} (received_at);
 """
@@ -52,6 +53,7 @@ class LoggedRequest:
     error: str | None
     features_json: str | None
     unseen_categories: str | None = None  # JSON object; None when nothing was scored
+    batch_id: str | None = None  # shared by the rows of one batch request
 
 
 _COLUMNS = [field.name for field in fields(LoggedRequest)]
@@ -62,7 +64,7 @@ _INSERT = (
 
 
 # Columns added after the first release: a log file written before gets them on open.
-_ADDED_COLUMNS = {"unseen_categories": "TEXT"}
+_ADDED_COLUMNS = {"unseen_categories": "TEXT", "batch_id": "TEXT"}
 
 
 def prediction_log_path(data_dir: Path) -> Path:
@@ -89,9 +91,10 @@ class PredictionLog:
         finally:
             con.close()
 
-    def record(self, entry: LoggedRequest) -> None:
+    def record(self, *entries: LoggedRequest) -> None:
+        """Write the rows of one request in one transaction."""
         with self._transaction() as con:
-            con.execute(_INSERT, astuple(entry))
+            con.executemany(_INSERT, [astuple(entry) for entry in entries])
 
 
 def _add_missing_columns(con: sqlite3.Connection) -> None:

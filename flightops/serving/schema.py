@@ -99,13 +99,13 @@ FEATURE_DTYPES: dict[str, str] = {
 }
 
 
-def features_frame(features: dict[str, object]) -> pd.DataFrame:
-    """One-row frame with the training dtypes (`None` becomes NaN), in schema column order.
+def features_frame(*rows: dict[str, object]) -> pd.DataFrame:
+    """A frame with the training dtypes (`None` becomes NaN), one row per features dict, in schema column order.
 
     Built column by column from typed arrays: ten times faster than `DataFrame.astype`,
     which matters on the per-request path.
     """
-    return pd.DataFrame({name: np.array([features[name]], dtype=dtype) for name, dtype in FEATURE_DTYPES.items()})
+    return pd.DataFrame({name: np.array([row[name] for row in rows], dtype=dtype) for name, dtype in FEATURE_DTYPES.items()})
 
 
 class FlightLookup(BaseModel):
@@ -115,6 +115,20 @@ class FlightLookup(BaseModel):
 
     flight_id: str = Field(min_length=1, max_length=MAX_TEXT_LENGTH,
                            description="flight_id of features.flight_features: date_carrier+number_origin.")
+
+
+# At most this many flights per POST /predict/flights: about 6 KB of ids, one model call.
+MAX_BATCH_FLIGHTS = 200
+
+
+class FlightBatch(BaseModel):
+    """Flights to score from the online feature store, by their ids: one request, one model call."""
+
+    model_config = ConfigDict(extra="forbid", json_schema_extra={"examples": [{"flight_ids": [EXAMPLE_FLIGHT_ID]}]})
+
+    flight_ids: list[Annotated[str, Field(min_length=1, max_length=MAX_TEXT_LENGTH)]] = Field(
+        min_length=1, max_length=MAX_BATCH_FLIGHTS,
+        description=f"1 to {MAX_BATCH_FLIGHTS} flight_ids of features.flight_features; answered in this order.")
 
 
 class PredictionResponse(BaseModel):
@@ -133,3 +147,12 @@ class PredictionResponse(BaseModel):
         "in training, e.g. \"carrier 'ZZ' was not seen in training ...\". The flight is still scored (200): the "
         "model has learned nothing about that value, so the probability rests on the other inputs.",
     )
+
+
+class BatchPredictionResponse(BaseModel):
+    predictions: list[PredictionResponse] = Field(
+        description="One answer per requested flight the online store has, in the request's order.")
+    missing: list[str] = Field(
+        description="Requested flight_ids the online feature store has no features for (not scored), in order.")
+    detail: str | None = Field(
+        default=None, description="Why flights are missing and how to add them; null when none is.")
