@@ -8,8 +8,10 @@ Each part runs in its own subprocess, so a peak RSS is that process's own:
   3. promote: the tuning-off version becomes champion through `decide_promotion` on the recent
      labelled days (as the champion asset does), and request bodies are drawn from real feature rows;
   4. serve: `python -m flightops.serving` on a free 127.0.0.1 port, warm-up requests, then
-     --requests sequential POST /predict on one keep-alive session. Round trip is timed here;
-     server-side latency is what the service logs per request (latency_ms in its prediction log).
+     --requests sequential POST /predict on one keep-alive session, then --batches sequential
+     POST /predict/flights of MAX_BATCH_FLIGHTS ids each (the same flights, by id). Round trip is
+     timed here; server-side latency is what the service logs per request (latency_ms in its
+     prediction log); throughput is flights answered per second of round trips, single against batch.
 The machine is shared and noisy: read the load averages printed with the numbers.
 
     python scripts/benchmark_models.py --until 2013-12-31 --requests 500 --out /tmp/bench-models.json
@@ -45,6 +47,7 @@ from benchmark import (
     scratch_environment,
 )
 from flightops.serving.prediction_log import REQUEST_LOG_TABLE, prediction_log_path
+from flightops.serving.schema import MAX_BATCH_FLIGHTS
 from flightops.settings import FIRST_DAY, LAST_DAY, Settings, load_environment
 
 # Overrides of the training asset's run config per measured budget; {} is the asset's default budget.
@@ -52,6 +55,7 @@ BUDGETS = {"tuning-off": {"tuning_trials": 0}, "default": {}}
 CHAMPION_BUDGET = "tuning-off"  # the version promoted and served
 WARMUP_REQUESTS = 20
 MIN_REQUESTS = 100  # below this, p99 is just the maximum
+MIN_BATCHES = 10
 REQUEST_SAMPLE_SEED = 2013
 SERVICE_START_TIMEOUT_SECONDS = 180  # imports, registry lookup and model load
 SERVICE_STOP_TIMEOUT_SECONDS = 15
@@ -119,6 +123,8 @@ def train(budget: str) -> dict:
                     "train_and_register": round(train_seconds, 2), "fit (tuning + 3 fits)": round(result.fit_seconds, 2)},
         "rss_mb": {"after imports": rss_after_imports, "after read": rss_after_read, "peak (getrusage)": mb(own_peak_kb())},
         "rows": {"labelled": len(frame), **result.row_counts},
+        # the whole training asset's work (tuning, refits, baseline, registry) per 100k rows it trained on
+        "train_seconds_per_100k_train_rows": round(train_seconds / result.row_counts["rows_train"] * 100_000, 2),
         "trials_completed": result.tuning.trials_completed,
         "best_valid_log_loss": result.tuning.best_valid_log_loss,
         "chosen_catboost": result.tuning.config.as_params(),
@@ -226,17 +232,37 @@ def _post(session: requests.Session, url: str, body: dict, version: int) -> floa
     return elapsed
 
 
+def _post_batch(session: requests.Session, url: str, flight_ids: list[str], version: int) -> float:
+    """One POST /predict/flights; its round trip in ms. Anything but every flight answered by `version` stops the benchmark."""
+    started = time.perf_counter()
+    response = session.post(url, json={"flight_ids": flight_ids}, timeout=REQUEST_TIMEOUT_SECONDS)
+    elapsed = (time.perf_counter() - started) * 1000
+    answered = response.json().get("predictions", []) if response.status_code == 200 else []
+    if len(answered) != len(flight_ids) or {p["model_version"] for p in answered} != {version}:
+        raise RuntimeError(f"POST {url} with {len(flight_ids)} flight ids answered {response.status_code}: "
+                           f"{response.text[:500]} (expected every flight scored by model version {version}).")
+    return elapsed
+
+
 def logged_latencies(data_dir: Path) -> list[tuple[float, int]]:
-    """(latency_ms, status_code) of every logged /predict request, in the order they were written."""
+    """(latency_ms, status_code) of every logged single /predict request, in the order they were written."""
     with sqlite3.connect(prediction_log_path(data_dir)) as con:
-        rows = con.execute(f"SELECT latency_ms, status_code FROM {REQUEST_LOG_TABLE} ORDER BY rowid").fetchall()
+        rows = con.execute(f"SELECT latency_ms, status_code FROM {REQUEST_LOG_TABLE} WHERE batch_id IS NULL "
+                           "ORDER BY rowid").fetchall()
     con.close()
     return rows
 
 
-def measure_serving(env: dict[str, str], data_dir: Path, bodies: list[dict], log: Path) -> dict:
-    """Warm-up, then the measured requests, one at a time on one keep-alive session."""
+def flights_per_second(flights: int, round_trips_ms: list[float]) -> float:
+    return round(flights / (sum(round_trips_ms) / 1000), 1)
+
+
+def measure_serving(env: dict[str, str], data_dir: Path, bodies: list[dict], batches: int, log: Path) -> dict:
+    """Warm-up, then the measured requests, one at a time on one keep-alive session: single flights,
+    then batches of MAX_BATCH_FLIGHTS of the same flights by id (drawn in turn, wrapping around)."""
     service = Service(env, log)
+    ids = [body["flight_id"] for body in bodies]
+    batch_ids = [[ids[(n * MAX_BATCH_FLIGHTS + i) % len(ids)] for i in range(MAX_BATCH_FLIGHTS)] for n in range(batches + 1)]
     try:
         with requests.Session() as session:
             load_seconds, version = service.wait_until_loaded(session)
@@ -244,6 +270,8 @@ def measure_serving(env: dict[str, str], data_dir: Path, bodies: list[dict], log
             for body in bodies[:WARMUP_REQUESTS]:
                 _post(session, url, body, version)
             round_trips = [_post(session, url, body, version) for body in bodies[WARMUP_REQUESTS:]]
+            _post_batch(session, f"{url}/flights", batch_ids[0], version)  # warm-up
+            batch_round_trips = [_post_batch(session, f"{url}/flights", chunk, version) for chunk in batch_ids[1:]]
         service_rss = service.rss_mb()
     finally:
         service.stop()
@@ -258,6 +286,13 @@ def measure_serving(env: dict[str, str], data_dir: Path, bodies: list[dict], log
         "requests": len(round_trips),
         "round_trip_ms": latency_summary(round_trips),
         "server_side_ms": latency_summary([latency for latency, _ in logged[WARMUP_REQUESTS:]]),
+        "single_flights_per_second": flights_per_second(len(round_trips), round_trips),
+        "batch": {
+            "flights_per_request": MAX_BATCH_FLIGHTS,
+            "requests": len(batch_round_trips),
+            "round_trip_ms": latency_summary(batch_round_trips),
+            "flights_per_second": flights_per_second(MAX_BATCH_FLIGHTS * len(batch_round_trips), batch_round_trips),
+        },
         "service_rss_mb_after_requests": service_rss,
     }
 
@@ -285,6 +320,7 @@ def print_report(report: dict) -> None:
               f"{run['rss_mb']['peak (getrusage)']:>10.1f}{split:>24}")
     for name, run in t.items():
         c = run["run_config"]
+        print(f"  {name}: {run['train_seconds_per_100k_train_rows']:.1f} s of train_and_register per 100k training rows")
         print(f"  {name}: TrainingRunConfig(tuning_trials={c['tuning_trials']}, tuning_timeout_seconds="
               f"{c['tuning_timeout_seconds']}, catboost_iterations={c['catboost_iterations']}); "
               f"{run['rows']['labelled']} labelled rows")
@@ -300,9 +336,15 @@ def print_report(report: dict) -> None:
     for label, key in (("  round trip (client)", "round_trip_ms"), ("  server side (logged latency_ms)", "server_side_ms")):
         q = s[key]
         print(f"{label:<34}{q['p50']:>10.2f}{q['p99']:>10.2f}{q['mean']:>10.2f}{q['max']:>10.2f}")
+    b = s["batch"]
+    q = b["round_trip_ms"]
+    print(f"{'  batch round trip (client)':<34}{q['p50']:>10.2f}{q['p99']:>10.2f}{q['mean']:>10.2f}{q['max']:>10.2f}"
+          f"   {b['requests']} requests of {b['flights_per_request']} flight ids")
+    print(f"  throughput, flights answered per second: single {s['single_flights_per_second']:.1f}, "
+          f"batch {b['flights_per_second']:.1f} ({b['flights_per_second'] / s['single_flights_per_second']:.1f}x)")
 
 
-def benchmark(until: date, requests_count: int, out: Path | None) -> int:
+def benchmark(until: date, requests_count: int, batches: int, out: Path | None) -> int:
     signal.signal(signal.SIGTERM, _exit_on_sigterm)
     base = Path(tempfile.mkdtemp(prefix="flightops-bench-models-"))
     platform = base / "platform"
@@ -327,7 +369,7 @@ def benchmark(until: date, requests_count: int, out: Path | None) -> int:
         bodies_path = base / "request_bodies.json"
         promotion, _ = child("promote", "promote", "--version", training[CHAMPION_BUDGET]["model_version"],
                              "--bodies", str(WARMUP_REQUESTS + requests_count), "--bodies-path", str(bodies_path))
-        serving = measure_serving(env, platform, json.loads(bodies_path.read_text()), base / "service.log")
+        serving = measure_serving(env, platform, json.loads(bodies_path.read_text()), batches, base / "service.log")
         print("  serving: done", flush=True)
         report = {
             "window": {"first": FIRST_DAY, "until": until.isoformat()},
@@ -351,6 +393,8 @@ def main() -> int:
     parser.add_argument("--until", type=date.fromisoformat, default=date.fromisoformat(LAST_DAY),
                         help=f"last day of the window, from {FIRST_DAY} (default {LAST_DAY})")
     parser.add_argument("--requests", type=int, default=500, help="measured POST /predict requests (default 500)")
+    parser.add_argument("--batches", type=int, default=25,
+                        help=f"measured POST /predict/flights of {MAX_BATCH_FLIGHTS} ids each (default 25)")
     parser.add_argument("--out", type=Path, help="write the report as JSON to this file")
     parser.add_argument("--child", choices=("prepare", "train", "promote"), help=argparse.SUPPRESS)
     parser.add_argument("--budget", choices=tuple(BUDGETS), help=argparse.SUPPRESS)
@@ -361,10 +405,12 @@ def main() -> int:
     args = parser.parse_args()
     if not FIRST_DAY <= args.until.isoformat() <= LAST_DAY:
         parser.error(f"--until {args.until} is outside the data set's calendar {FIRST_DAY}..{LAST_DAY}; pick a day inside it.")
+    if args.batches < MIN_BATCHES:
+        parser.error(f"--batches {args.batches} is below {MIN_BATCHES}: too few batches for a p99 worth reading.")
     if args.requests < MIN_REQUESTS:
         parser.error(f"--requests {args.requests} is below {MIN_REQUESTS}: a p99 of fewer requests is just the maximum.")
     if args.child is None:
-        return benchmark(args.until, args.requests, args.out)
+        return benchmark(args.until, args.requests, args.batches, args.out)
     if args.child == "prepare":
         result = prepare(args.until)
     elif args.child == "train":
