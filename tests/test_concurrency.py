@@ -7,8 +7,8 @@ from pathlib import Path
 
 import dagster as dg
 
-from flightops.pipeline import instance_config_with_storage_in
 from flightops.settings import REPO_ROOT
+from tests.dagster_dev import prepare_home
 from tests.platform_harness import Platform
 
 CHILD = """
@@ -27,12 +27,10 @@ sys.exit(0 if result.success else 1)
 
 def test_two_concurrent_runs_both_succeed(platform: Platform, tmp_path: Path):
     platform.replay("2013-01-02")
-    home = tmp_path / "dagster_home"
-    home.mkdir()
-    # The repository's instance config (pool duckdb_warehouse limited to 1), storage moved here.
-    (home / "dagster.yaml").write_text(instance_config_with_storage_in(home / "dagster"))
-    # Create the instance's storage once, as `make ui` or an earlier run would have: two processes
-    # creating fresh SQLite tables at the same moment race each other ("table ... already exists").
+    # The repository's instance config (pool duckdb_warehouse limited to 1), storage moved here, and the
+    # storage created once, as `make ui` or an earlier run would have: two processes creating fresh
+    # SQLite tables at the same moment race each other ("table ... already exists").
+    home = prepare_home(tmp_path / "dagster_home")
     with dg.DagsterInstance.from_config(str(home)) as instance:
         assert instance.get_runs() == []
     env = {**os.environ, "DAGSTER_HOME": str(home)}
