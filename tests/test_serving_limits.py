@@ -22,6 +22,7 @@ from flightops.serving.app import MAX_ERRORS_SHOWN, MAX_REQUEST_BYTES, echo, sho
 from flightops.serving.prediction_log import REQUEST_LOG_TABLE, prediction_log_path
 from flightops.serving.schema import EXAMPLE_REQUEST, MAX_TEXT_LENGTH, PredictionRequest
 from flightops.settings import Settings
+from tests.dagster_dev import wait_for
 from tests.feature_frames import request_body
 
 pytest_plugins = ["tests.serving_fixtures"]
@@ -32,10 +33,17 @@ HUGE_BODY_BYTES = 7 * 1024 * 1024
 SMALL_BYTES = 4096
 
 
-def logged(settings: Settings) -> list[sqlite3.Row]:
-    with closing(sqlite3.connect(prediction_log_path(settings.data_dir))) as con:
-        con.row_factory = sqlite3.Row
-        return con.execute(f"SELECT * FROM {REQUEST_LOG_TABLE} ORDER BY rowid").fetchall()
+def logged(settings: Settings, count: int) -> list[sqlite3.Row]:
+    """The log's rows in the order the requests came, once it holds `count`: a refusal is logged before it
+    is answered, an answer just after (so its row may come a moment after the client has it)."""
+    def rows() -> list[sqlite3.Row] | None:
+        with closing(sqlite3.connect(prediction_log_path(settings.data_dir))) as con:
+            con.row_factory = sqlite3.Row
+            found = con.execute(f"SELECT * FROM {REQUEST_LOG_TABLE} ORDER BY received_at, rowid").fetchall()
+        assert len(found) <= count, [tuple(row) for row in found]
+        return found if len(found) == count else None
+
+    return wait_for(rows, timeout=10, interval=0.05, what=f"{count} rows in the prediction log")
 
 
 def post_raw(url: str, body: bytes | Iterator[bytes]) -> requests.Response:
@@ -130,7 +138,7 @@ def test_non_finite_and_out_of_bounds_numbers_are_refused_naming_the_field(
             assert error["msg"] == f"Input should be less than or equal to {FEATURES[field].maximum:g}"
         else:
             assert error["msg"] == "Input should be a finite number"
-    rows = logged(serving_settings)
+    rows = logged(serving_settings, 1 + len(cases))
     assert [row["status_code"] for row in rows] == [200] + [422] * len(cases)
     for row, (field, _, error_type, echoed) in zip(rows[1:], cases):
         assert json.loads(row["features_json"])[field] == echoed  # strict JSON in the log: no NaN token
@@ -151,7 +159,7 @@ def test_long_text_is_refused_and_never_echoed_or_logged_in_full(
         assert response.status_code == 422, (path, response.text[:300])
         assert len(response.content) < SMALL_BYTES, (path, len(response.content))
         assert long_text not in response.text and f"({len(long_text)} characters)" in response.text
-    rows = logged(serving_settings)
+    rows = logged(serving_settings, 4)
     assert [row["status_code"] for row in rows] == [422] * 4
     for row in rows:
         stored = [value for value in tuple(row) if isinstance(value, str)]
@@ -183,7 +191,7 @@ def test_an_oversized_body_is_refused_with_413_before_it_is_read(
         assert f"it accepts at most {MAX_REQUEST_BYTES} bytes" in detail
     # The connection and the service are fine afterwards; a valid request is scored.
     assert_scored(requests.post(f"{http_server}/predict", json=body, timeout=10))
-    rows = logged(serving_settings)
+    rows = logged(serving_settings, 4)
     assert [row["status_code"] for row in rows] == [413, 413, 413, 200]
     assert all(row["features_json"] == "null" and len(row["error"]) < SMALL_BYTES for row in rows[:3])
     metrics = requests.get(f"{http_server}/metrics", timeout=10).text
@@ -203,5 +211,5 @@ def test_a_body_of_many_unknown_fields_gets_a_bounded_answer(http_server: str, s
     assert [error["loc"][1] for error in missing] == required
     assert all("input" not in error for error in missing)  # the body is not echoed
     assert len(response.content) < 4 * SMALL_BYTES
-    [row] = logged(serving_settings)
+    [row] = logged(serving_settings, 1)
     assert len(json.loads(row["error"])) == MAX_ERRORS_SHOWN + 1

@@ -13,6 +13,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
+import numpy as np
 import pandas as pd
 
 from flightops.contracts import FLIGHTS, ORIGIN_AIRPORTS, PLANES, WEATHER
@@ -235,14 +236,14 @@ def model_inputs(frame: pd.DataFrame) -> pd.DataFrame:
             f"Feature frame lacks columns {missing}; expected every column of "
             "flightops.modeling.schema.FEATURE_COLUMNS (the features.flight_features table)."
         )
-    # Built as one frame from its columns: inserting them one by one cost 18 ms a served request.
-    inputs = {
-        column: frame[column].astype("object").where(frame[column].notna(), MISSING_CATEGORY).astype(str)
-        for column in CATEGORICAL_FEATURES
-    }
+    # Built as one frame from plain arrays: pandas' per-column operations cost milliseconds a served request.
+    inputs = {}
+    for column in CATEGORICAL_FEATURES:
+        values = frame[column].to_numpy(dtype=object)
+        inputs[column] = np.where(pd.isna(values), MISSING_CATEGORY, values).astype(str).astype(object)
     for column in NUMERIC_FEATURES:
         values = frame[column]
-        inputs[column] = values if values.dtype == "float64" else pd.to_numeric(values, errors="raise").astype("float64")
+        inputs[column] = (values if values.dtype == "float64" else pd.to_numeric(values, errors="raise")).to_numpy("float64", na_value=np.nan)
     return pd.DataFrame(inputs, index=frame.index)
 
 

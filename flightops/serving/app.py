@@ -33,6 +33,7 @@ from fastapi.responses import HTMLResponse, JSONResponse
 from fastapi.encoders import jsonable_encoder
 from fastapi.exceptions import RequestValidationError
 from fastapi.routing import APIRoute
+from starlette.background import BackgroundTask
 from starlette.concurrency import run_in_threadpool
 from starlette.datastructures import Headers
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
@@ -211,7 +212,8 @@ class RecordedRoute(APIRoute):
 
     Validation errors are raised by FastAPI before the endpoint is called, so only a
     wrapper around the whole route handler sees them; the endpoint leaves what it
-    computed on `request.state` for this wrapper to log.
+    computed on `request.state` for this wrapper to log. A refusal is logged before it is
+    answered, an answer right after it is sent.
     """
 
     def get_route_handler(self) -> Callable[[Request], Coroutine[Any, Any, Response]]:
@@ -220,26 +222,28 @@ class RecordedRoute(APIRoute):
         async def recorded(request: Request) -> Response:
             received_at = datetime.now(timezone.utc).isoformat()
             started = time.perf_counter()
-            status_code, error, refused_body = 500, None, None
+
+            def finish(status_code: int, error: str | None = None, refused_body: Any = None) -> tuple:
+                """The request counted and timed now; the call that writes its log rows, to make next."""
+                latency_seconds = time.perf_counter() - started
+                _observe(request, status_code, latency_seconds)
+                return _log, request, received_at, latency_seconds, status_code, error, refused_body
+
             try:
                 response = await handler(request)
-                status_code = response.status_code
-                return response
             except RequestValidationError as exc:
-                status_code, refused_body = 422, exc.body
-                error = json.dumps(shown_errors(exc.errors()))
+                await run_in_threadpool(*finish(422, json.dumps(shown_errors(exc.errors())), exc.body))
                 raise
             except HTTPException as exc:
-                status_code, error = exc.status_code, str(exc.detail)
+                await run_in_threadpool(*finish(exc.status_code, str(exc.detail)))
                 raise
             except Exception as exc:
-                error = f"{type(exc).__name__}: {exc}"
+                await run_in_threadpool(*finish(500, f"{type(exc).__name__}: {exc}"))
                 raise
-            finally:
-                latency_seconds = time.perf_counter() - started
-                await run_in_threadpool(
-                    _record, request, received_at, latency_seconds, status_code, error, refused_body
-                )
+            # An answer's log rows are written once it is sent (Starlette runs the task after the body;
+            # uvicorn waits for it on shutdown): building and writing them is not the caller's wait.
+            response.background = BackgroundTask(*finish(response.status_code))
+            return response
 
         return recorded
 
@@ -254,7 +258,16 @@ class Scored:
     unseen: dict[str, str]
 
 
-def _record(
+def _observe(request: Request, status_code: int, latency_seconds: float) -> None:
+    """The request, and each flight it scored, in the metrics: the request counted and timed once."""
+    metrics = _service(request).metrics
+    metrics.observe_request(status_code, latency_seconds)
+    for s in getattr(request.state, "scored", []):
+        metrics.observe_prediction(s.prediction.decision, s.prediction.probability)
+        metrics.observe_unseen_categories(list(s.unseen))
+
+
+def _log(
     request: Request,
     received_at: str,
     latency_seconds: float,
@@ -262,10 +275,10 @@ def _record(
     error: str | None,
     refused_body: Any,
 ) -> None:
-    """The request in the prediction log and the metrics: a row per scored flight, else one row.
+    """The request in the prediction log: a row per scored flight, else one row.
 
     A batch (`request.state.missing` set) writes a row per requested flight, the missing ones with
-    status 404, all under one batch_id; the request itself is counted and timed once."""
+    status 404, all under one batch_id."""
     service = _service(request)
     served: ServedModel | None = getattr(request.state, "served", None)
     scored: list[Scored] = getattr(request.state, "scored", [])
@@ -305,10 +318,6 @@ def _record(
         rows = [row(flight_id, features if features is not None else echo(jsonable_encoder(refused_body)),
                     status_code, error, None, None)]
     service.prediction_log.record(*rows)
-    service.metrics.observe_request(status_code, latency_seconds)
-    for s in scored:
-        service.metrics.observe_prediction(s.prediction.decision, s.prediction.probability)
-        service.metrics.observe_unseen_categories(list(s.unseen))
 
 
 prediction_router = APIRouter(route_class=RecordedRoute)
