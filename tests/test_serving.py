@@ -184,6 +184,26 @@ def test_valid_request_is_answered_by_the_champion(serving_settings: Settings, r
     assert (health["model_loaded"], health["model_version"]) == (True, 1)
 
 
+def test_a_log_write_failing_after_the_answer_is_reported_with_where_and_what_to_do(
+    serving_settings: Settings, registry: Registry, served_rows, caplog
+):
+    """The log is written after the answer is sent: when that write fails, the caller keeps its answer and
+    the service's log says which file, which request and what to check (and the exception is raised on)."""
+    client = TestClient(create_app(serving_settings), raise_server_exceptions=False)
+    path = prediction_log_path(serving_settings.data_dir)
+    for written in path.parent.glob(f"{path.name}*"):
+        written.unlink()
+    path.mkdir()  # a folder where the SQLite file was: no connection can open it
+    row = served_rows.iloc[0]
+    with caplog.at_level("ERROR", logger="flightops.serving.app"):
+        response = client.post("/predict", json=request_body(row))
+    assert response.status_code == 200 and response.json()["probability"] == pytest.approx(registry.probability(1, row))
+    [message] = [r.getMessage() for r in caplog.records if r.name == "flightops.serving.app"]
+    assert message.startswith(f"The prediction log {path} did not take the 1 row(s) of POST /predict (status 200, ")
+    assert "OperationalError" in message and "Check the disk's free space and that the file is writable." in message
+    assert 'flightops_predict_requests_total{status="200"} 1.0' in client.get("/metrics").text
+
+
 def test_registry_comes_from_settings_not_mlflow_globals(
     serving_settings: Settings, registry: Registry, served_rows, monkeypatch: pytest.MonkeyPatch
 ):

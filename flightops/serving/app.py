@@ -317,7 +317,14 @@ def _log(
             flight_id = refused_body.get("flight_id")
         rows = [row(flight_id, features if features is not None else echo(jsonable_encoder(refused_body)),
                     status_code, error, None, None)]
-    service.prediction_log.record(*rows)
+    try:
+        service.prediction_log.record(*rows)
+    except Exception as exc:
+        log.error("The prediction log %s did not take the %d row(s) of %s %s (status %d, received %s): %s: %s. "
+                  "The caller has its answer; /metrics counted the request. Check the disk's free space and that "
+                  "the file is writable.", service.prediction_log.path, len(rows), request.method, request.url.path,
+                  status_code, received_at, type(exc).__name__, exc)
+        raise
 
 
 prediction_router = APIRouter(route_class=RecordedRoute)
