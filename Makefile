@@ -62,7 +62,8 @@ browser:
 	@command -v chromium >/dev/null || { apt-get update -q && DEBIAN_FRONTEND=noninteractive apt-get install -y -q chromium; }
 
 ## test: the test suite (PostgreSQL, the UI and the Prometheus tests use the real servers and browser set up above),
-## TEST_WORKERS processes side by side (pytest-xdist), each test file in one of them (its shared platform stays one)
+## TEST_WORKERS processes side by side (pytest-xdist), each test file in one of them (its shared platform stays one),
+## the files in collection order (tests/conftest.py puts the longest first; xdist would start with those of most tests)
 TEST_WORKERS ?= 2
 ## The tests' private platforms (DuckDB, SQLite, MLflow files: about 600 MB a suite) go under TEST_TMPDIR: memory
 ## (/dev/shm) when it has TEST_TMPDIR_MIN_GB free (a SQLite commit's fsync costs 0.1 ms there, 1.5 ms on this disk),
@@ -70,7 +71,7 @@ TEST_WORKERS ?= 2
 TEST_TMPDIR_MIN_GB ?= 2
 TEST_TMPDIR ?= $(shell df -P -k /dev/shm 2>/dev/null | awk 'NR == 2 && $$4 >= $(TEST_TMPDIR_MIN_GB) * 1048576 {print "/dev/shm"}')
 test: setup postgres browser prometheus-install
-	$(if $(TEST_TMPDIR),TMPDIR=$(TEST_TMPDIR) )$(BIN)/pytest -n $(TEST_WORKERS) --dist loadfile \
+	$(if $(TEST_TMPDIR),TMPDIR=$(TEST_TMPDIR) )$(BIN)/pytest -n $(TEST_WORKERS) --dist loadfile --no-loadscope-reorder \
 		$(if $(TEST_TMPDIR),-o tmp_path_retention_count=1)
 
 ## test-fast: the unit tests only (marker `unit`: no platform run, no server, no dbt manifest), in under a minute

@@ -21,6 +21,7 @@ load_environment()
 
 # The longest test files (pytest --durations on CI: 2-7 min each), collected first so that
 # `make test`'s workers (pytest-xdist, a file per worker) start them first instead of ending on them.
+# `make test` passes --no-loadscope-reorder: by default xdist hands out the files with the most tests first.
 LONGEST_FIRST = ("test_monitoring_loop.py", "test_killed_run.py", "test_ui_walkthrough.py", "test_concurrency.py",
                  "test_model_assets.py", "test_pipeline.py", "test_run_command.py")
 
