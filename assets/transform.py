@@ -6,8 +6,9 @@ downstream of the tables it reads
 (dbt sources `clean.*` map to the `clean/*` assets), and every dbt test is an asset
 check. Models tagged `daily` are partitioned like the sources and rebuilt for the
 run's date window (environment variables FLIGHTOPS_DBT_START_DATE/END_DATE, read by the
-`date_window` macro like the vars start_date/end_date an analyst passes; a changed --vars would
-make dbt re-parse the whole project every run); the rest are rebuilt whole. Models
+`date_window` macro like the vars start_date/end_date an analyst passes, only when dbt executes: a
+changed --vars would make dbt re-parse the whole project every run, a window read while parsing the
+files that read it); the rest are rebuilt whole. Models
 tagged `monitoring` read the monitoring tables (sources `monitoring.*`, mapped to the
 Layer 8 assets that write them) and sit in the `monitoring` group. All run in the
 `duckdb_warehouse` pool, so dbt never races another writer for the file, and wait as the Python

@@ -162,26 +162,34 @@ def test_every_asset_has_its_groups_team_as_owner(graph):
 
 def test_a_later_window_reuses_the_steps_dbt_folder_and_parses_only_what_changed(built):
     """Each dbt step keeps its artifacts in one folder under the data folder, so the next run's dbt finds
-    its partial-parse file: a new window (environment variables, not --vars) re-parses two files, not the
-    project. A step's first dbt starts from the other step's parse, so one run parses the project once.
+    its partial-parse file: a new window (environment variables, read only when dbt executes) re-parses
+    no file. A step's first dbt starts from the other step's parse, so one run parses the project once.
     (Runs last: it adds a day to the module's platform.)"""
     folders = built.settings.data_dir / "dbt"
     steps = ("dbt_daily_models", "dbt_models")
 
+    def events(step: str) -> list[dict]:
+        return [json.loads(line) for line in (folders / step / "dbt.log").read_text().splitlines()]
+
     def full_parses() -> dict[str, int]:
         """Per step: the dbt invocations that parsed the whole project (one or more UnableToPartialParse events)."""
-        def invocations(step: str) -> int:
-            events = (json.loads(line) for line in (folders / step / "dbt.log").read_text().splitlines())
-            return len({e["info"]["invocation_id"] for e in events if e["info"]["name"] == "UnableToPartialParse"})
-        return {step: invocations(step) for step in steps}
+        return {step: len({e["info"]["invocation_id"] for e in events(step) if e["info"]["name"] == "UnableToPartialParse"})
+                for step in steps}
+
+    def reparsed_files() -> dict[str, list[int]]:
+        """Per step: the files each partial parse found added, changed or deleted, one count per invocation."""
+        return {step: [sum(e["data"][k] for k in ("added", "changed", "deleted")) for e in events(step)
+                       if e["info"]["name"] == "PartialParsingEnabled"] for step in steps}
 
     before = {day: n for day, n in built.query("SELECT flight_date::VARCHAR, count(*) FROM marts.fct_flights GROUP BY 1")}
-    parses_before = full_parses()
+    parses_before, reparsed_before = full_parses(), reparsed_files()
     assert sorted(parses_before.values()) == [0, 1], parses_before  # the run's first dbt parsed the project, once
     result = built.run("2013-01-03", "2013-01-03", keys_in_groups(groups.INGESTION, groups.VALIDATION, groups.TRANSFORM))
     assert result.success, failure_messages(result)
 
     assert full_parses() == parses_before, "the new window made dbt re-parse the whole project"
+    reparsed = reparsed_files()
+    assert {step: reparsed[step][len(reparsed_before[step]):] for step in steps} == {step: [0] for step in steps}, reparsed
     assert all((folders / step / "partial_parse.msgpack").exists() for step in steps)
     assert sorted(path.name for path in folders.iterdir()) == sorted(steps)
     after = {day: n for day, n in built.query("SELECT flight_date::VARCHAR, count(*) FROM marts.fct_flights GROUP BY 1")}

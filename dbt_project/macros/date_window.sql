@@ -1,11 +1,16 @@
 {#- The optional date window of a run, from vars `start_date` and `end_date` (inclusive ISO
     dates), else from the environment variables FLIGHTOPS_DBT_START_DATE and FLIGHTOPS_DBT_END_DATE
-    (how Dagster passes its partitions: a changed --vars makes dbt re-parse the whole project, a
-    changed environment variable only the files that read it). Both or neither: a run without them
-    rebuilds every date. Returns none, or a dict
+    (how Dagster passes its partitions: a changed --vars makes dbt re-parse the whole project).
+    The window is read only when dbt executes, never while it parses: nothing in the parsed project
+    depends on it (the models' configs name their window column; `should_full_refresh` and the
+    `replace_where` strategy ask for the window at run time), so a new window re-parses no file.
+    Both or neither: a run without them rebuilds every date. Returns none, or a dict
     {start, end} of 'YYYY-MM-DD' strings, after checking the values so a typo fails loudly
     instead of silently replacing the wrong days. -#}
 {% macro date_window() -%}
+    {%- if not execute -%}
+        {{ return(none) }}
+    {%- endif -%}
     {%- set start_value = var('start_date', env_var('FLIGHTOPS_DBT_START_DATE', '') or none) -%}
     {%- set end_value = var('end_date', env_var('FLIGHTOPS_DBT_END_DATE', '') or none) -%}
     {%- if start_value is none and end_value is none -%}
@@ -35,6 +40,19 @@
     {%- else -%}
         {{ column }} between date '{{ window.start }}' and date '{{ window.end }}'
     {%- endif -%}
+{%- endmacro %}
+
+
+{#- dbt's own `should_full_refresh`, except for a model whose config names a `date_window_column`
+    (meta): it is rebuilt whole when the run has no date window (an analyst's plain `dbt build`), and
+    replaced window by window (`replace_where`) when it has one, whatever --full-refresh says (a full
+    refresh from one window's rows would drop every other date). Decided at run time, so the window
+    stays out of parsing. -#}
+{% macro should_full_refresh() -%}
+    {%- if config.get('meta', {}).get('date_window_column') -%}
+        {{ return(date_window() is none) }}
+    {%- endif -%}
+    {{ return(dbt.should_full_refresh()) }}
 {%- endmacro %}
 
 

@@ -1,11 +1,10 @@
 -- One row per flight. With vars start_date/end_date it replaces exactly the flights of that
 -- window (delete by date, then insert: idempotent, and flights removed upstream disappear);
--- without them it rebuilds every date (full_refresh).
+-- without them it rebuilds every date (a full refresh: macros/date_window.sql).
 {{ config(
     materialized='incremental',
     incremental_strategy='replace_where',
-    incremental_predicates=[date_window_predicate('flight_date')],
-    full_refresh=(date_window() is none),
+    meta={'date_window_column': 'flight_date'},
     on_schema_change='fail',
     tags=['daily'],
 ) }}

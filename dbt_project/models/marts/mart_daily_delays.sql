@@ -3,8 +3,7 @@
 {{ config(
     materialized='incremental',
     incremental_strategy='replace_where',
-    incremental_predicates=[date_window_predicate('flight_date')],
-    full_refresh=(date_window() is none),
+    meta={'date_window_column': 'flight_date'},
     on_schema_change='fail',
     tags=['daily'],
 ) }}
