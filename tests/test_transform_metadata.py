@@ -4,6 +4,10 @@ their tables, no unserializable metadata, and an owner for every asset."""
 from __future__ import annotations
 
 import json
+import os
+import re
+import subprocess
+import sys
 from collections.abc import Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -14,7 +18,7 @@ import pytest
 from dagster._core.definitions.metadata import normalize_metadata
 
 from assets import groups
-from assets.transform import build, dbt_project
+from assets.transform import WINDOW_VARIABLES, build, dbt_project
 from flightops.pipeline import keys_in_groups
 from flightops.resources import WarehouseResource
 from tests.platform_harness import Platform, failure_messages, private_platform
@@ -158,6 +162,36 @@ def test_every_asset_has_its_groups_team_as_owner(graph):
     assert all(names and all(n.startswith("team:") for n in names) for _, names in owners.values()), owners
     assert owners["marts/fct_flights"][1] == ["team:data-engineering"]
     assert owners["models/champion"][1] == ["team:ml-engineering"]
+
+
+def analyst_dbt(scratch: Path, *args: str) -> str:
+    """The dbt CLI as an analyst runs it in dbt_project/ (README: dbt for analysts) on the platform's warehouse,
+    without Dagster's window variables; returns the SQL it ran for fct_flights."""
+    env = {k: v for k, v in os.environ.items() if k not in WINDOW_VARIABLES}
+    done = subprocess.run([str(Path(sys.executable).parent / "dbt"), *args, "--select", "fct_flights",
+                           "--target-path", str(scratch), "--log-path", str(scratch)],
+                          cwd=dbt_project.project_dir, env=env, capture_output=True, text=True, timeout=300)
+    assert done.returncode == 0, done.stdout[-3000:]
+    return next(scratch.glob("run/**/fct_flights.sql")).read_text()
+
+
+def test_an_analysts_window_is_replaced_even_with_full_refresh_and_no_window_rebuilds_every_date(built, tmp_path):
+    """The window is read when dbt executes (`should_full_refresh`, `replace_where`): with one, --full-refresh
+    still replaces only that window (a full refresh from its rows would drop every other date); without
+    one, the table is rebuilt whole. Either way the fact table keeps exactly the clean flights."""
+    counts = "SELECT flight_date::VARCHAR, count(*) FROM marts.fct_flights GROUP BY 1 ORDER BY 1"
+    clean = built.query("SELECT flight_date::VARCHAR, count(*) FROM clean.flights WHERE flight_date <= '2013-01-02' "
+                        "GROUP BY 1 ORDER BY 1")
+    assert built.query(counts) == clean and len(clean) == 2
+
+    window = json.dumps({"start_date": "2013-01-02", "end_date": "2013-01-02"})
+    ran = analyst_dbt(tmp_path / "window", "run", "--full-refresh", "--vars", window)
+    assert "delete from" in ran and "flight_date between date '2013-01-02' and date '2013-01-02'" in ran, ran[:500]
+    assert built.query(counts) == clean
+
+    ran = analyst_dbt(tmp_path / "whole", "run")
+    assert re.search(r"create\s+table", ran) and "delete from" not in ran, ran[:500]
+    assert built.query(counts) == clean
 
 
 def test_a_later_window_reuses_the_steps_dbt_folder_and_parses_only_what_changed(built):
