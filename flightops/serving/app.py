@@ -25,6 +25,7 @@ import uuid
 from collections.abc import Callable, Coroutine, Sequence
 from dataclasses import dataclass
 from datetime import datetime, timezone
+from functools import partial
 from typing import Any
 
 import uvicorn
@@ -223,26 +224,26 @@ class RecordedRoute(APIRoute):
             received_at = datetime.now(timezone.utc).isoformat()
             started = time.perf_counter()
 
-            def finish(status_code: int, error: str | None = None, refused_body: Any = None) -> tuple:
-                """The request counted and timed now; the call that writes its log rows, to make next."""
+            def finish(status_code: int, error: str | None = None, refused_body: Any = None) -> partial[None]:
+                """The request counted and timed now; returns the call that writes its log rows."""
                 latency_seconds = time.perf_counter() - started
                 _observe(request, status_code, latency_seconds)
-                return _log, request, received_at, latency_seconds, status_code, error, refused_body
+                return partial(_log, request, received_at, latency_seconds, status_code, error, refused_body)
 
             try:
                 response = await handler(request)
             except RequestValidationError as exc:
-                await run_in_threadpool(*finish(422, json.dumps(shown_errors(exc.errors())), exc.body))
+                await run_in_threadpool(finish(422, json.dumps(shown_errors(exc.errors())), exc.body))
                 raise
             except HTTPException as exc:
-                await run_in_threadpool(*finish(exc.status_code, str(exc.detail)))
+                await run_in_threadpool(finish(exc.status_code, str(exc.detail)))
                 raise
             except Exception as exc:
-                await run_in_threadpool(*finish(500, f"{type(exc).__name__}: {exc}"))
+                await run_in_threadpool(finish(500, f"{type(exc).__name__}: {exc}"))
                 raise
             # An answer's log rows are written once it is sent (Starlette runs the task after the body;
             # uvicorn waits for it on shutdown): building and writing them is not the caller's wait.
-            response.background = BackgroundTask(*finish(response.status_code))
+            response.background = BackgroundTask(finish(response.status_code))
             return response
 
         return recorded
@@ -321,8 +322,7 @@ def _log(
         service.prediction_log.record(*rows)
     except Exception as exc:
         log.error("The prediction log %s did not take the %d row(s) of %s %s (status %d, received %s): %s: %s. "
-                  "The caller has its answer; /metrics counted the request. Check the disk's free space and that "
-                  "the file is writable.", service.prediction_log.path, len(rows), request.method, request.url.path,
+                  "/metrics counted the request. Check the disk's free space and that the file is writable.", service.prediction_log.path, len(rows), request.method, request.url.path,
                   status_code, received_at, type(exc).__name__, exc)
         raise
 
