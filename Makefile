@@ -17,7 +17,7 @@ TELEMETRY_SWITCHES := DAGSTER_DISABLE_TELEMETRY DO_NOT_TRACK DBT_SEND_ANONYMOUS_
 $(foreach switch,$(TELEMETRY_SWITCHES),$(eval export $(switch) ?= $(shell sed -n 's/^$(switch)=//p' .env)))
 
 .PHONY: setup run test ui mlflow-ui serve sources-api bench lock clean postgres postgres-stop browser bench-models \
-	prometheus prometheus-install prometheus-stop bench-monitoring
+	prometheus prometheus-install prometheus-stop bench-monitoring bench-scaling
 
 # Quiet on purpose (`make run` on a fresh clone should print a screenful): the steps are the lines below.
 $(STAMP): pyproject.toml requirements.lock
@@ -108,6 +108,10 @@ bench: setup
 ## bench-models: training wall time and peak memory (tuning off, default budget), serving latency p50/p99
 bench-models: setup
 	$(BIN)/python scripts/benchmark_models.py
+
+## bench-scaling: the data layers on January at 1x, 3x and 10x the flights (wall, CPU, peak RSS, rows checked)
+bench-scaling: setup
+	$(BIN)/python scripts/benchmark_scaling.py
 
 ## bench-monitoring: Evidently time per monitored partition (1k/27k/300k rows), the daily run with and without
 ## retraining, and the delay from a degraded partition to the retraining run request

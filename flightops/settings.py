@@ -129,6 +129,7 @@ class Settings:
     serving_model_refresh_seconds: float
     landing_max_range_days: int
     prediction_lead_minutes: int
+    source_scale: int  # copies of each flight the simulated sources deliver (1: the real data)
 
     @property
     def online_features(self) -> Path:
@@ -162,4 +163,6 @@ class Settings:
             landing_max_range_days=_positive_whole(
                 "FLIGHTOPS_LANDING_MAX_RANGE_DAYS", "days (the longest range one landing-sensor run covers, e.g. 31)"),
             prediction_lead_minutes=_lead_minutes("FLIGHTOPS_PREDICTION_LEAD_MINUTES"),
+            source_scale=_positive_whole(
+                "FLIGHTOPS_SOURCE_SCALE", "copies of each flight the simulated sources deliver (1: the real data)"),
         )

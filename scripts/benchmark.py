@@ -238,9 +238,10 @@ def repository_instance_in(folder: Path):
     return dg.DagsterInstance.from_config(str(folder))
 
 
-def measure_platform(first: date, until: date, instance_dir: Path, job: str) -> dict:
+def measure_platform(first: date, until: date, instance_dir: Path, job: str, groups: tuple[str, ...] = ()) -> dict:
     """`job` over first..until as one run, with per-step times and memory peaks: main_job with tuning
-    off (the script's model work: one CatBoost fit), or daily_job (a new day once a champion exists).
+    off (the script's model work: one CatBoost fit), or daily_job (a new day once a champion exists);
+    with `groups`, only the job's assets in those asset groups (e.g. the data layers).
 
     The Dagster instance is the repository's dagster.yaml (SQLite, the warehouse pool's limit) with
     its storage in `instance_dir` instead of data/dagster, shared by the year's run and the new day's, so the new day's figures
@@ -256,7 +257,7 @@ def measure_platform(first: date, until: date, instance_dir: Path, job: str) -> 
 
     from flightops.definitions import defs
     from assets.models import flight_delay_model
-    from flightops.pipeline import materialize, weather_api_running
+    from flightops.pipeline import keys_in_groups, materialize, weather_api_running
 
     group_of = {spec.key: spec.group_name for spec in defs.resolve_all_asset_specs()}
     phases["startup: imports, definitions"] = (started, time.time())
@@ -265,8 +266,10 @@ def measure_platform(first: date, until: date, instance_dir: Path, job: str) -> 
     with weather_api_running(settings), repository_instance_in(instance_dir) as instance:
         phases["weather API start"] = (started, time.time())
         started = time.time()
+        selection = keys_in_groups(*groups) if groups else None
+        trains = job == "main_job" and (selection is None or flight_delay_model.key in selection)
         tuning_off = {"ops": {flight_delay_model.op.name: {"config": {"tuning_trials": 0}}}}
-        result = materialize(first, until, instance, job_name=job, run_config=tuning_off if job == "main_job" else None)
+        result = materialize(first, until, instance, selection, job_name=job, run_config=tuning_off if trains else None)
         phases["run"] = (started, time.time())
         steps, planned = _step_records(instance, result.run_id, group_of)
         trained = [event.materialization.metadata for event in result.get_asset_materialization_events()

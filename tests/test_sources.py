@@ -180,6 +180,33 @@ def test_replay_redoes_a_day_it_was_interrupted_in(settings, package_flights):
     assert len(day2) == len(expected)
 
 
+def test_a_scaled_replay_delivers_each_flight_that_many_times_as_flights_of_their_own(settings, monkeypatch, package_flights):
+    monkeypatch.setenv("FLIGHTOPS_SOURCE_SCALE", "3")
+    scaled = Settings.current()
+    summary = replay(scaled, DAY1)
+
+    expected = package_flights[package_flights["flight_date"] == DAY1.isoformat()].set_index("flight_id")
+    delivered = pd.concat([_opdb_rows(scaled, DAY1), _export(scaled, DAY1)], ignore_index=True)
+    assert summary.opdb_rows + summary.export_rows == len(delivered) == 3 * len(expected)
+    assert delivered["flight_id"].is_unique
+    # Each copy is its flight again (same day, carrier, number, route, times); only its id differs.
+    compared = ["flight_date", "carrier", "flight", "origin", "dest", "sched_dep_time", "updated_at"]
+    originals = delivered[delivered["flight_id"].isin(expected.index)].set_index("flight_id")[compared].astype(str)
+    assert len(originals) == len(expected)
+    for n in (2, 3):
+        copies = delivered[delivered["flight_id"].str.endswith(f"_x{n}")]
+        copies = copies.set_index(copies["flight_id"].str.removesuffix(f"_x{n}"))[compared].astype(str)
+        pd.testing.assert_frame_equal(copies.sort_index(), originals.sort_index())
+
+
+@pytest.mark.unit
+@pytest.mark.parametrize("scale", ["0", "ten", "1.5"])
+def test_a_source_scale_that_is_not_a_positive_whole_number_is_refused_by_name(settings, monkeypatch, scale):
+    monkeypatch.setenv("FLIGHTOPS_SOURCE_SCALE", scale)
+    with pytest.raises(ValueError, match=f"FLIGHTOPS_SOURCE_SCALE='{scale}' is not a positive whole number of copies"):
+        Settings.current()
+
+
 @pytest.mark.unit
 @pytest.mark.parametrize("until", [date(2012, 12, 31), date(2014, 1, 1)])
 def test_replay_outside_2013_fails_clearly(settings, until):

@@ -150,6 +150,18 @@ def load_flights(start: date | None = None, end: date | None = None) -> pd.DataF
     return flights.loc[_in_window(flights, "flight_date", start, end)].reset_index(drop=True)
 
 
+def replicated(flights: pd.DataFrame, copies: int) -> pd.DataFrame:
+    """`copies` times the flights (the source scale): copy n >= 2 of a flight keeps its day and every
+    value but `flight_id`, which gets the suffix `_x{n}`, so each copy is a flight of its own.
+
+    The platform's calendar is the data set's year, so scaled data adds flights per day rather than days.
+    """
+    if copies == 1:
+        return flights
+    extra = [flights.assign(flight_id=flights["flight_id"] + f"_x{n}") for n in range(2, copies + 1)]
+    return pd.concat([flights, *extra], ignore_index=True)
+
+
 def load_weather(start: date | None = None, end: date | None = None) -> pd.DataFrame:
     """Hourly weather with `updated_at` = time_hour + 1 hour (UTC), optionally for start..end.
 

@@ -5,6 +5,8 @@ non-export flights, the landing folder gets the day's export file, the weather
 API store gets the day's observations, then the clock advances to that day.
 A day is redone whole (its partial rows removed first) if an earlier run was
 interrupted before advancing the clock, so re-running always continues cleanly.
+With FLIGHTOPS_SOURCE_SCALE above 1, each day's flights are delivered that many
+times (`dataset.replicated`): the scaling benchmark's larger data, made on the fly.
 """
 
 from __future__ import annotations
@@ -17,7 +19,7 @@ import pandas as pd
 from flightops.settings import Settings
 from flightops.simulated_sources import clock, landing, operational_db, weather_store
 from flightops.simulated_sources.channels import split_by_channel
-from flightops.simulated_sources.dataset import load_flights, load_weather, local_dates
+from flightops.simulated_sources.dataset import load_flights, load_weather, local_dates, replicated
 
 
 @dataclass(frozen=True)
@@ -64,7 +66,8 @@ def replay(settings: Settings, until: date) -> ReplaySummary:
     with operational_db.connect_engine(settings.source_db_url) as engine, weather_store.open_store(settings.source_state_dir) as store:
         day = first
         while day <= until:
-            opdb_flights, export_flights = split_by_channel(flights_by_day.get(day.isoformat(), no_flights))
+            day_flights = replicated(flights_by_day.get(day.isoformat(), no_flights), settings.source_scale)
+            opdb_flights, export_flights = split_by_channel(day_flights)
             with engine.begin() as connection:
                 operational_db.delete_day(connection, day)
                 totals["opdb"] += operational_db.insert_flights(connection, opdb_flights)
