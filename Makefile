@@ -109,7 +109,7 @@ bench: setup
 bench-models: setup
 	$(BIN)/python scripts/benchmark_models.py
 
-## bench-scaling: the data layers on January at 1x, 3x and 10x the flights (wall, CPU, peak RSS, rows checked)
+## bench-scaling: the data layers over the year at 1x, 3x and 10x the flights (wall, CPU, peak RSS, rows checked)
 bench-scaling: setup
 	$(BIN)/python scripts/benchmark_scaling.py
 

@@ -4,7 +4,8 @@ Raw tables keep every value as text, exactly as the source sent it, with load
 metadata (`_partition_date`, `_row` arrival order, `_source`, `_batch_id` = the
 Dagster run id, `_loaded_at`). A daily partition is replaced, never appended, so
 re-materializing it is idempotent; a range of days is one run (single-run backfill).
-A delivery whose shape breaks the contract fails before anything is written, and so does a
+A delivery is staged in DuckDB piece by piece (a day's file, 100k database rows) before it replaces
+anything, so a long range never has to fit in memory. A delivery whose shape breaks the contract fails before anything is written, and so does a
 redelivery much smaller than the rows it would replace, unless the run confirms it (`RawLoadConfig`).
 An export line with the wrong number of values is loaded for validation to quarantine. Weather is only
 loaded from the API of the platform's own source systems (`WeatherApiResource.verified_source_id`).
@@ -16,6 +17,7 @@ the types DuckDB stores (text here) and the contract's descriptions.
 import csv
 import hashlib
 import io
+from collections.abc import Iterable, Iterator
 from dataclasses import dataclass
 from datetime import date
 from pathlib import Path
@@ -57,6 +59,10 @@ LOAD_COLUMN_DESCRIPTIONS = {
 # mistake) stays far above half; an empty or cut delivery (a header-only file, `{"data": []}`, a
 # lost page) falls far below it. A day short of weather hours at one airport is hourly_coverage's.
 MIN_REDELIVERED_SHARE = 0.5
+# A delivery is staged in DuckDB under this temporary name (`stage`), the operational database read
+# this many rows at a time: a step's memory stays bounded however long the range.
+STAGED = "_delivery"
+OPDB_READ_ROWS = 100_000
 
 
 class RawLoadConfig(dg.Config):
@@ -113,64 +119,80 @@ def _ensure_raw_table(con, table: str, contract: Contract) -> None:
     con.execute(f"CREATE TABLE IF NOT EXISTS raw.{table} ({columns}, {LOAD_COLUMNS})")
 
 
+def stage(con, chunks: Iterable[pd.DataFrame]) -> int:
+    """Stage a delivery, read in pieces, as the temporary table STAGED (every value as text); its rows.
+
+    DuckDB holds it, not pandas: past the warehouse's memory limit it spills to disk, so a long
+    range's delivery never has to fit in memory at once. Nothing in the warehouse changes yet.
+    """
+    con.execute(f"DROP TABLE IF EXISTS {STAGED}")
+    rows, created = 0, False
+    for chunk in chunks:
+        con.register("_chunk", chunk.astype("string"))
+        con.execute(f"INSERT INTO {STAGED} BY NAME SELECT * FROM _chunk" if created else
+                    f"CREATE TEMP TABLE {STAGED} AS SELECT * FROM _chunk")
+        con.unregister("_chunk")
+        rows, created = rows + len(chunk), True
+    if not created:
+        raise ValueError("stage() needs at least one piece (an empty frame with the delivery's columns for an empty delivery).")
+    return rows
+
+
 def land(
     context: dg.AssetExecutionContext,
-    warehouse: WarehouseResource,
+    con,
     table: str,
     contract: Contract,
-    frame: pd.DataFrame,
     window: tuple[date, date] | None,
     sources: dict[str | None, str],
     config: RawLoadConfig,
 ) -> tuple[int, dict]:
-    """Replace the window's rows (or the whole table) of raw.<table> with `frame` in one transaction;
-    the rows written and the table's metadata after it.
+    """Replace the window's rows (or the whole table) of raw.<table> with the staged delivery in one
+    transaction; the rows written and the table's metadata after it.
 
     `sources` names what delivered each day (None: the whole table), for the message refusing a
     smaller redelivery: refused before anything is deleted, so the loaded rows stay.
     """
-    frame = frame.astype("string")
-    with warehouse.connect() as con:
-        _ensure_raw_table(con, table, contract)
-        smaller = _smaller_redeliveries(con, table, frame, window)
-        if smaller and not config.accept_smaller_delivery:
-            raise dg.Failure(_smaller_redelivery_message(context, table, smaller, sources))
-        for day, loaded, delivered in smaller:
-            context.log.warning(
-                f"accept_smaller_delivery: {day or 'the table'} of raw.{table} replaced by {delivered} row(s) "
-                f"from {sources[day]} ({loaded} were loaded)."
-            )
-        con.register("_delivery", frame)
-        con.execute("BEGIN TRANSACTION")
-        if window is None:
-            con.execute(f"DELETE FROM raw.{table}")
-        else:
-            con.execute(f"DELETE FROM raw.{table} WHERE _partition_date BETWEEN ? AND ?", list(window))
-        con.execute(
-            f"INSERT INTO raw.{table} BY NAME SELECT * EXCLUDE (_partition_date, _row), "
-            "CAST(_partition_date AS DATE) AS _partition_date, CAST(_row AS BIGINT) AS _row, "
-            "? AS _batch_id, current_timestamp AS _loaded_at FROM _delivery",
-            [context.run_id],
+    _ensure_raw_table(con, table, contract)
+    smaller = _smaller_redeliveries(con, table, window)
+    if smaller and not config.accept_smaller_delivery:
+        raise dg.Failure(_smaller_redelivery_message(context, table, smaller, sources))
+    for day, loaded, delivered in smaller:
+        context.log.warning(
+            f"accept_smaller_delivery: {day or 'the table'} of raw.{table} replaced by {delivered} row(s) "
+            f"from {sources[day]} ({loaded} were loaded)."
         )
-        con.execute("COMMIT")
-        con.unregister("_delivery")
-        metadata = table_metadata(con, f"raw.{table}", contract, typed=False)
-        return len(frame), {**metadata, "smaller_deliveries_accepted": len(smaller)}
+    con.execute("BEGIN TRANSACTION")
+    if window is None:
+        con.execute(f"DELETE FROM raw.{table}")
+    else:
+        con.execute(f"DELETE FROM raw.{table} WHERE _partition_date BETWEEN ? AND ?", list(window))
+    con.execute(
+        f"INSERT INTO raw.{table} BY NAME SELECT * EXCLUDE (_partition_date, _row), "
+        "CAST(_partition_date AS DATE) AS _partition_date, CAST(_row AS BIGINT) AS _row, "
+        f"? AS _batch_id, current_timestamp AS _loaded_at FROM {STAGED}",
+        [context.run_id],
+    )
+    con.execute("COMMIT")
+    (rows,) = con.execute(f"SELECT count(*) FROM {STAGED}").fetchone()
+    con.execute(f"DROP TABLE {STAGED}")
+    metadata = table_metadata(con, f"raw.{table}", contract, typed=False)
+    return rows, {**metadata, "smaller_deliveries_accepted": len(smaller)}
 
 
-def _smaller_redeliveries(con, table: str, frame: pd.DataFrame, window: tuple[date, date] | None) -> list[tuple[str | None, int, int]]:
-    """(day, rows loaded, rows delivered) of each day (None: the table) whose delivery has fewer than
-    MIN_REDELIVERED_SHARE of the rows raw.<table> holds for it."""
+def _smaller_redeliveries(con, table: str, window: tuple[date, date] | None) -> list[tuple[str | None, int, int]]:
+    """(day, rows loaded, rows delivered) of each day (None: the table) whose staged delivery has fewer
+    than MIN_REDELIVERED_SHARE of the rows raw.<table> holds for it."""
     if window is None:
         loaded = {None: con.execute(f"SELECT count(*) FROM raw.{table}").fetchall()[0][0]}
-        delivered = {None: len(frame)}
+        delivered = {None: con.execute(f"SELECT count(*) FROM {STAGED}").fetchall()[0][0]}
     else:
         loaded = dict(con.execute(
             f"SELECT strftime(_partition_date, '%Y-%m-%d'), count(*) FROM raw.{table} "
             "WHERE _partition_date BETWEEN ? AND ? GROUP BY 1 ORDER BY 1",
             list(window),
         ).fetchall())
-        delivered = frame["_partition_date"].value_counts().to_dict()
+        delivered = dict(con.execute(f"SELECT _partition_date, count(*) FROM {STAGED} GROUP BY 1").fetchall())
     return [
         (day, rows, delivered.get(day, 0)) for day, rows in loaded.items() if delivered.get(day, 0) < rows * MIN_REDELIVERED_SHARE
     ]
@@ -190,14 +212,15 @@ def _smaller_redelivery_message(context: dg.AssetExecutionContext, table: str, s
     )
 
 
-def _days_without_rows(frame: pd.DataFrame, first: date, last: date) -> list[str]:
-    delivered = set(frame["_partition_date"]) if len(frame) else set()
+def _days_without_rows(con, first: date, last: date) -> list[str]:
+    """The days of first..last the staged delivery has no row for."""
+    delivered = {day for (day,) in con.execute(f"SELECT DISTINCT _partition_date FROM {STAGED}").fetchall()}
     return [d.isoformat() for d in days(first, last) if d.isoformat() not in delivered]
 
 
-def _require_every_day(frame: pd.DataFrame, first: date, last: date, where: str) -> None:
+def _require_every_day(con, first: date, last: date, where: str) -> None:
     """Every day of 2013 has flights: an empty day means the source has not delivered it yet."""
-    missing = _days_without_rows(frame, first, last)
+    missing = _days_without_rows(con, first, last)
     if missing:
         raise dg.Failure(
             f"{where} delivered no rows for {', '.join(missing[:10])}{' ...' if len(missing) > 10 else ''}. "
@@ -225,31 +248,37 @@ def flights_opdb(
 ) -> dg.MaterializeResult:
     first, last = day_range(context)
     engine = sa.create_engine(source_db.resolved_url)
-    try:
-        with engine.connect() as connection:
-            # Before the rows, in the same transaction: a correction landing in between makes the
-            # recorded version older than the rows, so the corrections sensor reloads (never the reverse).
-            versions = day_versions(connection, first, last)
-            frame = pd.read_sql(
-                sa.text("SELECT * FROM flights WHERE flight_date BETWEEN :first AND :last ORDER BY row_id"),
-                connection,
-                params={"first": first.isoformat(), "last": last.isoformat()},
-            )
-    except sa.exc.SQLAlchemyError as exc:
-        raise dg.Failure(
-            f"Reading table flights from the operational database {engine.url!r} for {first}..{last} failed: {exc}. "
-            "Check FLIGHTOPS_SOURCE_DB_URL and that the source exists (`flightops sources replay`)."
-        ) from exc
-    finally:
-        engine.dispose()
     where = f"table flights of {engine.url!r}"
-    check_columns(FLIGHTS, [c for c in frame.columns if c != "row_id"], where)
-    frame = frame.rename(columns={"row_id": "_row"})
-    frame["_partition_date"] = frame["flight_date"].astype("string")
-    frame["_source"] = f"opdb:{engine.url.render_as_string(hide_password=True)}#flights"
-    _require_every_day(frame, first, last, "The operational database")
-    sources = {day.isoformat(): where for day in days(first, last)}
-    rows, table = land(context, warehouse, "flights_opdb", FLIGHTS, frame, (first, last), sources, config)
+    source = f"opdb:{engine.url.render_as_string(hide_password=True)}#flights"
+
+    def pieces(chunks: Iterable[pd.DataFrame]) -> Iterator[pd.DataFrame]:
+        for chunk in chunks:
+            check_columns(FLIGHTS, [c for c in chunk.columns if c != "row_id"], where)
+            chunk = chunk.rename(columns={"row_id": "_row"})
+            yield chunk.assign(_partition_date=chunk["flight_date"], _source=source)
+
+    with warehouse.connect() as con:
+        try:
+            with engine.connect().execution_options(stream_results=True) as connection:  # a server-side cursor where there is one
+                # Before the rows, in the same transaction: a correction landing in between makes the
+                # recorded version older than the rows, so the corrections sensor reloads (never the reverse).
+                versions = day_versions(connection, first, last)
+                stage(con, pieces(pd.read_sql(
+                    sa.text("SELECT * FROM flights WHERE flight_date BETWEEN :first AND :last ORDER BY row_id"),
+                    connection,
+                    params={"first": first.isoformat(), "last": last.isoformat()},
+                    chunksize=OPDB_READ_ROWS,
+                )))
+        except sa.exc.SQLAlchemyError as exc:
+            raise dg.Failure(
+                f"Reading table flights from the operational database {engine.url!r} for {first}..{last} failed: {exc}. "
+                "Check FLIGHTOPS_SOURCE_DB_URL and that the source exists (`flightops sources replay`)."
+            ) from exc
+        finally:
+            engine.dispose()
+        _require_every_day(con, first, last, "The operational database")
+        sources = {day.isoformat(): where for day in days(first, last)}
+        rows, table = land(context, con, "flights_opdb", FLIGHTS, (first, last), sources, config)
     return dg.MaterializeResult(
         metadata=_metadata(rows, first, last, source=str(engine.url), **{OPDB_VERSIONS: dg.MetadataValue.json(versions)}, **table)
     )
@@ -328,16 +357,12 @@ def _require_quarantinable(path: Path, contract: Contract, header: tuple[str, ..
     )
 
 
-def read_exports(paths: list[Path], contract: Contract) -> tuple[pd.DataFrame, list[str]]:
-    """Files of one contract, checked and read one by one (every value as text, `_row` the line order),
-    and their misshapen lines (file:line), loaded for validation to quarantine."""
-    frames, misshapen = [], []
-    for path in paths:
-        export = check_export(path, contract)
-        frame = pd.DataFrame(export.rows, columns=list(export.header), dtype=object).replace("", None)
-        frames.append(frame.assign(_file=str(path), _row=range(len(frame))))
-        misshapen += [f"{path}:{line}" for line in export.misshapen]
-    return pd.concat(frames, ignore_index=True), misshapen
+def read_export(path: Path, contract: Contract) -> tuple[pd.DataFrame, list[str]]:
+    """A file of one contract, checked and read (every value as text, `_row` the line order, `_source`
+    the file), and its misshapen lines (file:line), loaded for validation to quarantine."""
+    export = check_export(path, contract)
+    frame = pd.DataFrame(export.rows, columns=list(export.header), dtype=object).replace("", None)
+    return frame.assign(_row=range(len(frame)), _source=f"file:{path}"), [f"{path}:{line}" for line in export.misshapen]
 
 
 def _warn_misshapen(context: dg.AssetExecutionContext, misshapen: list[str]) -> None:
@@ -368,13 +393,19 @@ def flights_exports(
     # sensor ingests it again (never the reverse, which would skip the new delivery). Per day,
     # because every partition of a range run carries this same run-level metadata.
     versions = {day.isoformat(): file_version(path) for path, day in paths.items()}
-    frame, misshapen = read_exports(list(paths), FLIGHTS)
-    _warn_misshapen(context, misshapen)
-    day_of_file = {str(path): day.isoformat() for path, day in paths.items()}
-    frame["_partition_date"] = frame["_file"].map(day_of_file)
-    frame["_source"] = "file:" + frame.pop("_file")
+    misshapen: list[str] = []
+
+    def files() -> Iterator[pd.DataFrame]:  # one day's file at a time
+        for path, day in paths.items():
+            frame, lines = read_export(path, FLIGHTS)
+            misshapen.extend(lines)
+            yield frame.assign(_partition_date=day.isoformat())
+
     sources = {day.isoformat(): f"export file {path}" for path, day in paths.items()}
-    rows, table = land(context, warehouse, "flights_exports", FLIGHTS, frame, (first, last), sources, config)
+    with warehouse.connect() as con:
+        stage(con, files())
+        _warn_misshapen(context, misshapen)
+        rows, table = land(context, con, "flights_exports", FLIGHTS, (first, last), sources, config)
     return dg.MaterializeResult(
         metadata=_metadata(
             rows, first, last, files=len(paths), misshapen_lines=len(misshapen),
@@ -410,13 +441,15 @@ def weather(
         frame = pd.DataFrame(columns=[*WEATHER.column_names, "_partition_date"])
     frame["_row"] = range(len(frame))
     frame["_source"] = f"api:{weather_api.base_url}/v1/observations"
-    # Observations can be missing for a whole day (the data set has none for 2013-12-31):
-    # not an error, but visible in the metadata and the log.
-    quiet_days = _days_without_rows(frame, first, last)
-    if quiet_days:
-        context.log.warning(f"The weather API returned no observations for {', '.join(quiet_days)}.")
     sources = {day.isoformat(): f"the weather API {weather_api.base_url}/v1/observations" for day in days(first, last)}
-    landed, table = land(context, warehouse, "weather", WEATHER, frame, (first, last), sources, config)
+    with warehouse.connect() as con:
+        stage(con, [frame])
+        # Observations can be missing for a whole day (the data set has none for 2013-12-31):
+        # not an error, but visible in the metadata and the log.
+        quiet_days = _days_without_rows(con, first, last)
+        if quiet_days:
+            context.log.warning(f"The weather API returned no observations for {', '.join(quiet_days)}.")
+        landed, table = land(context, con, "weather", WEATHER, (first, last), sources, config)
     return dg.MaterializeResult(
         metadata=_metadata(
             landed, first, last, source=weather_api.base_url, source_id=source_id,
@@ -441,11 +474,11 @@ def _reference_asset(contract: Contract) -> dg.AssetsDefinition:
         if not path.exists():
             raise dg.Failure(f"Reference file {path} is missing. Run `flightops sources replay` to deliver it, then re-run.")
         versions = {contract.source: file_version(path)}  # before reading, as for the exports
-        frame, misshapen = read_exports([path], contract)
+        frame, misshapen = read_export(path, contract)
         _warn_misshapen(context, misshapen)
-        frame["_partition_date"] = None
-        frame["_source"] = "file:" + frame.pop("_file")
-        rows, table = land(context, warehouse, contract.source, contract, frame, None, {None: f"reference file {path}"}, config)
+        with warehouse.connect() as con:
+            stage(con, [frame.assign(_partition_date=None)])
+            rows, table = land(context, con, contract.source, contract, None, {None: f"reference file {path}"}, config)
         return dg.MaterializeResult(
             metadata=_metadata(
                 rows, file=str(path), misshapen_lines=len(misshapen), **{FILE_VERSIONS: dg.MetadataValue.json(versions)}, **table

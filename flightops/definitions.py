@@ -76,6 +76,7 @@ def resources() -> dict[str, dg.ConfigurableResource]:
         "warehouse": WarehouseResource(
             path=dg.EnvVar("FLIGHTOPS_WAREHOUSE"),
             lock_timeout_seconds=dg.EnvVar.int("FLIGHTOPS_DUCKDB_LOCK_TIMEOUT_SECONDS"),
+            memory_limit=dg.EnvVar("FLIGHTOPS_DUCKDB_MEMORY_LIMIT"),
         ),
         # The project's own MLflow handle, not dagster-mlflow's `mlflow_tracking` (which starts an MLflow
         # run, and may create the experiment, before the asset runs): one tracked run per model.

@@ -34,6 +34,7 @@ class WarehouseResource(dg.ConfigurableResource):
 
     path: str
     lock_timeout_seconds: int = 120
+    memory_limit: str | None = None  # DuckDB's memory_limit (e.g. "1GB"); past it a step spills to disk
 
     @property
     def file(self) -> Path:
@@ -41,7 +42,8 @@ class WarehouseResource(dg.ConfigurableResource):
 
     @contextmanager
     def connect(self, read_only: bool = False) -> Iterator[duckdb.DuckDBPyConnection]:
-        with warehouse_connections.connect(self.file, read_only=read_only, timeout_seconds=self.lock_timeout_seconds) as con:
+        with warehouse_connections.connect(self.file, read_only=read_only, timeout_seconds=self.lock_timeout_seconds,
+                                           memory_limit=self.memory_limit) as con:
             yield con
 
 

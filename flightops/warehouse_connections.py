@@ -78,8 +78,14 @@ class LockWait:
 
 
 @contextmanager
-def connect(path: Path, *, read_only: bool = False, timeout_seconds: float = 120.0) -> Iterator[duckdb.DuckDBPyConnection]:
-    """Open the warehouse, waiting (with backoff) while another process holds its lock."""
+def connect(path: Path, *, read_only: bool = False, timeout_seconds: float = 120.0,
+            memory_limit: str | None = None) -> Iterator[duckdb.DuckDBPyConnection]:
+    """Open the warehouse, waiting (with backoff) while another process holds its lock.
+
+    `memory_limit` (a DuckDB size, e.g. "1GB"; None or empty: DuckDB's default, 80 % of the machine's memory)
+    bounds what DuckDB holds in memory: past it, joins, sorts, aggregates and temporary tables spill
+    to the folder beside the file (`<warehouse>.tmp`), so a step's memory does not grow with the data.
+    """
     path.parent.mkdir(parents=True, exist_ok=True)
     wait = LockWait(path, timeout_seconds)
     while True:
@@ -91,6 +97,18 @@ def connect(path: Path, *, read_only: bool = False, timeout_seconds: float = 120
                 raise
             wait.retry(str(exc))  # raised inside `except`: the timeout keeps DuckDB's error as its context
     try:
+        if memory_limit:  # unset or empty: DuckDB's default
+            _limit_memory(con, memory_limit)
         yield con
     finally:
         con.close()
+
+
+def _limit_memory(con: duckdb.DuckDBPyConnection, memory_limit: str) -> None:
+    try:
+        con.execute("SET memory_limit = ?", [memory_limit])
+    except duckdb.Error as exc:
+        raise ValueError(
+            f"FLIGHTOPS_DUCKDB_MEMORY_LIMIT={memory_limit!r} is not a memory size DuckDB accepts ({exc}). "
+            "Set it to a size such as 1GB or 1500MB (environment or .env)."
+        ) from exc

@@ -18,7 +18,7 @@ import duckdb
 import pandas as pd
 import pytest
 
-from assets.ingestion import MIN_REDELIVERED_SHARE, _smaller_redeliveries, check_export
+from assets.ingestion import MIN_REDELIVERED_SHARE, _smaller_redeliveries, check_export, stage
 from flightops.contracts import AIRLINES, FLIGHTS
 from flightops.pipeline import keys_in_groups, raw_load_config
 from flightops.simulated_sources import landing, weather_store
@@ -207,8 +207,10 @@ def test_a_day_below_half_its_loaded_rows_is_a_smaller_redelivery():
     delivered = pd.DataFrame({"_partition_date": ["2013-01-01"] * 5 + ["2013-01-02"] * 4 + ["2013-01-03"] * 12})
     window = (date(2013, 1, 1), date(2013, 1, 4))
     assert MIN_REDELIVERED_SHARE == 0.5  # 5 of 10 is kept, 4 of 10 is refused; a day not loaded yet never is
-    assert _smaller_redeliveries(con, "t", delivered, window) == [("2013-01-02", 10, 4)]
-    assert _smaller_redeliveries(con, "t", delivered.iloc[:0], None) == [(None, 30, 0)]
+    assert stage(con, [delivered.iloc[:7], delivered.iloc[7:]]) == len(delivered)  # in two pieces, as a long read comes
+    assert _smaller_redeliveries(con, "t", window) == [("2013-01-02", 10, 4)]
+    stage(con, [delivered.iloc[:0]])
+    assert _smaller_redeliveries(con, "t", None) == [(None, 30, 0)]
 
 
 def test_a_confirmed_smaller_delivery_replaces_the_day(loaded: Platform, export: Path):

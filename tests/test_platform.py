@@ -119,6 +119,29 @@ def test_a_locked_warehouse_is_waited_for_then_reported(tmp_path: Path):
 
 
 @pytest.mark.unit
+def test_the_memory_limit_bounds_duckdb_and_a_query_past_it_spills_to_the_folder_beside_the_file(tmp_path: Path):
+    path = tmp_path / "warehouse.duckdb"
+    with warehouse_connections.connect(path, memory_limit="64MB") as con:
+        limit = con.execute("SELECT current_setting('memory_limit')").fetchone()[0]
+        assert limit in ("61.0 MiB", "64.0 MB"), limit  # DuckDB reports it in its own units
+        # Sorting 3 million hashes (over 100 MB) cannot happen in 64 MB: it completes by spilling.
+        con.execute("CREATE TABLE big AS SELECT i, md5(CAST(i AS VARCHAR)) AS h FROM range(3000000) r(i)")
+        con.execute("CREATE TABLE sorted AS SELECT h FROM big ORDER BY h")
+        assert con.execute("SELECT count(*), min(h) FROM sorted").fetchone() == con.execute("SELECT count(*), min(h) FROM big").fetchone()
+        assert con.execute("SELECT h FROM sorted LIMIT 1").fetchone()[0] == con.execute("SELECT min(h) FROM big").fetchone()[0]
+        assert con.execute("SELECT current_setting('temp_directory')").fetchone()[0] == f"{path}.tmp"
+    with warehouse_connections.connect(path) as con:  # no limit asked: DuckDB's default, far above 64 MB
+        assert con.execute("SELECT current_setting('memory_limit')").fetchone()[0] != limit
+
+
+@pytest.mark.unit
+def test_a_memory_limit_duckdb_cannot_read_is_refused_naming_the_setting(tmp_path: Path):
+    with pytest.raises(ValueError, match=r"FLIGHTOPS_DUCKDB_MEMORY_LIMIT='lots' is not a memory size DuckDB accepts .*such as 1GB"):
+        with warehouse_connections.connect(tmp_path / "warehouse.duckdb", memory_limit="lots"):
+            pass
+
+
+@pytest.mark.unit
 def test_the_contract_docs_list_every_column_with_its_rules():
     from flightops.contracts import ALL_CONTRACTS, FLIGHTS, as_markdown
 
