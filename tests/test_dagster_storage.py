@@ -1,0 +1,83 @@
+"""The embedded default's Dagster storage (flightops/dagster_storage.py): Dagster's SQLite files, its
+event log's connections reused, readable by Dagster's own SQLite storage and bounded in open files."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import dagster as dg
+from dagster._core.storage.tags import ASSET_PARTITION_RANGE_END_TAG, ASSET_PARTITION_RANGE_START_TAG
+
+from flightops import dagster_storage
+from flightops.pipeline import instance_config_with_storage_in
+
+DAYS = dg.DailyPartitionsDefinition(start_date="2013-01-01", end_date="2014-01-01")
+
+
+@dg.asset(partitions_def=DAYS, backfill_policy=dg.BackfillPolicy.single_run())
+def upstream() -> None:
+    return None
+
+
+@dg.asset(partitions_def=DAYS, backfill_policy=dg.BackfillPolicy.single_run(), deps=[upstream])
+def downstream() -> None:
+    return None
+
+
+JOB = dg.Definitions(assets=[upstream, downstream], jobs=[dg.define_asset_job("days", [upstream, downstream])]).resolve_job_def("days")
+
+
+def _instance(folder: Path, config: str) -> dg.DagsterInstance:
+    folder.mkdir(parents=True, exist_ok=True)
+    (folder / "dagster.yaml").write_text(config)
+    return dg.DagsterInstance.from_config(str(folder))
+
+
+def _run(instance: dg.DagsterInstance, first: str, last: str) -> dg.ExecuteInProcessResult:
+    result = JOB.execute_in_process(instance=instance, tags={ASSET_PARTITION_RANGE_START_TAG: first, ASSET_PARTITION_RANGE_END_TAG: last})
+    assert result.success
+    return result
+
+
+def _materialized(instance: dg.DagsterInstance, asset: dg.AssetsDefinition) -> set[str]:
+    return instance.get_materialized_partitions(asset.key)
+
+
+def test_the_repository_instance_records_events_that_dagsters_own_sqlite_storage_reads_and_continues(tmp_path: Path):
+    home = tmp_path / "home"
+    pooled = _instance(home, instance_config_with_storage_in(home))
+    assert type(pooled.event_log_storage).__name__ == "PooledSqliteEventLogStorage"  # what dagster.yaml names
+    result = _run(pooled, "2013-01-01", "2013-01-10")
+    assert len(result.get_asset_materialization_events()) == 20  # one per asset and day
+    assert len(_materialized(pooled, downstream)) == 10
+
+    # Dagster's plain SQLite storage on the same files (the `storage: sqlite:` a user could switch back to).
+    plain = _instance(tmp_path / "plain", f"storage:\n  sqlite:\n    base_dir: {home.resolve()}/storage\ntelemetry:\n  enabled: false\n")
+    assert type(plain.event_log_storage).__name__ == "SqliteEventLogStorage"
+    assert _materialized(plain, upstream) == {f"2013-01-{day:02d}" for day in range(1, 11)}
+    assert len(plain.all_logs(result.run_id)) == len(pooled.all_logs(result.run_id))
+    later = _run(plain, "2013-01-11", "2013-01-12")  # written by Dagster's storage while the pooled one holds connections
+    assert len(_materialized(pooled, downstream)) == 12
+    assert len(pooled.all_logs(later.run_id)) == len(plain.all_logs(later.run_id))
+    plain.dispose()
+    pooled.dispose()
+
+
+def test_only_the_most_recently_used_databases_stay_open_and_a_wipe_closes_them(tmp_path: Path, monkeypatch):
+    monkeypatch.setattr(dagster_storage, "OPEN_DATABASES", 3)
+    home = tmp_path / "home"
+    instance = _instance(home, instance_config_with_storage_in(home))
+    storage = instance.event_log_storage
+    runs = [_run(instance, f"2013-02-{day:02d}", f"2013-02-{day:02d}").run_id for day in range(1, 6)]
+    assert len(storage._engines) == 3
+    assert list(storage._engines)[-1] == "index"  # the last written: every asset event is mirrored there
+    assert runs[-1] in storage._engines and runs[0] not in storage._engines
+    # A closed database opens again when it is read.
+    assert any(e.is_dagster_event and e.dagster_event_type == dg.DagsterEventType.ASSET_MATERIALIZATION
+               for e in instance.all_logs(runs[0]))
+    assert runs[0] in storage._engines and len(storage._engines) == 3
+    instance.wipe()
+    assert storage._engines == {} or set(storage._engines) == {"index"}
+    assert _materialized(instance, upstream) == set()
+    instance.dispose()
+    assert storage._engines == {}
