@@ -11,18 +11,17 @@ partition runs, and each row names that version.
 
 import base64
 import tempfile
-from datetime import date, timedelta
+from datetime import date
 from pathlib import Path
 from typing import TYPE_CHECKING
 
 import dagster as dg
-import pandas as pd
 
 from assets import groups
 from assets.features import FEATURES, LABELS
 from flightops.modeling import promotion, tracking
 from flightops.modeling.config import CatBoostConfig
-from flightops.modeling.data import read_labelled_features
+from flightops.modeling.data import latest_days_within, read_labelled_features, recent_labelled_days
 from flightops.modeling.schema import FEATURE_COLUMNS, ID_COLUMNS
 from flightops.modeling.splits import SplitConfig
 from flightops.modeling.tuning import TuningConfig
@@ -53,6 +52,9 @@ class TrainingRunConfig(dg.Config):
     # then compare across runs; the days before test_start are train and validation.
     test_start: str | None = None
     test_end: str | None = None  # default: the last day trained on
+    # At most this many labelled rows are read into memory: a longer window is cut at its oldest whole
+    # days (the latest are kept, so the test days do not move). The 1x year has 326,587.
+    max_rows: int = 1_000_000
     tuning_trials: int = TuningConfig.n_trials  # 0 turns Optuna off
     tuning_timeout_seconds: float = TuningConfig.timeout_seconds
     catboost_iterations: int = CatBoostConfig.iterations
@@ -83,12 +85,6 @@ class PromotionConfig(dg.Config):
 
     def policy(self) -> promotion.PromotionPolicy:
         return promotion.PromotionPolicy(metric=self.metric, min_improvement=self.min_improvement)
-
-    def recent_window(self, labelled: pd.DataFrame) -> pd.DataFrame:
-        """The last `recent_days` days of labelled features."""
-        days = pd.to_datetime(labelled["flight_date"]).dt.date
-        return labelled[days > days.max() - timedelta(days=self.recent_days)]
-
 
 def embedded_png(name: str, png: bytes) -> str:
     """A PNG as markdown the Dagster UI shows inline (metadata cannot link local files)."""
@@ -130,7 +126,14 @@ def flight_delay_model(context: dg.AssetExecutionContext, config: TrainingRunCon
 
     first, last = _day(config.first_day, "first_day"), _day(config.last_day, "last_day")
     with warehouse.connect(read_only=True) as con:
-        frame = read_labelled_features(con, first, last)
+        bounded = latest_days_within(con, config.max_rows, first, last)
+        frame = read_labelled_features(con, bounded or first, last)
+    if bounded is not None:
+        context.log.warning(
+            f"The labelled rows of {first or 'the first day'}..{last or 'the last day'} are more than max_rows="
+            f"{config.max_rows}: trained on {bounded}..{last or 'the last day'} ({len(frame)} rows), the latest whole "
+            "days within the bound. Raise max_rows in the run config to train on more (memory grows with it)."
+        )
     if frame.empty:
         raise dg.Failure(
             f"No labelled features between {first or 'the start'} and {last or 'the end'} in {warehouse.file}. "
@@ -196,7 +199,7 @@ def champion(context: dg.AssetExecutionContext, config: PromotionConfig, warehou
                   f"({MODEL.to_user_string()} was not materialized in it)")
     context.log.info(f"Judging {judged}.")
     with warehouse.connect(read_only=True) as con:
-        window = config.recent_window(read_labelled_features(con))
+        window = recent_labelled_days(con, config.recent_days)
     decision = promotion.decide_promotion(challenger, window, mlflow_store, config.policy())
     context.log.info(f"Promotion of v{challenger}: {'promoted' if decision.promoted else 'rejected'}: {'; '.join(decision.reasons)}")
     now_champion = promotion.alias_version(client, promotion.CHAMPION_ALIAS)

@@ -142,14 +142,13 @@ def promote(version: str, bodies: int, bodies_path: Path) -> dict:
     from assets.models import PromotionConfig
     from flightops import warehouse_connections
     from flightops.modeling import promotion
-    from flightops.modeling.data import FEATURES_TABLE, read_labelled_features
+    from flightops.modeling.data import FEATURES_TABLE, recent_labelled_days
     from flightops.modeling.schema import FEATURE_COLUMNS  # what /predict takes: the model's inputs
 
     settings = Settings.current()
     config = PromotionConfig()
     with warehouse_connections.connect(settings.warehouse, read_only=True, timeout_seconds=settings.duckdb_lock_timeout_seconds) as con:
-        labelled = read_labelled_features(con)
-    window = config.recent_window(labelled)
+        window = recent_labelled_days(con, config.recent_days)
     first_day = window["flight_date"].min()
     decision = promotion.decide_promotion(version, window, settings, config.policy())
     if not decision.promoted:

@@ -1,11 +1,12 @@
-"""How the data layers scale with the data: the same window at 1x, 3x and 10x the flights, in one run.
+"""How the platform scales with the data: the same window at 1x, 3x and 10x the flights, in one run.
 
 For each scale k (FLIGHTOPS_SOURCE_SCALE, `flightops.simulated_sources.dataset.replicated`: every flight
 delivered k times, copies with their own flight_id, made on the fly by the replay and never stored
 anywhere but the scratch folder), in a fresh scratch platform:
   1. replay the sources through --until (its own process; reported apart, as in scripts/benchmark.py);
   2. materialize the data layers (ingestion, validation, warehouse, features) over FIRST_DAY..--until
-     as one run, in its own process: wall, CPU, peak RSS (its own and with dbt), per-layer step times.
+     as one run (--all-layers: main_job, training with tuning off, deployment and monitoring too), in its
+     own process: wall, CPU, peak RSS (its own and with dbt), per-layer step times.
 The calendar is the data set's year, so more data means more flights per day, not more days (how the
 platform scales with days is the year against one new day, in scripts/benchmark.py).
 Row counts are checked: every flight table holds k times its 1x rows, weather and the daily mart the
@@ -13,6 +14,7 @@ same rows; a mismatch exits 1. Compare the ratios measured within one run (the m
 
     python scripts/benchmark_scaling.py                      # the year; bench/results/<date>-<machine>-scaling.{json,md}
     python scripts/benchmark_scaling.py --until 2013-01-31 --scales 1 10 --out /tmp/scaling.json   # January, 2 min
+    python scripts/benchmark_scaling.py --all-layers --scales 1 10     # the year through training
 """
 
 from __future__ import annotations
@@ -42,15 +44,16 @@ UNSCALED_TABLES = ("raw.weather", "clean.weather", "quarantine.weather", "marts.
 PEAK_RSS_TARGET_RATIO = 2.0
 
 
-def measure_scale(base: Path, scale: int, until: date) -> dict:
-    """Replay and the data layers at one scale, each in its own process, in a scratch platform under `base`."""
+def measure_scale(base: Path, scale: int, until: date, all_layers: bool) -> dict:
+    """Replay and the data layers (or every layer) at one scale, each in its own process, in a scratch platform under `base`."""
     base.mkdir(parents=True)
     env = {**os.environ, **scratch_environment(base / "platform", free_port()), "FLIGHTOPS_SOURCE_SCALE": str(scale)}
     me = str(Path(__file__).resolve())
     replay_run = run_child([me, "--child", "replay", "--until", until.isoformat(), "--result", str(base / "replay.json")],
                            env, f"replay {scale}x", base / "replay.log")
-    platform_run = run_child([me, "--child", "data-layers", "--until", until.isoformat(), "--instance", str(base / "dagster"),
-                              "--result", str(base / "platform.json")], env, f"data layers {scale}x", base / "platform.log")
+    what = "all-layers" if all_layers else "data-layers"
+    platform_run = run_child([me, "--child", what, "--until", until.isoformat(), "--instance", str(base / "dagster"),
+                              "--result", str(base / "platform.json")], env, f"{what} {scale}x", base / "platform.log")
     platform = json.loads((base / "platform.json").read_text())
     return {
         "scale": scale,
@@ -71,7 +74,7 @@ def counts_check(runs: list[dict]) -> dict[str, dict]:
     return check
 
 
-def build_report(until: date, load_start, load_end, runs: list[dict]) -> dict:
+def build_report(until: date, load_start, load_end, runs: list[dict], all_layers: bool) -> dict:
     first = runs[0]["platform"]
     ratios = {}
     for run in runs:
@@ -87,6 +90,7 @@ def build_report(until: date, load_start, load_end, runs: list[dict]) -> dict:
     largest = ratios[f"{runs[-1]['scale']}x"]
     return {
         "window": {"first": FIRST_DAY, "until": until.isoformat()},
+        "layers": "Every layer (main_job, tuning off)" if all_layers else "Data layers",
         "machine": {"cpus": os.cpu_count(), "load_average_start": load_start, "load_average_end": load_end},
         "runs": runs,
         "ratios_over_smallest_scale": ratios,
@@ -112,7 +116,7 @@ def markdown_table(report: dict) -> str:
 
     layer_names = [layer["layer"] for layer in runs[0]["platform"]["layers"]]
     rows = [
-        f"Data layers {w['first']}..{w['until']} at {', '.join(head)} the flights (FLIGHTOPS_SOURCE_SCALE); "
+        f"{report['layers']} {w['first']}..{w['until']} at {', '.join(head)} the flights (FLIGHTOPS_SOURCE_SCALE); "
         f"{report['machine']['cpus']} CPUs, load average (1/5/15 min) {loads[0]} -> {loads[1]}.",
         "",
         row("", head),
@@ -120,7 +124,7 @@ def markdown_table(report: dict) -> str:
         row("clean flights", [run["platform"]["counts"]["clean.flights"] for run in runs]),
         row("replay of the sources (apart), wall s", [with_ratio(run["replay"]["process"]["wall_seconds"], ratios[h]["replay_wall"])
                                                       for run, h in zip(runs, head)]),
-        row("**data layers, process wall s**", [with_ratio(run["platform"]["process"]["wall_seconds"], ratios[h]["wall"])
+        row("**the run's process, wall s**", [with_ratio(run["platform"]["process"]["wall_seconds"], ratios[h]["wall"])
                                                  for run, h in zip(runs, head)]),
         row("CPU s", [with_ratio(run["platform"]["process"]["cpu_seconds"], ratios[h]["cpu"]) for run, h in zip(runs, head)]),
         row("**peak RSS MB, the run's process**", [with_ratio(run["platform"]["peak_rss_mb"], ratios[h]["peak_rss_process"])
@@ -142,7 +146,7 @@ def markdown_table(report: dict) -> str:
     return "\n".join(rows) + "\n"
 
 
-def scaling(until: date, scales: list[int], out: Path | None) -> int:
+def scaling(until: date, scales: list[int], out: Path | None, all_layers: bool) -> int:
     signal.signal(signal.SIGTERM, _exit_on_sigterm)
     load_environment()  # .env's defaults and telemetry switches, passed on to the children
     base = Path(tempfile.mkdtemp(prefix="flightops-scaling-"))
@@ -151,9 +155,9 @@ def scaling(until: date, scales: list[int], out: Path | None) -> int:
         print(f"Scratch folder {base}", flush=True)
         runs = []
         for scale in scales:
-            runs.append(measure_scale(base / f"{scale}x", scale, until))
+            runs.append(measure_scale(base / f"{scale}x", scale, until, all_layers))
             shutil.rmtree(base / f"{scale}x")  # a 10x platform is a few GB: one at a time
-        report = build_report(until, load_start, os.getloadavg(), runs)
+        report = build_report(until, load_start, os.getloadavg(), runs, all_layers)
     finally:
         shutil.rmtree(base)
     table = markdown_table(report)
@@ -178,7 +182,9 @@ def main() -> int:
                         help=f"copies of each flight, smallest first (default {' '.join(map(str, DEFAULT_SCALES))})")
     parser.add_argument("--out", type=Path, help="the report's JSON file (default: bench/results/<date>-<machine>-scaling.json); "
                         "its Markdown table goes beside it (.md)")
-    parser.add_argument("--child", choices=("replay", "data-layers"), help=argparse.SUPPRESS)
+    parser.add_argument("--all-layers", action="store_true", help="every layer (main_job, training with tuning off), "
+                        "not only ingestion to features")
+    parser.add_argument("--child", choices=("replay", "data-layers", "all-layers"), help=argparse.SUPPRESS)
     parser.add_argument("--instance", type=Path, help=argparse.SUPPRESS)
     parser.add_argument("--result", type=Path, help=argparse.SUPPRESS)
     args = parser.parse_args()
@@ -188,11 +194,12 @@ def main() -> int:
         parser.error(f"--scales {' '.join(map(str, args.scales))}: give at least two different positive whole numbers, "
                      "smallest first (the first is what the others are compared with), e.g. --scales 1 3 10.")
     if args.child is None:
-        return scaling(args.until, args.scales, args.out)
+        return scaling(args.until, args.scales, args.out, args.all_layers)
     if args.child == "replay":
         measured = measure_replay(args.until)
     else:
-        measured = measure_platform(date.fromisoformat(FIRST_DAY), args.until, args.instance, "main_job", DATA_LAYERS)
+        groups = DATA_LAYERS if args.child == "data-layers" else ()
+        measured = measure_platform(date.fromisoformat(FIRST_DAY), args.until, args.instance, "main_job", groups)
     args.result.write_text(json.dumps(measured, default=str))
     return 0
 

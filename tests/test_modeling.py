@@ -22,7 +22,7 @@ import pandas as pd
 import pytest
 
 from flightops.modeling import promotion, tracking
-from flightops.modeling.data import join_labels, read_labelled_features
+from flightops.modeling.data import join_labels, latest_days_within, read_labelled_features, recent_labelled_days
 from flightops.modeling.evaluate import (
     ConstantProbability,
     calibration_table,
@@ -300,14 +300,18 @@ def test_rollback_walks_the_champion_history(settings, lifecycle):
     assert promotion.alias_version(client, promotion.CHAMPION_ALIAS) == "1"
 
 
-def test_labelled_features_read_from_the_warehouse(settings, tables, labelled):
+def _write_feature_tables(settings, tables) -> None:
     features, labels = tables
     with connect(settings.warehouse) as con:
-        con.execute("CREATE SCHEMA features")
+        con.execute("CREATE SCHEMA IF NOT EXISTS features")
         con.register("features_frame", features)
         con.register("labels_frame", labels)
-        con.execute("CREATE TABLE features.flight_features AS SELECT * FROM features_frame")
-        con.execute("CREATE TABLE features.flight_labels AS SELECT * FROM labels_frame")
+        con.execute("CREATE OR REPLACE TABLE features.flight_features AS SELECT * FROM features_frame")
+        con.execute("CREATE OR REPLACE TABLE features.flight_labels AS SELECT * FROM labels_frame")
+
+
+def test_labelled_features_read_from_the_warehouse(settings, tables, labelled):
+    _write_feature_tables(settings, tables)
     first, last = FIRST_DAY + timedelta(days=10), FIRST_DAY + timedelta(days=16)
     with connect(settings.warehouse, read_only=True) as con:
         read = read_labelled_features(con, first, last)
@@ -317,3 +321,22 @@ def test_labelled_features_read_from_the_warehouse(settings, tables, labelled):
     assert set(read["flight_id"]) == set(expected["flight_id"])
     assert read[LABEL_COLUMN].sum() == expected[LABEL_COLUMN].sum()
     assert len(everything) == len(labelled)
+
+
+def test_training_reads_at_most_max_rows_of_the_latest_whole_days_and_promotion_only_its_recent_days(settings, tables, labelled):
+    _write_feature_tables(settings, tables)
+    per_day = labelled.groupby(flight_days(labelled)).size().sort_index()  # labelled rows a day, oldest first
+    days = list(per_day.index)
+    last_three = int(per_day.iloc[-3:].sum())
+    window_end = days[-5]
+    with connect(settings.warehouse, read_only=True) as con:
+        assert latest_days_within(con, len(labelled)) is None  # the whole history fits: no cut
+        assert latest_days_within(con, last_three) == days[-3]  # exactly the last three days' rows
+        assert latest_days_within(con, last_three - 1) == days[-2]  # one row fewer: a whole day less
+        assert latest_days_within(con, 1) == days[-1]  # the last day is kept whatever its rows
+        # Within an explicit window, counted back from its own last day.
+        assert latest_days_within(con, int(per_day.loc[days[-6]:window_end].sum()), days[0], window_end) == days[-6]
+        bounded = read_labelled_features(con, latest_days_within(con, last_three - 1), None)
+        recent = recent_labelled_days(con, 3)
+    assert len(bounded) == per_day.iloc[-2:].sum() <= last_three - 1
+    assert set(recent["flight_id"]) == set(labelled.loc[flight_days(labelled) >= days[-3], "flight_id"])

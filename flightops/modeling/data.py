@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from datetime import date
+from datetime import date, timedelta
 
 import duckdb
 import pandas as pd
@@ -14,6 +14,8 @@ LABELS_TABLE = "features.flight_labels"
 # Minutes before departure the row's features were computed for (flightops.feature_engineering);
 # read with the rows so that training records it and refuses rows of different leads.
 LEAD_COLUMN = "prediction_lead_minutes"
+# The optional [start, end] window of every read, on the features' flight_date (parameters: start, start, end, end).
+_WINDOW = "WHERE (CAST(? AS DATE) IS NULL OR f.flight_date >= ?) AND (CAST(? AS DATE) IS NULL OR f.flight_date <= ?)"
 
 
 def join_labels(features: pd.DataFrame, labels: pd.DataFrame) -> pd.DataFrame:
@@ -38,11 +40,44 @@ def read_labelled_features(
     columns = ", ".join(f"f.{column}" for column in (*ID_COLUMNS, LEAD_COLUMN, *FEATURE_COLUMNS))
     query = (
         f"SELECT {columns}, l.{LABEL_COLUMN} FROM {FEATURES_TABLE} AS f "
-        f"JOIN {LABELS_TABLE} AS l USING (flight_id) "
-        "WHERE (CAST(? AS DATE) IS NULL OR f.flight_date >= ?) AND (CAST(? AS DATE) IS NULL OR f.flight_date <= ?) "
+        f"JOIN {LABELS_TABLE} AS l USING (flight_id) {_WINDOW} "
         "ORDER BY f.flight_date, f.dep_minute_of_day, f.flight_id"
     )
     return con.execute(query, [start, start, end, end]).df()
+
+
+def labelled_rows_by_day(con: duckdb.DuckDBPyConnection, start: date | None = None, end: date | None = None) -> list[tuple[date, int]]:
+    """(day, labelled rows) of the days in [start, end] that have any, the latest first."""
+    return con.execute(
+        f"SELECT f.flight_date, count(*) FROM {FEATURES_TABLE} AS f JOIN {LABELS_TABLE} AS l USING (flight_id) "
+        f"{_WINDOW} GROUP BY 1 ORDER BY 1 DESC",
+        [start, start, end, end],
+    ).fetchall()
+
+
+def latest_days_within(con: duckdb.DuckDBPyConnection, max_rows: int, start: date | None = None,
+                       end: date | None = None) -> date | None:
+    """The first day of the latest whole days of [start, end] whose labelled rows number at most
+    `max_rows` (at least the last day, whatever its rows); None when the whole window fits.
+
+    What bounds the rows training reads into memory: a longer history is cut at its oldest days,
+    so the test split (the latest days) is the same as without the bound.
+    """
+    total = 0
+    for day, rows in labelled_rows_by_day(con, start, end):
+        if total and total + rows > max_rows:
+            return day + timedelta(days=1)
+        total += rows
+    return None
+
+
+def recent_labelled_days(con: duckdb.DuckDBPyConnection, days: int) -> pd.DataFrame:
+    """The labelled feature rows of the last `days` days that have labels (read alone, never the history)."""
+    latest = labelled_rows_by_day(con)
+    if not latest:
+        return read_labelled_features(con)  # empty, with the columns
+    last = latest[0][0]
+    return read_labelled_features(con, last - timedelta(days=days - 1), last)
 
 
 def prediction_lead(frame: pd.DataFrame) -> int:
