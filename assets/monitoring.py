@@ -318,15 +318,17 @@ def daily_monitoring(context: dg.AssetExecutionContext, warehouse: WarehouseReso
                      mlflow_store: MlflowResource, monitoring: MonitoringResource):
     policy = monitoring_policy
     first, last = day_range(context)
-    history_start = first - timedelta(days=max(policy.window_days + policy.label_delay_days, 28))
     with warehouse.connect(read_only=True) as con:
         ref = load_reference(con)
+        # Days up to the reference's end are the champion's own: not monitored, so not read. A year's
+        # catch-up scores only the days after it and what they look back on.
+        monitored = [d for d in days(first, last) if d > ref.data_end]
+        history_start = (monitored[0] if monitored else last) - timedelta(days=max(policy.window_days + policy.label_delay_days, 28))
         _mlflow_ready(mlflow_store)
         model = promotion.load_version(ref.model_version)
         scored = _scored_window(con, model, history_start, last)
         counts = _daily_counts(con, history_start, last)
         before = _previous_failures(con, first - timedelta(days=1))
-    monitored = [d for d in days(first, last) if d > ref.data_end]
     results = [monitor_day(day, scored, counts, ref, policy) for day in monitored]
     with warehouse.connect() as con:
         stored = figures.replace_figures(con, [f for r in results for f in r.figures], first, last)

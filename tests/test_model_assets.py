@@ -92,6 +92,21 @@ def test_every_flight_is_scored_by_the_champion_version(deployed):
     assert model.predict_proba(frame)[:, 1] == pytest.approx([row[0] for row in sample], rel=1e-9)
 
 
+def test_batch_scoring_chunk_by_chunk_scores_every_flight_as_before(deployed, monkeypatch):
+    import assets.models as models
+
+    platform, _ = deployed
+    query = "SELECT flight_id, probability FROM predictions.flight_delay WHERE flight_date BETWEEN '2013-01-01' AND '2013-01-10'"
+    before = dict(platform.query(query))
+    monkeypatch.setattr(models, "SCORING_VECTORS", 1)  # 2,048 rows a chunk: the ten days' rows take several
+    result = platform.run(FIRST, "2013-01-10", [models.PREDICTIONS])
+    assert result.success, failure_messages(result)
+    after = dict(platform.query(query))
+    assert len(before) > 3 * 2048 and sorted(after) == sorted(before)
+    assert [after[flight] for flight in before] == pytest.approx(list(before.values()), rel=1e-12)
+    assert metadata(result, models.PREDICTIONS)["rows"] == len(before)
+
+
 def test_the_service_scores_a_flight_by_id_exactly_as_batch_scoring_did(deployed):
     """Training/serving parity: POST /predict/flight reads the online store the features asset wrote."""
     from fastapi.testclient import TestClient
