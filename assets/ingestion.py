@@ -5,8 +5,9 @@ metadata (`_partition_date`, `_row` arrival order, `_source`, `_batch_id` = the
 Dagster run id, `_loaded_at`). A daily partition is replaced, never appended, so
 re-materializing it is idempotent; a range of days is one run (single-run backfill).
 A delivery is staged in DuckDB piece by piece (a day's file, 100k database rows) before it replaces
-anything, so a long range never has to fit in memory. A delivery whose shape breaks the contract fails before anything is written, and so does a
-redelivery much smaller than the rows it would replace, unless the run confirms it (`RawLoadConfig`).
+anything, so a long range never has to fit in memory. A delivery whose shape breaks the contract
+fails before anything is written, and so does a redelivery much smaller than the rows it would
+replace, unless the run confirms it (`RawLoadConfig`).
 An export line with the wrong number of values is loaded for validation to quarantine. Weather is only
 loaded from the API of the platform's own source systems (`WeatherApiResource.verified_source_id`).
 Every materialization carries Dagster's table metadata: the table's row count and its columns with

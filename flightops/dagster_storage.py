@@ -4,9 +4,9 @@ Dagster's `SqliteEventLogStorage` builds a new SQLAlchemy engine for every conne
 disposes of it afterwards, so every event pays for a new engine, a new SQLite connection and a
 statement compile its engine never reuses. A run records one materialization per asset and day, two
 databases written each (the run's shard and the cross-run index), so a year's catch-up stores
-thousands: recording them was 60 % of the data layers' event time (half a year's data layers 50.7 ->
-33.7 s with connections reused). `PooledSqliteEventLogStorage` keeps one engine per database file
-with its connections pooled, for the most recently used files only.
+thousands: with the connections reused, half a year's data layers took 32.6 s instead of 49.1 s, and
+the Python steps' event recording 7.3 s instead of 18.0 s. `PooledSqliteEventLogStorage` keeps one
+engine per database file with its connections pooled, for the most recently used files only.
 
 Same files, same schema, same SQL: Dagster's own `storage: sqlite:` can open the folder before or after,
 and processes using either can share it. SQLite in WAL mode (how Dagster creates these databases) lets
