@@ -55,7 +55,7 @@ class TrainingRunConfig(dg.Config):
     test_start: str | None = None
     test_end: str | None = None  # default: the last day trained on
     # At most this many labelled rows are read into memory: a longer window is cut at its oldest whole
-    # days (the latest are kept, so the test days do not move). About twice the data set's year (326,587
+    # days (the latest are kept, a fixed test window among them too). About twice the data set's year (326,587
     # rows), where training peaks near 1.6 GB; each 100k rows more costs about 330 MB (make bench-scaling).
     max_rows: int = 650_000
     tuning_trials: int = TuningConfig.n_trials  # 0 turns Optuna off

@@ -60,8 +60,8 @@ def latest_days_within(con: duckdb.DuckDBPyConnection, max_rows: int, start: dat
     """The first day of the latest whole days of [start, end] whose labelled rows number at most
     `max_rows` (at least the last day, whatever its rows); None when the whole window fits.
 
-    What bounds the rows training reads into memory: a longer history is cut at its oldest days,
-    so the test split (the latest days) is the same as without the bound.
+    What bounds the rows training reads into memory: a longer history is cut at its oldest days, so
+    the newest data is kept, and a fixed test window (`test_start`/`test_end`) among them stays the same.
     """
     total = 0
     for day, rows in labelled_rows_by_day(con, start, end):
