@@ -89,6 +89,7 @@ class PromotionConfig(dg.Config):
     def policy(self) -> promotion.PromotionPolicy:
         return promotion.PromotionPolicy(metric=self.metric, min_improvement=self.min_improvement)
 
+
 def embedded_png(name: str, png: bytes) -> str:
     """A PNG as markdown the Dagster UI shows inline (metadata cannot link local files)."""
     return f"![{name}](data:image/png;base64,{base64.b64encode(png).decode()})"

@@ -81,4 +81,4 @@ class PooledSqliteStorage(DagsterSqliteStorage):
 
     @classmethod
     def from_config_value(cls, inst_data, config_value) -> PooledSqliteStorage:
-        return cls.from_local(inst_data=inst_data, **config_value)  # Dagster's names its own class here
+        return cls.from_local(inst_data=inst_data, **config_value)  # Dagster's version names its own class

@@ -75,6 +75,11 @@ def mb(kilobytes: float) -> float:
     return round(kilobytes / 1024, 1)
 
 
+def load_averages(report: dict, separator: str = " ") -> list[str]:
+    """The 1/5/15-minute load averages at a report's start and end, each as one text."""
+    return [separator.join(f"{x:.2f}" for x in report["machine"][k]) for k in ("load_average_start", "load_average_end")]
+
+
 # --- memory of the running process (psutil) ----------------------------------------------------
 
 def _command(process: psutil.Process) -> str:
@@ -395,7 +400,7 @@ def _row(label: str, seconds: float | None = None, cpu: float | None = None, rss
 
 def print_report(report: dict) -> None:
     w, p, b, r = report["window"], report["platform"], report["baseline"], report["ratios_platform_over_baseline"]
-    loads = [" ".join(f"{x:.2f}" for x in report["machine"][k]) for k in ("load_average_start", "load_average_end")]
+    loads = load_averages(report)
     line = "-" * 80
     print(f"\nBenchmark {w['first']}..{w['until']} on {report['machine']['cpus']} CPUs; "
           f"load average 1/5/15 min: start {loads[0]}, end {loads[1]}")
@@ -468,7 +473,7 @@ def default_report_path() -> Path:
 def markdown_table(report: dict) -> str:
     """The report's headline figures as the Markdown table the README quotes."""
     w, p, n, b, r = (report[k] for k in ("window", "platform", "new_day", "baseline", "ratios_platform_over_baseline"))
-    loads = [" / ".join(f"{x:.2f}" for x in report["machine"][k]) for k in ("load_average_start", "load_average_end")]
+    loads = load_averages(report, " / ")
     events = p["materialization_events"]
     # A Python step logs its per-day materializations in one burst after its work; a dbt step's come while dbt runs.
     python_steps = [step for step in p["steps"] if step["layer"] != "transform"]

@@ -40,6 +40,7 @@ from benchmark import (
     LOG_TAIL_LINES,
     _exit_on_sigterm,
     free_port,
+    load_averages,
     mb,
     own_peak_kb,
     rss_mb,
@@ -300,7 +301,7 @@ def measure_serving(env: dict[str, str], data_dir: Path, bodies: list[dict], bat
 
 def print_report(report: dict) -> None:
     w, t, s, p = report["window"], report["training"], report["serving"], report["promotion"]
-    loads = [" ".join(f"{x:.2f}" for x in report["machine"][k]) for k in ("load_average_start", "load_average_end")]
+    loads = load_averages(report)
     line = "-" * 100
     print(f"\nModel benchmark {w['first']}..{w['until']} on {report['machine']['cpus']} CPUs; "
           f"load average 1/5/15 min: start {loads[0]}, end {loads[1]}")

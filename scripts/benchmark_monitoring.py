@@ -50,6 +50,7 @@ from benchmark import (
     _overhead,
     _step_records,
     free_port,
+    load_averages,
     mb,
     own_peak_kb,
     rss_mb,
@@ -515,7 +516,7 @@ def _dbt_seconds(run: dict) -> float:
 
 
 def print_report(report: dict) -> None:
-    loads = [" ".join(f"{x:.2f}" for x in report["machine"][k]) for k in ("load_average_start", "load_average_end")]
+    loads = load_averages(report)
     line = "-" * 100
     prep = report["preparation"]
     print(f"\nMonitoring benchmark on {report['machine']['cpus']} CPUs; load average 1/5/15 min: start {loads[0]}, "

@@ -30,8 +30,8 @@ from dataclasses import asdict
 from datetime import date
 from pathlib import Path
 
-from benchmark import _exit_on_sigterm, _layers, default_report_path, free_port, measure_platform, measure_replay, run_child, \
-    scratch_environment
+from benchmark import _exit_on_sigterm, _layers, default_report_path, free_port, load_averages, measure_platform, measure_replay, \
+    run_child, scratch_environment
 from flightops.pipeline import DATA_LAYERS
 from flightops.settings import FIRST_DAY, LAST_DAY, load_environment
 
@@ -105,7 +105,7 @@ def build_report(until: date, load_start, load_end, runs: list[dict], all_layers
 def markdown_table(report: dict) -> str:
     """The report as the Markdown table the README quotes: one column per scale."""
     runs, ratios, w = report["runs"], report["ratios_over_smallest_scale"], report["window"]
-    loads = [" / ".join(f"{x:.2f}" for x in report["machine"][k]) for k in ("load_average_start", "load_average_end")]
+    loads = load_averages(report, " / ")
     head = [f"{run['scale']}x" for run in runs]
 
     def row(label: str, cells) -> str:
