@@ -6,7 +6,9 @@ statement compile its engine never reuses. A run records one materialization per
 databases written each (the run's shard and the cross-run index), so a year's catch-up stores
 thousands: with the connections reused, half a year's data layers took 32.6 s instead of 49.1 s, and
 the Python steps' event recording 7.3 s instead of 18.0 s. `PooledSqliteEventLogStorage` keeps one
-engine per database file with its connections pooled, for the most recently used files only.
+engine per database file with its connections pooled, for the most recently used files only, and
+stores the batches Dagster hands over (`DAGSTER_EVENT_BATCH_SIZE`) in one transaction per database:
+3.6 s of recording instead of 7.7 for the half year.
 
 Same files, same schema, same SQL: Dagster's own `storage: sqlite:` can open the folder before or after,
 and processes using either can share it. SQLite in WAL mode (how Dagster creates these databases) lets
@@ -17,11 +19,14 @@ back on return). `dagster.yaml` names `PooledSqliteStorage` under `storage: cust
 from __future__ import annotations
 
 from collections import OrderedDict
-from collections.abc import Iterator
+from collections.abc import Iterator, Sequence
 from contextlib import contextmanager
 
 import sqlalchemy as sa
+from dagster._core.events import ASSET_EVENTS
+from dagster._core.events.log import EventLogEntry
 from dagster._core.storage.event_log.sqlite.sqlite_event_log import SQLITE_BUSY_TIMEOUT_SECONDS, SqliteEventLogStorage
+from dagster._core.storage.sqlalchemy_compat import db_result
 from dagster._core.storage.sqlite_storage import DagsterSqliteStorage, _event_logs_directory
 
 # Database files (a run's shard, the index) whose engine and connections stay open: the index and the
@@ -57,6 +62,33 @@ class PooledSqliteEventLogStorage(SqliteEventLogStorage):
                 self._initialized_dbs.add(shard)
             with engine.connect() as conn, conn.begin():
                 yield conn
+
+    def store_event_batch(self, events: Sequence[EventLogEntry]) -> None:
+        """The rows `store_event` writes for each event, in one transaction per database.
+
+        Dagster hands a batch over (`DAGSTER_EVENT_BATCH_SIZE`, set in .env) for a run's planned
+        materializations and a step's per-partition ones: one commit to the run's shard and one to the
+        cross-run index instead of two per event. A batch holding any other kind of event (Dagster sends
+        none today) is stored event by event. As for a single event, the two files are not written
+        atomically: a failed index write leaves the run's rows, and Dagster then stores the batch again
+        event by event.
+        """
+        if not events or any(not event.is_dagster_event or event.dagster_event_type not in ASSET_EVENTS
+                             or event.run_id != events[0].run_id for event in events):
+            super().store_event_batch(events)
+            return
+        statements = [self.prepare_insert_event(event) for event in events]
+        with self.run_connection(events[0].run_id) as conn:
+            for statement in statements:
+                conn.execute(statement)
+        with self.index_transaction() as conn:
+            event_ids = []
+            for statement in statements:
+                with db_result(conn, statement) as result:
+                    event_ids.append(result.inserted_primary_key[0])
+            self._store_asset_event_tags(conn, events, event_ids)
+            for event, event_id in zip(events, event_ids):
+                self._store_asset_event(conn, event, event_id)
 
     def _close_all(self) -> None:
         with self._db_lock:

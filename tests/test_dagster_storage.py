@@ -81,3 +81,36 @@ def test_only_the_most_recently_used_databases_stay_open_and_a_wipe_closes_them(
     assert _materialized(instance, upstream) == set()
     instance.dispose()
     assert storage._engines == {}
+
+
+def _materializations(instance: dg.DagsterInstance) -> list[tuple[str, str | None]]:
+    return sorted((record.asset_key.to_user_string(), record.partition_key)
+                  for asset in (upstream, downstream) for record in instance.fetch_materializations(asset.key, limit=1000).records)
+
+
+def test_a_batch_of_events_writes_the_rows_the_events_written_one_by_one_write(tmp_path: Path, monkeypatch):
+    batches = []
+    store_event_batch = dagster_storage.PooledSqliteEventLogStorage.store_event_batch
+    monkeypatch.setattr(dagster_storage.PooledSqliteEventLogStorage, "store_event_batch",
+                        lambda storage, events: batches.append(len(events)) or store_event_batch(storage, events))
+    recorded = {}
+    for batch_size in ("0", "7"):  # 7: the run's 20 materializations and 20 planned ones split unevenly
+        monkeypatch.setenv("DAGSTER_EVENT_BATCH_SIZE", batch_size)
+        home = tmp_path / f"batch-{batch_size}"
+        instance = _instance(home, instance_config_with_storage_in(home))
+        result = _run(instance, "2013-03-01", "2013-03-10")
+        planned = instance.get_event_records(dg.EventRecordsFilter(dg.DagsterEventType.ASSET_MATERIALIZATION_PLANNED, upstream.key))
+        latest = instance.get_asset_records([downstream.key])[0].asset_entry.last_materialization
+        recorded[batch_size] = (
+            _materializations(instance),
+            sorted(r.partition_key for r in planned),
+            latest.dagster_event.partition,
+            [e.dagster_event_type for e in instance.all_logs(result.run_id) if e.is_dagster_event],
+        )
+        instance.dispose()
+    # The run's 20 planned materializations at launch, then each step's 10.
+    assert batches == [7, 7, 6] + [7, 3] * 2
+    one_by_one, batched = recorded["0"], recorded["7"]
+    assert batched == one_by_one
+    assert len(batched[0]) == 20 and batched[1] == [f"2013-03-{day:02d}" for day in range(1, 11)]
+    assert batched[2] == "2013-03-10"
