@@ -31,7 +31,7 @@ from flightops.modeling.evaluate import (
     precision_recall_lines,
 )
 from flightops.modeling.models import CatBoostConfig
-from flightops.modeling.schema import LABEL_COLUMN, labels_of, model_inputs
+from flightops.modeling.schema import LABEL_COLUMN, MISSING_CATEGORY, labels_of, model_inputs
 from flightops.modeling.splits import SplitConfig, SplitWindows, flight_days, plan_windows, split_by_time
 from flightops.modeling.training import TrainingConfig, TrainingResult, train_and_register
 from flightops.modeling.tuning import TuningConfig
@@ -129,6 +129,31 @@ def test_time_split_puts_whole_days_in_order(labelled):
 
 
 @pytest.mark.unit
+def test_the_split_shares_the_frames_memory_and_reorders_a_frame_out_of_day_order(labelled):
+    windows = plan_windows(labelled, SPLIT)
+    split = split_by_time(labelled, windows)  # the reader's day order: slices, not copies
+    column = labelled["dep_minute_of_day"].to_numpy()
+    assert all(np.shares_memory(part["dep_minute_of_day"].to_numpy(), column)
+               for part in (split.train, split.valid, split.test, split.train_and_valid))
+    assert [list(part.index[:1]) for part in (split.train, split.valid, split.test)] == [[0], [0], [0]]
+    pd.testing.assert_frame_equal(split.train_and_valid, pd.concat([split.train, split.valid], ignore_index=True))
+
+    shuffled = labelled.sample(frac=1.0, random_state=3)
+    again = split_by_time(shuffled, windows)
+    assert again.row_counts() == split.row_counts()
+    for ordered, reordered in ((split.train, again.train), (split.test, again.test)):
+        assert list(flight_days(reordered)) == list(flight_days(ordered))  # day order
+        assert set(reordered["flight_id"]) == set(ordered["flight_id"])
+
+    # A day between train and validation belongs to neither: the two are joined, without it.
+    gap = SplitWindows(windows.train_start, windows.train_end - timedelta(days=1), windows.valid_start,
+                       windows.valid_end, windows.test_start, windows.test_end)
+    apart = split_by_time(labelled, gap)
+    assert len(apart.train_and_valid) == len(apart.train) + len(apart.valid) < len(split.train_and_valid)
+    assert windows.train_end not in set(flight_days(apart.train_and_valid))
+
+
+@pytest.mark.unit
 def test_constant_predictor_metrics_follow_from_the_base_rate(labelled):
     y = labels_of(labelled).to_numpy()
     constant = ConstantProbability().fit(labelled.head(5000), y[:5000])
@@ -146,6 +171,18 @@ def test_constant_predictor_metrics_follow_from_the_base_rate(labelled):
 def test_model_inputs_refuse_a_frame_without_the_contract_columns(labelled):
     with pytest.raises(KeyError, match="route_prior_delay_rate"):
         model_inputs(labelled.drop(columns=["route_prior_delay_rate"]))
+
+
+@pytest.mark.unit
+def test_model_inputs_keep_string_categories_fill_nulls_and_turn_other_values_into_strings(labelled):
+    frame = labelled.head(3).copy()
+    frame["carrier"] = ["UA", None, "B6"]
+    frame["origin"] = pd.Series([1, 2, None], index=frame.index, dtype=object)  # not strings: written as strings
+    inputs = model_inputs(frame)
+    assert list(inputs["carrier"]) == ["UA", MISSING_CATEGORY, "B6"]
+    assert list(inputs["origin"]) == ["1", "2", MISSING_CATEGORY]
+    assert inputs["route"].iloc[0] is frame["route"].iloc[0]  # the frame's string itself, not a copy
+    assert all(type(value) is str for column in ("carrier", "origin") for value in inputs[column])
 
 
 def test_catboost_beats_baseline_and_constant_on_the_test_window(lifecycle):
@@ -176,7 +213,7 @@ def test_run_records_params_metrics_plots_and_lineage(settings, labelled, lifecy
     assert run.info.status == "FINISHED"
     split = split_by_time(labelled, lifecycle.good.windows)
     assert run.data.tags["lineage.partition_range"] == f"{FIRST_DAY}..{LAST_DAY}"
-    assert run.data.tags["lineage.training_data_sha256"] == tracking.training_data_hash(split.train_and_valid())
+    assert run.data.tags["lineage.training_data_sha256"] == tracking.training_data_hash(split.train_and_valid)
     assert run.data.tags["lineage.rows_test"] == str(len(split.test))
     assert run.data.tags["dagster_run_id"] == "dagster-run-1"
     assert run.data.params["split_test_start"] == lifecycle.good.windows.test_start.isoformat()

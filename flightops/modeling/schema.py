@@ -240,7 +240,9 @@ def model_inputs(frame: pd.DataFrame) -> pd.DataFrame:
     inputs = {}
     for column in CATEGORICAL_FEATURES:
         values = frame[column].to_numpy(dtype=object)
-        inputs[column] = np.where(pd.isna(values), MISSING_CATEGORY, values).astype(str).astype(object)
+        filled = np.where(pd.isna(values), MISSING_CATEGORY, values)
+        # Strings are kept, not copied (a year's four columns are about 70 MB of them); others become strings.
+        inputs[column] = filled if pd.api.types.infer_dtype(filled, skipna=False) == "string" else filled.astype(str).astype(object)
     for column in NUMERIC_FEATURES:
         values = frame[column]
         inputs[column] = (values if values.dtype == "float64" else pd.to_numeric(values, errors="raise")).to_numpy("float64", na_value=np.nan)

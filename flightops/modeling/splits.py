@@ -10,6 +10,7 @@ from __future__ import annotations
 from dataclasses import asdict, dataclass
 from datetime import date
 
+import numpy as np
 import pandas as pd
 
 DATE_COLUMN = "flight_date"
@@ -71,16 +72,14 @@ class SplitWindows:
 
 @dataclass(frozen=True)
 class DataSplit:
-    """The rows of each window (rows outside every window are dropped)."""
+    """The rows of each window (rows outside every window are dropped), and train with validation: the
+    final model is refit on both. Slices of one day-ordered frame, not copies (see split_by_time)."""
 
     windows: SplitWindows
     train: pd.DataFrame
     valid: pd.DataFrame
     test: pd.DataFrame
-
-    def train_and_valid(self) -> pd.DataFrame:
-        """Train and validation rows together: the final model is refit on both."""
-        return pd.concat([self.train, self.valid], ignore_index=True)
+    train_and_valid: pd.DataFrame
 
     def row_counts(self) -> dict[str, int]:
         return {"rows_train": len(self.train), "rows_valid": len(self.valid), "rows_test": len(self.test)}
@@ -141,20 +140,31 @@ def _fixed_test_window(days: list[date], config: SplitConfig) -> SplitWindows:
 
 
 def split_by_time(frame: pd.DataFrame, windows: SplitWindows) -> DataSplit:
-    """Rows of each window in day order (stable within a day); raises if a window ends up empty."""
-    days = flight_days(frame)
+    """Rows of each window in day order (stable within a day); raises if a window ends up empty.
 
-    def rows_between(start: date, end: date) -> pd.DataFrame:
-        in_window = (days >= start) & (days <= end)
-        order = days[in_window].sort_values(kind="stable").index
-        return frame.loc[order].reset_index(drop=True)
+    Each window is a slice of the frame in day order, numbered from 0, sharing the frame's memory: the
+    warehouse returns the rows in that order, so training holds its rows once (a frame out of order is
+    reordered, once). Train and validation are one slice too when no row lies between them.
+    """
+    days = np.asarray(flight_days(frame), dtype="datetime64[D]")
+    if not (days[1:] >= days[:-1]).all():
+        order = np.argsort(days, kind="stable")
+        frame, days = frame.iloc[order], days[order]
 
-    split = DataSplit(
-        windows=windows,
-        train=rows_between(windows.train_start, windows.train_end),
-        valid=rows_between(windows.valid_start, windows.valid_end),
-        test=rows_between(windows.test_start, windows.test_end),
-    )
+    def rows(start: date, end: date | None = None) -> slice:
+        return slice(days.searchsorted(np.datetime64(start, "D"), "left"),
+                     days.searchsorted(np.datetime64(end or start, "D"), "right"))
+
+    def piece(where: slice) -> pd.DataFrame:
+        part = frame.iloc[where]
+        part.index = pd.RangeIndex(len(part))
+        return part
+
+    train, valid = rows(windows.train_start, windows.train_end), rows(windows.valid_start, windows.valid_end)
+    both = piece(slice(train.start, valid.stop)) if train.stop == valid.start else \
+        pd.concat([piece(train), piece(valid)], ignore_index=True)
+    split = DataSplit(windows=windows, train=piece(train), valid=piece(valid),
+                      test=piece(rows(windows.test_start, windows.test_end)), train_and_valid=both)
     empty = [name for name, count in split.row_counts().items() if count == 0]
     if empty:
         raise ValueError(f"Split windows {windows.as_params()} leave {empty} empty; choose windows with data.")

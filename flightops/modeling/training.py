@@ -162,7 +162,7 @@ def train_and_register(
     lead_minutes = prediction_lead(frame)
     experiment_id = configure_mlflow(store)
     split = split_by_time(frame, windows or plan_windows(frame, config.split))
-    train_valid = split.train_and_valid()
+    train_valid = split.train_and_valid
     y_train_valid = labels_of(train_valid)
 
     started = time.perf_counter()
