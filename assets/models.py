@@ -56,7 +56,8 @@ class TrainingRunConfig(dg.Config):
     test_end: str | None = None  # default: the last day trained on
     # At most this many labelled rows are read into memory: a longer window is cut at its oldest whole
     # days (the latest are kept, a fixed test window among them too). About twice the data set's year (326,587
-    # rows), where training peaks near 1.6 GB; each 100k rows more costs about 330 MB (make bench-scaling).
+    # rows), where the training step peaks near 1.2 GB (make bench); each 100k rows more cost about 330 MB
+    # (make bench-scaling, measured before training held its rows once).
     max_rows: int = 650_000
     tuning_trials: int = TuningConfig.n_trials  # 0 turns Optuna off
     tuning_timeout_seconds: float = TuningConfig.timeout_seconds
