@@ -8,7 +8,9 @@ thousands: with the connections reused, half a year's data layers took 32.6 s in
 the Python steps' event recording 7.3 s instead of 18.0 s. `PooledSqliteEventLogStorage` keeps one
 engine per database file with its connections pooled, for the most recently used files only, and
 stores the batches Dagster hands over (`DAGSTER_EVENT_BATCH_SIZE`) in one transaction per database:
-3.6 s of recording instead of 7.7 for the half year.
+3.6 s of recording instead of 7.7 for the half year. A planned check's rows (one per planned day) share
+one serialized event instead of serializing it again for each day: a year's run starts its first step
+after about 1 s instead of 6.
 
 Same files, same schema, same SQL: Dagster's own `storage: sqlite:` can open the folder before or after,
 and processes using either can share it. SQLite in WAL mode (how Dagster creates these databases) lets
@@ -25,8 +27,11 @@ from contextlib import contextmanager
 import sqlalchemy as sa
 from dagster._core.events import ASSET_EVENTS
 from dagster._core.events.log import EventLogEntry
+from dagster._core.storage.asset_check_execution_record import AssetCheckExecutionRecordStatus
+from dagster._core.storage.event_log.schema import AssetCheckExecutionsTable
 from dagster._core.storage.event_log.sqlite.sqlite_event_log import SQLITE_BUSY_TIMEOUT_SECONDS, SqliteEventLogStorage
 from dagster._core.storage.sqlalchemy_compat import db_result
+from dagster._serdes import serialize_value
 from dagster._core.storage.sqlite_storage import DagsterSqliteStorage, _event_logs_directory
 
 # Database files (a run's shard, the index) whose engine and connections stay open: the index and the
@@ -89,6 +94,20 @@ class PooledSqliteEventLogStorage(SqliteEventLogStorage):
             self._store_asset_event_tags(conn, events, event_ids)
             for event, event_id in zip(events, event_ids):
                 self._store_asset_event(conn, event, event_id)
+
+    def _store_asset_check_evaluation_planned(self, event: EventLogEntry, event_id: int | None) -> None:
+        """Dagster's rows for a planned check, one per planned day, with the event serialized once.
+
+        Dagster serializes the whole event again for each day's row: a year's run plans 364 days of each
+        of the platform's partitioned checks, and that took 5.5 of the 6.1 s before its first step.
+        """
+        planned = event.dagster_event.event_specific_data
+        days = planned.partitions_subset.get_partition_keys() if planned.partitions_subset else [None]
+        row = dict(asset_key=planned.asset_key.to_string(), check_name=planned.check_name, run_id=event.run_id,
+                   execution_status=AssetCheckExecutionRecordStatus.PLANNED.value, evaluation_event=serialize_value(event),
+                   evaluation_event_timestamp=self._event_insert_timestamp(event), evaluation_event_storage_id=event_id)
+        with self.index_connection() as conn:
+            conn.execute(AssetCheckExecutionsTable.insert(), [{**row, "partition": day} for day in days])
 
     def _close_all(self) -> None:
         with self._db_lock:

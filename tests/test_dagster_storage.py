@@ -6,7 +6,9 @@ from __future__ import annotations
 from pathlib import Path
 
 import dagster as dg
+import sqlalchemy as sa
 from dagster._core.storage.tags import ASSET_PARTITION_RANGE_END_TAG, ASSET_PARTITION_RANGE_START_TAG
+from dagster._serdes import deserialize_value
 
 from flightops import dagster_storage
 from flightops.pipeline import instance_config_with_storage_in
@@ -114,3 +116,39 @@ def test_a_batch_of_events_writes_the_rows_the_events_written_one_by_one_write(t
     assert batched == one_by_one
     assert len(batched[0]) == 20 and batched[1] == [f"2013-03-{day:02d}" for day in range(1, 11)]
     assert batched[2] == "2013-03-10"
+
+
+@dg.asset(partitions_def=DAYS, backfill_policy=dg.BackfillPolicy.single_run(),
+          check_specs=[dg.AssetCheckSpec("has_rows", asset="checked")])
+def checked():
+    yield dg.MaterializeResult()
+    yield dg.AssetCheckResult(check_name="has_rows", passed=True)
+
+
+CHECKED_JOB = dg.Definitions(assets=[checked], jobs=[dg.define_asset_job("checked_days", [checked])]).resolve_job_def("checked_days")
+
+
+def _check_rows(instance: dg.DagsterInstance) -> list[tuple]:
+    from dagster._core.storage.event_log.schema import AssetCheckExecutionsTable
+
+    table = AssetCheckExecutionsTable
+    with instance.event_log_storage.index_connection() as conn:
+        rows = conn.execute(sa.select(table.c.asset_key, table.c.check_name, table.c.partition, table.c.execution_status,
+                                      table.c.evaluation_event)).fetchall()
+    return sorted(((key, name, day or "", status, type(deserialize_value(event)).__name__) for key, name, day, status, event in rows))
+
+
+def test_a_planned_partitioned_check_writes_the_rows_dagsters_own_storage_writes(tmp_path: Path):
+    recorded = {}
+    for name, config in (("pooled", instance_config_with_storage_in), ("plain", None)):
+        home = tmp_path / name
+        text = config(home) if config else f"storage:\n  sqlite:\n    base_dir: {home.resolve()}/storage\ntelemetry:\n  enabled: false\n"
+        instance = _instance(home, text)
+        result = CHECKED_JOB.execute_in_process(instance=instance, tags={ASSET_PARTITION_RANGE_START_TAG: "2013-04-01",
+                                                                         ASSET_PARTITION_RANGE_END_TAG: "2013-04-05"})
+        assert result.success
+        recorded[name] = _check_rows(instance)
+        instance.dispose()
+    assert recorded["pooled"] == recorded["plain"]
+    planned = [row[2] for row in recorded["pooled"] if row[3] == "PLANNED"]
+    assert planned == [f"2013-04-0{day}" for day in range(1, 6)]  # a row per planned day
