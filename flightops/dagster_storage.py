@@ -31,8 +31,8 @@ from dagster._core.storage.asset_check_execution_record import AssetCheckExecuti
 from dagster._core.storage.event_log.schema import AssetCheckExecutionsTable
 from dagster._core.storage.event_log.sqlite.sqlite_event_log import SQLITE_BUSY_TIMEOUT_SECONDS, SqliteEventLogStorage
 from dagster._core.storage.sqlalchemy_compat import db_result
-from dagster._serdes import serialize_value
 from dagster._core.storage.sqlite_storage import DagsterSqliteStorage, _event_logs_directory
+from dagster._serdes import serialize_value
 
 # Database files (a run's shard, the index) whose engine and connections stay open: the index and the
 # shards of the few runs a process writes or reads at a time. Three file handles each (db, -wal, -shm).

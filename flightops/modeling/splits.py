@@ -151,9 +151,8 @@ def split_by_time(frame: pd.DataFrame, windows: SplitWindows) -> DataSplit:
         order = np.argsort(days, kind="stable")
         frame, days = frame.iloc[order], days[order]
 
-    def rows(start: date, end: date | None = None) -> slice:
-        return slice(days.searchsorted(np.datetime64(start, "D"), "left"),
-                     days.searchsorted(np.datetime64(end or start, "D"), "right"))
+    def rows(start: date, end: date) -> slice:
+        return slice(days.searchsorted(np.datetime64(start, "D"), "left"), days.searchsorted(np.datetime64(end, "D"), "right"))
 
     def piece(where: slice) -> pd.DataFrame:
         part = frame.iloc[where]
