@@ -8,7 +8,8 @@ thousands: with the connections reused, half a year's data layers took 32.6 s in
 the Python steps' event recording 7.3 s instead of 18.0 s. `PooledSqliteEventLogStorage` keeps one
 engine per database file with its connections pooled, for the most recently used files only, and
 stores the batches Dagster hands over (`DAGSTER_EVENT_BATCH_SIZE`) in one transaction per database:
-3.6 s of recording instead of 7.7 for the half year. A planned check's rows (one per planned day) share
+3.6 s of recording instead of 7.7 for the half year, and writes each asset's row once per batch, from
+the batch's last event of the asset (a 3-asset x 365-day run: 2.49 / 2.26 -> 1.36 / 1.26 s). A planned check's rows (one per planned day) share
 one serialized event instead of serializing it again for each day: a year's run starts its first step
 after about 1 s instead of 6.
 
@@ -92,7 +93,7 @@ class PooledSqliteEventLogStorage(SqliteEventLogStorage):
                 with db_result(conn, statement) as result:
                     event_ids.append(result.inserted_primary_key[0])
             self._store_asset_event_tags(conn, events, event_ids)
-            for event, event_id in zip(events, event_ids):
+            for event, event_id in _last_of_each_kind(events, event_ids):
                 self._store_asset_event(conn, event, event_id)
 
     def _store_asset_check_evaluation_planned(self, event: EventLogEntry, event_id: int | None) -> None:
@@ -121,6 +122,18 @@ class PooledSqliteEventLogStorage(SqliteEventLogStorage):
     def dispose(self) -> None:
         self._close_all()
         super().dispose()
+
+
+def _last_of_each_kind(events: Sequence[EventLogEntry], event_ids: list[int]) -> list[tuple[EventLogEntry, int]]:
+    """The events (with their ids) that are the last of their asset and kind in the batch, in the batch's order.
+
+    What `_store_asset_event` writes for an event (the asset's row: its last materialization, its last
+    planned run, ...) is overwritten by the next event of the same asset and kind, so the batch leaves the
+    row as these alone do: a step's 364 per-day materializations of an asset write it once, not 364 times
+    (each a serialized record, and an insert that fails before the update).
+    """
+    last = {(event.dagster_event.asset_key, event.dagster_event_type): index for index, event in enumerate(events)}
+    return [(events[index], event_ids[index]) for index in sorted(last.values())]
 
 
 class PooledSqliteStorage(DagsterSqliteStorage):

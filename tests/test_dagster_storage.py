@@ -102,11 +102,14 @@ def test_a_batch_of_events_writes_the_rows_the_events_written_one_by_one_write(t
         instance = _instance(home, instance_config_with_storage_in(home))
         result = _run(instance, "2013-03-01", "2013-03-10")
         planned = instance.get_event_records(dg.EventRecordsFilter(dg.DagsterEventType.ASSET_MATERIALIZATION_PLANNED, upstream.key))
-        latest = instance.get_asset_records([downstream.key])[0].asset_entry.last_materialization
+        entries = [record.asset_entry for record in instance.get_asset_records([upstream.key, downstream.key])]
         recorded[batch_size] = (
             _materializations(instance),
             sorted(r.partition_key for r in planned),
-            latest.dagster_event.partition,
+            # Each asset's row (written once per batch): its last materialization is the last day's, of this run.
+            [(entry.last_materialization.dagster_event.partition, entry.last_run_id == result.run_id,
+              entry.last_materialization_record.storage_id == instance.fetch_materializations(entry.asset_key, limit=1).records[0].storage_id)
+             for entry in entries],
             [e.dagster_event_type for e in instance.all_logs(result.run_id) if e.is_dagster_event],
         )
         instance.dispose()
@@ -115,7 +118,7 @@ def test_a_batch_of_events_writes_the_rows_the_events_written_one_by_one_write(t
     one_by_one, batched = recorded["0"], recorded["7"]
     assert batched == one_by_one
     assert len(batched[0]) == 20 and batched[1] == [f"2013-03-{day:02d}" for day in range(1, 11)]
-    assert batched[2] == "2013-03-10"
+    assert batched[2] == [("2013-03-10", True, True)] * 2
 
 
 @dg.asset(partitions_def=DAYS, backfill_policy=dg.BackfillPolicy.single_run(),
