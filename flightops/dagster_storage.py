@@ -128,8 +128,8 @@ class PooledSqliteEventLogStorage(SqliteEventLogStorage):
 def _last_of_each_kind(events: Sequence[EventLogEntry], event_ids: list[int]) -> list[tuple[EventLogEntry, int]]:
     """The events (with their ids) that are the last of their asset and kind in the batch, in the batch's order.
 
-    What `_store_asset_event` writes for an event (the asset's row: its last materialization, its last
-    planned run, ...) is overwritten by the next event of the same asset and kind, so the batch leaves the
+    What `_store_asset_event` writes for an event (the asset's row: its last materialization, its last run,
+    the time of its last event) is overwritten by the next event of the same asset and kind, so the batch leaves the
     row as these alone do: a step's 364 per-day materializations of an asset write it once, not 364 times
     (each a serialized record, and an insert that fails before the update).
     """
