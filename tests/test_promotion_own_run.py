@@ -108,3 +108,30 @@ def test_a_promotion_without_training_in_its_run_judges_the_challenger_alias_and
     assert decided["previous_champion_version"] == "1"
     assert decision_tags(featured, "2")["promotion.decision"] in ("promoted", "rejected")
     assert decision_tags(featured, "2")["promotion.champion_version"] == "1"
+
+
+def test_the_version_trained_in_a_run_is_found_among_later_runs_models(monkeypatch):
+    """The model's materializations are read newest first, a page at a time: a run's own version is
+    found behind later runs' (more than a page of them), and a run that trained nothing gets None."""
+    import assets.models as models
+
+    @dg.asset(key=models.MODEL, config_schema={"version": str})
+    def model(context):  # unannotated: the module's annotations are strings, unresolvable in this scope
+        return dg.MaterializeResult(metadata={"model_version": context.op_config["version"]})
+
+    @dg.asset
+    def something_else():
+        return None
+
+    def train(instance: dg.DagsterInstance, version: str) -> str:
+        run_config = {"ops": {"models__flight_delay_model": {"config": {"version": version}}}}
+        return dg.materialize([model], instance=instance, run_config=run_config).run_id
+
+    monkeypatch.setattr(models, "MODEL_RECORDS_PAGE", 2)
+    with dg.DagsterInstance.ephemeral() as instance:
+        first = train(instance, "7")
+        later = [train(instance, str(version)) for version in range(8, 13)]  # 5 newer: three pages
+        untrained = dg.materialize([something_else], instance=instance).run_id
+        assert models.version_trained_in_run(instance, first) == "7"
+        assert [models.version_trained_in_run(instance, run_id) for run_id in later] == ["8", "9", "10", "11", "12"]
+        assert models.version_trained_in_run(instance, untrained) is None
