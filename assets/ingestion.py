@@ -64,6 +64,10 @@ MIN_REDELIVERED_SHARE = 0.5
 # this many rows at a time: a step's memory stays bounded however long the range.
 STAGED = "_delivery"
 OPDB_READ_ROWS = 100_000
+# Smaller pieces (a day's export file, about 270 rows) are gathered up to this many rows per insert. The
+# year's exports step: 4.6-4.8 s with an insert a day, 3.0 s gathered to 5,000 rows (peak RSS 486 MB
+# against 439), 2.8 s gathered to 100,000 (683 MB).
+STAGE_GATHER_ROWS = 5_000
 
 
 class RawLoadConfig(dg.Config):
@@ -128,7 +132,7 @@ def stage(con, chunks: Iterable[pd.DataFrame]) -> int:
     """
     con.execute(f"DROP TABLE IF EXISTS {STAGED}")
     rows, created = 0, False
-    for chunk in chunks:
+    for chunk in gathered(chunks, STAGE_GATHER_ROWS):
         con.register("_chunk", chunk.astype("string"))
         con.execute(f"INSERT INTO {STAGED} BY NAME SELECT * FROM _chunk" if created else
                     f"CREATE TEMP TABLE {STAGED} AS SELECT * FROM _chunk")
@@ -137,6 +141,22 @@ def stage(con, chunks: Iterable[pd.DataFrame]) -> int:
     if not created:
         raise ValueError("stage() needs at least one piece (an empty frame with the delivery's columns for an empty delivery).")
     return rows
+
+
+def gathered(chunks: Iterable[pd.DataFrame], min_rows: int) -> Iterator[pd.DataFrame]:
+    """The pieces in order, consecutive ones concatenated until they hold at least `min_rows` (the last
+    may hold fewer). Each insert into DuckDB has a fixed cost: a year of daily export files (about 270
+    rows each) paid it 364 times."""
+    pending: list[pd.DataFrame] = []
+    held = 0
+    for chunk in chunks:
+        pending.append(chunk)
+        held += len(chunk)
+        if held >= min_rows:
+            yield pending[0] if len(pending) == 1 else pd.concat(pending, ignore_index=True)
+            pending, held = [], 0
+    if pending:
+        yield pending[0] if len(pending) == 1 else pd.concat(pending, ignore_index=True)
 
 
 def land(

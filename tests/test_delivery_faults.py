@@ -18,7 +18,7 @@ import duckdb
 import pandas as pd
 import pytest
 
-from assets.ingestion import MIN_REDELIVERED_SHARE, _smaller_redeliveries, check_export, stage
+from assets.ingestion import MIN_REDELIVERED_SHARE, _smaller_redeliveries, check_export, gathered, stage
 from flightops.contracts import AIRLINES, FLIGHTS
 from flightops.pipeline import keys_in_groups, raw_load_config
 from flightops.simulated_sources import landing, weather_store
@@ -224,3 +224,21 @@ def test_a_confirmed_smaller_delivery_replaces_the_day(loaded: Platform, export:
     assert count(loaded, "raw.flights_exports") == 0
     assert count(loaded, "clean.flights") == opdb
     assert_ledger_balanced(loaded)
+
+
+@pytest.mark.unit
+def test_small_pieces_are_gathered_in_order_and_a_large_one_passes_alone():
+    """A delivery's pieces reach DuckDB as few inserts: consecutive pieces concatenated until they hold
+    `min_rows` (the last may hold fewer), every row once and in order."""
+    sizes = [3, 4, 2, 5, 1]
+    pieces, start = [], 0
+    for size in sizes:
+        pieces.append(pd.DataFrame({"_row": range(start, start + size), "flight": [f"f{i}" for i in range(start, start + size)]}))
+        start += size
+    batches = list(gathered(pieces, 6))
+    assert [len(batch) for batch in batches] == [7, 7, 1]
+    assert pd.concat(batches)["_row"].tolist() == list(range(sum(sizes)))
+    assert pd.concat(batches)["flight"].tolist() == [f"f{i}" for i in range(sum(sizes))]
+    large = pd.DataFrame({"_row": range(10)})
+    assert [batch is large for batch in gathered([large], 6)] == [True]
+    assert list(gathered([], 6)) == []
