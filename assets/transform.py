@@ -1,11 +1,11 @@
-"""Layer 4, transform: the dbt project in dbt_project/, run by dagster-dbt, in the warehouse file.
+"""Layer 4, transform: the dbt project in dbt_project/, defined by dagster-dbt, in the warehouse file.
 
 Every dbt model is an asset keyed `<schema>/<model>` like every other table of the
 warehouse (`staging/stg_flights`, `marts/fct_flights`), in the `transform` group,
 downstream of the tables it reads
 (dbt sources `clean.*` map to the `clean/*` assets), and every dbt test is an asset
 check. Every model but the monitoring ones is built by one step, `dbt_daily_models`, partitioned
-like the sources: one `dbt build` a run. Models tagged `daily` are rebuilt for the run's date window
+like the sources: one `dbt build` a run, inside the step's process (flightops.dbt_runner). Models tagged `daily` are rebuilt for the run's date window
 (environment variables FLIGHTOPS_DBT_START_DATE/END_DATE, read by the `date_window` macro like the
 vars start_date/end_date an analyst passes, only when dbt executes: a changed --vars would make dbt
 re-parse the whole project every run, a window read while parsing the files that read it); the rest
@@ -21,21 +21,21 @@ dbt_project/profiles.yml prefers to FLIGHTOPS_WAREHOUSE (the process environment
 
 Each model's materialization carries its row count (`dagster/row_count`) and its columns with
 the warehouse's types and the yml's descriptions (`dagster/column_schema`), read once dbt has
-exited (see `build`).
+closed the file (see `build`).
 """
 
 
-import json
 from collections.abc import Iterator, Mapping
 from typing import Any
 
 import dagster as dg
 import duckdb
-from dagster_dbt import DagsterDbtTranslator, DbtCliInvocation, DbtCliResource, DbtProject, dbt_assets
+from dagster_dbt import DagsterDbtTranslator, DbtProject, dbt_assets
 
 from assets import groups
 from flightops.partitions import DAILY, SINGLE_RUN, day_range
-from flightops.resources import WarehouseResource
+from flightops.dbt_runner import DbtInvocation
+from flightops.resources import DbtResource, WarehouseResource
 from flightops.run_guard import exported
 from flightops.settings import DBT_PROJECT_DIR
 from flightops.warehouse_connections import DUCKDB_POOL, LockWait, WarehouseLockTimeout, lock_conflict
@@ -72,9 +72,9 @@ TRANSLATOR = TransformTranslator()
 WAREHOUSE_VAR = "flightops_warehouse"
 
 
-def dbt_vars(warehouse: WarehouseResource) -> list[str]:
-    """`--vars` of a dbt invocation: the resource's warehouse file (absolute), the same every run."""
-    return ["--vars", json.dumps({WAREHOUSE_VAR: str(warehouse.file)})]
+def dbt_vars(warehouse: WarehouseResource) -> dict[str, str]:
+    """dbt vars of an invocation: the resource's warehouse file (absolute), the same every run."""
+    return {WAREHOUSE_VAR: str(warehouse.file)}
 
 
 # What the `date_window` macro reads when no var start_date/end_date is given.
@@ -91,50 +91,48 @@ COLUMNS_SQL = """
 """
 
 
-def build(context: dg.AssetExecutionContext, dbt: DbtCliResource, warehouse: WarehouseResource,
+def build(context: dg.AssetExecutionContext, dbt: DbtResource, warehouse: WarehouseResource,
           window: tuple[str, str] = ("", "")) -> Iterator[Any]:
     """`dbt build` of the step's selection; its events, a built model's with its table's figures.
 
-    dbt holds the warehouse file until it exits, so the figures are read after it has, still in
-    this step and so still inside the `duckdb_warehouse` pool, through the `warehouse` resource
-    (which waits for a lock held outside Dagster). dagster-dbt's `fetch_row_counts()` and
-    `fetch_column_metadata()` wait for dbt too, but skip views, report dbt's types (`character
-    varying(256)` for VARCHAR) and drop the yml's descriptions. A failed build still reports what
-    it built before the step fails with dbt's error. `window` is the first and last ISO day of a
-    partitioned step (empty: every date).
+    dbt holds the warehouse file until its invocation ends, so the figures are read after it has,
+    still in this step and so still inside the `duckdb_warehouse` pool, through the `warehouse`
+    resource (which waits for a lock held outside Dagster). dagster-dbt's `fetch_row_counts()` and
+    `fetch_column_metadata()` would skip views, report dbt's types (`character varying(256)` for
+    VARCHAR) and drop the yml's descriptions. A failed build still reports what it built before
+    the step fails with dbt's error. `window` is the first and last ISO day of a partitioned step
+    (empty: every date).
     """
     with exported(dict(zip(WINDOW_VARIABLES, window))):
-        invocation, events = build_when_unlocked(context, dbt, warehouse, ["build", *dbt_vars(warehouse)])
+        invocation = build_when_unlocked(context, dbt, warehouse, ["build"])
     with warehouse.connect(read_only=True) as con:
-        events = [with_table_metadata(con, invocation.manifest, event) for event in events]
+        events = [with_table_metadata(con, invocation.manifest, event) for event in invocation.events]
     yield from events
-    error = invocation.get_error()
-    if error is not None:
-        raise error
+    if invocation.error is not None:
+        raise invocation.error
 
 
-def build_when_unlocked(context: dg.AssetExecutionContext, dbt: DbtCliResource, warehouse: WarehouseResource,
-                        args: list[str]) -> tuple[DbtCliInvocation, list[Any]]:
-    """dbt's invocation and its events, started once no other process holds the warehouse file.
+def build_when_unlocked(context: dg.AssetExecutionContext, dbt: DbtResource, warehouse: WarehouseResource,
+                        command: list[str]) -> DbtInvocation:
+    """dbt's invocation, started once no other process holds the warehouse file.
 
-    dbt opens the file itself and fails at once on a lock (exit code 2, the cause only in its
-    log), so the wait the `warehouse` resource gives Python steps happens here: before each try,
-    and again when dbt still met a lock (another process took the file in between), with one
-    backoff and the resource's deadline (FLIGHTOPS_DUCKDB_LOCK_TIMEOUT_SECONDS). Past it the step
-    fails naming the file, the holding process and what to do, not dbt's "exit code 2". A locked
-    try's events are dropped: it built nothing, the next try builds everything.
+    dbt opens the file itself and fails at once on a lock, so the wait the `warehouse` resource
+    gives Python steps happens here: before each try, and again when dbt still met a lock (another
+    process took the file in between), with one backoff and the resource's deadline
+    (FLIGHTOPS_DUCKDB_LOCK_TIMEOUT_SECONDS). Past it the step fails naming the file, the holding
+    process and what to do, not dbt's error. A locked try's events are dropped: it built nothing,
+    the next try builds everything.
     """
     wait = LockWait(warehouse.file, warehouse.lock_timeout_seconds)
     logged = None
     while True:
         conflict = wait.conflict()
         if conflict is None:
-            invocation = dbt.cli(args, context=context, raise_on_error=False)
-            events = list(invocation.stream())  # ends once the dbt process has exited
-            error = invocation.get_error()
-            conflict = lock_conflict(str(error)) if error is not None else None
+            context.log.info(f"Running dbt {' '.join(command)} in this process on {warehouse.file}")
+            invocation = dbt.invoke(context, command, dbt_vars(warehouse))
+            conflict = lock_conflict(str(invocation.error)) if invocation.error is not None else None
             if conflict is None:
-                return invocation, events
+                return invocation
         if conflict != logged:
             context.log.warning(f"dbt waits for the warehouse {warehouse.file} (up to {wait.timeout_seconds} s "
                                 f"in all, FLIGHTOPS_DUCKDB_LOCK_TIMEOUT_SECONDS): {conflict}")
@@ -190,7 +188,7 @@ def table_metadata(con: duckdb.DuckDBPyConnection, node: Mapping[str, Any]) -> d
     pool=DUCKDB_POOL,
     name="dbt_daily_models",
 )
-def dbt_daily_models(context: dg.AssetExecutionContext, dbt: DbtCliResource, warehouse: WarehouseResource):
+def dbt_daily_models(context: dg.AssetExecutionContext, dbt: DbtResource, warehouse: WarehouseResource):
     first, last = day_range(context)
     yield from build(context, dbt, warehouse, window=(first.isoformat(), last.isoformat()))
 
@@ -202,6 +200,6 @@ def dbt_daily_models(context: dg.AssetExecutionContext, dbt: DbtCliResource, war
     pool=DUCKDB_POOL,
     name="monitoring_models",
 )
-def monitoring_models(context: dg.AssetExecutionContext, dbt: DbtCliResource, warehouse: WarehouseResource):
+def monitoring_models(context: dg.AssetExecutionContext, dbt: DbtResource, warehouse: WarehouseResource):
     """mart_model_health and its staging views, rebuilt whole from the monitoring tables."""
     yield from build(context, dbt, warehouse)

@@ -285,7 +285,7 @@ def add_run_and_model_commands(commands: argparse._SubParsersAction) -> None:
                     examples=("flightops runs clean",))
     runs_commands = runs.add_subparsers(dest="runs_command", required=True, metavar="COMMAND")
     clean = _command(
-        runs_commands, "clean", "mark dead runs failed, free their warehouse pool slots, kill their leftover dbt",
+        runs_commands, "clean", "mark dead runs failed, free their warehouse pool slots",
         "Without RUN_ID: every unfinished run whose `flightops run` process is gone (each run does this at its "
         "start). With RUN_ID: that run, e.g. one launched from the UI that a waiting run names.",
         ("flightops runs clean", "flightops runs clean 1f0c2a7e-4b6d-4c55-9a8e-3f1d2b7c9e10"),

@@ -13,9 +13,6 @@ from flightops.settings import load_environment
 # Before the imports below: MLflow reads its telemetry switch at import.
 load_environment()
 
-import sys
-from pathlib import Path
-
 import dagster as dg
 
 from assets import groups
@@ -28,12 +25,12 @@ from assets.transform import dbt_project, monitoring_models, dbt_daily_models
 from flightops.jobs import daily_job, main_job, retraining_job
 from flightops.monitoring.policy import MonitoringPolicy
 from flightops.resources import (
+    DbtResource,
     FeatureStoreResource,
     LandingZoneResource,
     MlflowResource,
     MonitoringResource,
     SourceDatabaseResource,
-    WarehouseDbtResource,
     WarehouseResource,
     WeatherApiResource,
 )
@@ -96,9 +93,8 @@ def resources() -> dict[str, dg.ConfigurableResource]:
         "source_db": SourceDatabaseResource(url=dg.EnvVar("FLIGHTOPS_SOURCE_DB_URL")),
         "landing_zone": LandingZoneResource(path=dg.EnvVar("FLIGHTOPS_LANDING_DIR")),
         "weather_api": WeatherApiResource(base_url=dg.EnvVar("FLIGHTOPS_WEATHER_API_URL")),
-        # The dbt installed beside this interpreter: the venv need not be on PATH.
-        "dbt": WarehouseDbtResource(project_dir=dbt_project, dbt_executable=str(Path(sys.executable).parent / "dbt"),
-                                    data_dir=dg.EnvVar("FLIGHTOPS_DATA_DIR")),
+        "dbt": DbtResource(project_dir=str(dbt_project.project_dir), profiles_dir=str(dbt_project.profiles_dir),
+                           data_dir=dg.EnvVar("FLIGHTOPS_DATA_DIR")),
         # Thresholds, windows, label delay, cool-down: defaults in flightops/monitoring/policy.py.
         "monitoring_policy": MonitoringPolicy(
             retrain_tuning_trials=dg.EnvVar.int("FLIGHTOPS_RETRAIN_TUNING_TRIALS")),

@@ -24,8 +24,8 @@ from dagster._core.storage.tags import ASSET_PARTITION_RANGE_END_TAG, ASSET_PART
 from assets import groups
 from flightops import warehouse_connections
 from flightops.run_guard import (
-    EXIT_CODES, RUN_ID_VARIABLE, SUBSET_PLANNED_EVENTS, RunGuard, clean_dead_runs, clean_run, exported, interrupted,
-    kill_children, mark_unwritten_days_failed, process_tags,
+    EXIT_CODES, SUBSET_PLANNED_EVENTS, RunGuard, clean_dead_runs, clean_run, exported, interrupted,
+    mark_unwritten_days_failed, process_tags,
 )
 from flightops.settings import Settings
 from flightops.simulated_sources.clock import check_in_calendar
@@ -254,7 +254,7 @@ def _replay_and_run(settings: Settings, first: date, last: date, retrain: bool, 
         out.line(line)
     run_id = str(uuid.uuid4())  # Dagster's run ids are UUID4 strings; known here so the listeners can follow it
     guard = RunGuard(instance, run_id, out, settings.pool_wait_seconds if pool_wait_seconds is None else pool_wait_seconds)
-    with guard.watching(), exported({RUN_ID_VARIABLE: run_id}):
+    with guard.watching():
         try:
             # The weather API first: a URL the run cannot serve on fails in one line before any work.
             with weather_api_running(settings):
@@ -285,14 +285,13 @@ def _replay_and_run(settings: Settings, first: date, last: date, retrain: bool, 
 
 
 def _stopped(instance: dg.DagsterInstance, run_id: str, guard: RunGuard, out: RunOutput) -> int:
-    """The run was stopped: make sure nothing of it is left (children, an unfinished status, slots) and say so."""
+    """The run was stopped: make sure nothing of it is left (an unfinished status, slots) and say so."""
     run = instance.get_run_by_id(run_id)
     if run is None:
-        kill_children(run_id)
         out.line(f"flightops run {guard.reason} before the run started; nothing was materialized.")
     else:
         clean_run(instance, run, guard.reason)
-        out.line(f"Run {run_id} {guard.reason}; marked failed, its pool slots freed, its child processes stopped.")
+        out.line(f"Run {run_id} {guard.reason}; marked failed, its pool slots freed.")
     return guard.exit_code
 
 

@@ -8,21 +8,18 @@ another deployment swaps one object. Paths may be relative to the repository roo
 
 from __future__ import annotations
 
-import importlib.metadata
 import shutil
 from collections.abc import Iterator
 from contextlib import contextmanager
 from datetime import date
-from functools import cached_property
 from pathlib import Path
 from typing import Any
 
 import dagster as dg
 import duckdb
-from dagster_dbt import DbtCliResource
-from packaging import version
 
-from flightops import warehouse_connections
+from flightops import dbt_runner, warehouse_connections
+from flightops.dbt_runner import DbtInvocation
 from flightops.feature_engineering import check_lead
 from flightops.online_features import online_features_under
 from flightops.settings import monitoring_dir_under, resolve_path, resolve_url
@@ -74,37 +71,26 @@ class MlflowResource(dg.ConfigurableResource):
         return self.ui_url.rstrip("/")
 
 
-class WarehouseDbtResource(DbtCliResource):
-    """dagster-dbt's dbt CLI resource, without the fixed costs per run this platform never uses.
+class DbtResource(dg.ConfigurableResource):
+    """The dbt project, run inside the step's process (flightops.dbt_runner: no `dbt` process per step).
 
-    Measured on the 2-core machine (issue 10): dagster-dbt runs `dbt --version` once per run to learn
-    the version (5 s, and dbt asks PyPI for the latest release), and sets up a dbt adapter inside the
-    Dagster process before every invocation (5 s the first time, 1.4 s after) that only its
-    `fetch_row_counts()` / `fetch_column_metadata()` use; assets/transform.py reads those figures
-    from the warehouse itself. So the version is the installed dbt-core's (the dbt beside this
-    interpreter), and no adapter is set up.
-
-    Each step's dbt artifacts go to the same folder every run, `<data_dir>/dbt/<step>`, instead of a
-    new folder per invocation under the project's target/: dbt finds its partial-parse file there
-    and re-parses only what changed, and the folders do not pile up with every run. A step's first
-    invocation starts from another step's parse when there is one (the project and profile are the
-    same; dbt checks that and parses in full if not): 4.8 s of parsing instead of 8.4 s.
+    Each step's dbt artifacts (its log, run results, saved parse) go to the same folder every run,
+    `<data_dir>/dbt/<step>`: dbt finds its partial-parse file there and re-parses only what changed,
+    and the folders do not pile up with every run. A step's first parse starts from another step's
+    saved parse when there is one (the project and profile are the same; dbt checks that and parses
+    in full if not).
     """
 
+    project_dir: str
+    profiles_dir: str
     data_dir: str  # the platform's data folder (absolute, or relative to the repository root)
 
-    @cached_property
-    def _cli_version(self) -> version.Version:
-        return version.parse(importlib.metadata.version("dbt-core"))
-
-    def _initialize_dbt_core_adapter(self, args: Any) -> None:
-        return None
-
-    def cli(self, args: Any, *, context: Any = None, target_path: Path | None = None, **kwargs: Any) -> Any:
-        if target_path is None and context is not None:
-            target_path = resolve_path(self.data_dir) / "dbt" / context.op_def.name
-            _seed_partial_parse(target_path)
-        return super().cli(args, context=context, target_path=target_path, **kwargs)
+    def invoke(self, context: dg.AssetExecutionContext, command: list[str], dbt_vars: dict[str, Any]) -> DbtInvocation:
+        """`dbt <command>` on the step's selection, with `--vars dbt_vars`."""
+        target_path = resolve_path(self.data_dir) / "dbt" / context.op_def.name
+        _seed_partial_parse(target_path)
+        return dbt_runner.invoke(context, resolve_path(self.project_dir), resolve_path(self.profiles_dir), target_path,
+                                 command, dbt_vars)
 
 
 PARTIAL_PARSE_FILE = "partial_parse.msgpack"  # dbt's saved parse, in its target path

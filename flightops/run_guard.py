@@ -1,10 +1,10 @@
 """A `flightops run` process and its Dagster run: stop it cleanly, and clean up after a dead one.
 
 Dagster knows nothing of a `flightops run` process once it is killed: its run stays STARTED and
-keeps its slot of the duckdb_warehouse pool, and dbt, its child, goes on writing. So the run records
-its process in its tags (pid, host, start time), exports its id to its children (dbt), and the next
-run (or `flightops runs clean`) marks a run whose process is gone failed, frees its slots and kills
-its leftover children. `RunGuard` makes SIGINT/SIGTERM stop a run even while a step waits for a
+keeps its slot of the duckdb_warehouse pool. So the run records its process in its tags (pid, host,
+start time), and the next run (or `flightops runs clean`) marks a run whose process is gone failed
+and frees its slots. Every step runs inside that process, dbt included (flightops.dbt_runner), so
+nothing of a killed run goes on writing. `RunGuard` makes SIGINT/SIGTERM stop a run even while a step waits for a
 slot, and bounds that wait (FLIGHTOPS_POOL_WAIT_SECONDS).
 """
 
@@ -27,7 +27,6 @@ if TYPE_CHECKING:
     from flightops.run_output import RunOutput
 
 PID_TAG, HOST_TAG, PROCESS_START_TAG = "flightops/pid", "flightops/host", "flightops/process_start"
-RUN_ID_VARIABLE = "FLIGHTOPS_RUN_ID"
 UNFINISHED = [dg.DagsterRunStatus.NOT_STARTED, dg.DagsterRunStatus.STARTING, dg.DagsterRunStatus.STARTED,
               dg.DagsterRunStatus.CANCELING]
 DEAD_RUN_CHECK_SECONDS = 10.0  # while a step waits, how often to look whether the holder died
@@ -57,30 +56,6 @@ def run_process_gone(run: dg.DagsterRun) -> bool:
     if PID_TAG not in tags or tags.get(HOST_TAG) != socket.gethostname():
         return False
     return process_start(int(tags[PID_TAG])) != (tags.get(PROCESS_START_TAG) or None)
-
-
-def run_children(run_id: str) -> list[psutil.Process]:
-    """The processes (dbt) started by the run: they inherit RUN_ID_VARIABLE in their environment."""
-    found = []
-    for process in psutil.process_iter():
-        if process.pid == os.getpid():
-            continue
-        with contextlib.suppress(psutil.Error):  # gone meanwhile, or another user's
-            if process.environ().get(RUN_ID_VARIABLE) == run_id:
-                found.append(process)
-    return found
-
-
-def kill_children(run_id: str) -> list[int]:
-    """SIGKILL what is left of the run's children (an orphaned dbt keeps writing to the warehouse); their pids.
-
-    psutil checks that each process is still the one found (not a reused pid) before it signals it.
-    """
-    children = run_children(run_id)
-    for process in children:
-        with contextlib.suppress(psutil.NoSuchProcess):
-            process.kill()
-    return [process.pid for process in children]
 
 
 # Before a run's first step Dagster stores a "planned materialization" event per asset and day, one
@@ -119,14 +94,12 @@ def mark_unwritten_days_failed(instance: dg.DagsterInstance, run_id: str) -> int
 
 
 def clean_run(instance: dg.DagsterInstance, run: dg.DagsterRun, reason: str) -> str:
-    """Kill the run's leftover children, mark it failed with `reason` (if unfinished), free its pool slots."""
-    killed = kill_children(run.run_id)
+    """Mark the run failed with `reason` (if unfinished) and free its pool slots."""
     if run.status in UNFINISHED:
         instance.report_run_failed(run, message=reason)
         mark_unwritten_days_failed(instance, run.run_id)
     instance.event_log_storage.free_concurrency_slots_for_run(run.run_id)
-    leftovers = f"; killed its leftover process(es) {', '.join(map(str, killed))}" if killed else ""
-    return f"cleaned run {run.run_id} ({run.job_name}): marked failed ({reason}), pool slots freed{leftovers}"
+    return f"cleaned run {run.run_id} ({run.job_name}): marked failed ({reason}), pool slots freed"
 
 
 def clean_dead_runs(instance: dg.DagsterInstance) -> list[str]:
@@ -222,7 +195,7 @@ class RunGuard:
 
 @contextlib.contextmanager
 def exported(values: Mapping[str, str]) -> Iterator[None]:
-    """`values` in the environment for the block (every child process, dbt, inherits them); then as before."""
+    """`values` in the environment for the block (dbt and Dagster read them there); then as before."""
     before = {name: os.environ.get(name) for name in values}
     os.environ.update(values)
     try:

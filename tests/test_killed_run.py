@@ -1,12 +1,13 @@
 """A run that dies, or is stopped, must not block the next: real `flightops run` processes on a private platform.
 
-In order on one platform (module fixture): Ctrl-C (SIGINT) to a run while dbt runs; `kill -9` of the
-next while dbt runs, then a run that must clean the dead one and complete; then a run that waits for a
+In order on one platform (module fixture): Ctrl-C (SIGINT) to a run once its dbt step has started; `kill -9`
+of the next at the same point, then a run that must clean the dead one and complete; then a run that waits for a
 warehouse slot a live (made-up, UI-style) run holds must give up after its bound and name that run.
 """
 
 from __future__ import annotations
 
+import contextlib
 import io
 import os
 import signal
@@ -17,11 +18,11 @@ from pathlib import Path
 from types import SimpleNamespace
 
 import dagster as dg
+import psutil
 import pytest
 
 from flightops import cli
 from flightops.pipeline import run_main_job
-from flightops.run_guard import RUN_ID_VARIABLE, run_children
 from tests.dagster_dev import instance_for, prepare_home, wait_for
 from tests.fault_assertions import assert_ledger_balanced, assert_no_valid_row_lost, clean_versions
 from tests.platform_harness import private_platform
@@ -30,19 +31,33 @@ FLIGHTOPS = Path(sys.executable).parent / "flightops"
 POOL = "duckdb_warehouse"
 
 
-def dbt_build_of(pid: int) -> tuple[int, str] | None:
-    """(pid, run id) of a `dbt build` child of `pid`, once there is one."""
-    for entry in os.scandir("/proc"):
-        try:
-            stat = open(f"/proc/{entry.name}/stat").read()
-            cmdline = open(f"/proc/{entry.name}/cmdline", "rb").read().split(b"\0")
-            environ = open(f"/proc/{entry.name}/environ", "rb").read().split(b"\0")
-        except OSError:
-            continue
-        if int(stat.rsplit(")", 1)[1].split()[1]) == pid and b"build" in cmdline and any(b"dbt" in c for c in cmdline):
-            run_ids = [v.split(b"=", 1)[1].decode() for v in environ if v.startswith(RUN_ID_VARIABLE.encode() + b"=")]
-            return (int(entry.name), run_ids[0]) if run_ids else None
+DBT_STEP = "dbt_daily_models"
+
+
+def run_ids(home: Path) -> set[str]:
+    with instance_for(home) as instance:
+        return {record.dagster_run.run_id for record in instance.get_run_records()}
+
+
+def dbt_step_started(home: Path, known: set[str]) -> str | None:
+    """The id of a run not in `known`, once its dbt step has started (dbt runs inside the run's process)."""
+    with instance_for(home) as instance:
+        for record in instance.get_run_records():
+            run_id = record.dagster_run.run_id
+            if run_id not in known and any(entry.step_key == DBT_STEP for entry in
+                                           instance.all_logs(run_id, of_type=dg.DagsterEventType.STEP_START)):
+                return run_id
     return None
+
+
+def session_processes(session: int) -> list[psutil.Process]:
+    """The processes still alive in a session (a `flightops run` started with start_new_session)."""
+    alive = []
+    for process in psutil.process_iter():
+        with contextlib.suppress(psutil.Error):  # gone meanwhile
+            if os.getsid(process.pid) == session and process.status() != psutil.STATUS_ZOMBIE:
+                alive.append(process)
+    return alive
 
 
 def start_run(env: dict, until: str) -> subprocess.Popen:
@@ -50,13 +65,14 @@ def start_run(env: dict, until: str) -> subprocess.Popen:
                             stderr=subprocess.STDOUT, text=True, start_new_session=True)
 
 
-def run_until_dbt(env: dict, until: str) -> tuple[subprocess.Popen, str]:
+def run_until_dbt(env: dict, home: Path, until: str) -> tuple[subprocess.Popen, str]:
     """A `flightops run` process, returned once its dbt step runs, with the run's id."""
+    known = run_ids(home)
     process = start_run(env, until)
-    found = wait_for(lambda: dbt_build_of(process.pid) or process.poll() is not None, timeout=240, interval=0.5,
-                     what=f"dbt build under flightops run (pid {process.pid})")
+    found = wait_for(lambda: dbt_step_started(home, known) or process.poll() is not None, timeout=240, interval=0.2,
+                     what=f"the dbt step of flightops run (pid {process.pid})")
     assert found is not True, f"the run ended before dbt started:\n{process.communicate()[0][-3000:]}"
-    return process, found[1]
+    return process, found
 
 
 def failure_message(instance: dg.DagsterInstance, run_id: str) -> str:
@@ -72,12 +88,12 @@ def stopped_and_killed(tmp_path_factory):
         home = prepare_home(base / "dagster_home")
         env = {**os.environ, "DAGSTER_HOME": str(home)}
 
-        interrupted, interrupted_id = run_until_dbt(env, "2013-01-02")
+        interrupted, interrupted_id = run_until_dbt(env, home, "2013-01-02")
         os.kill(interrupted.pid, signal.SIGINT)
         interrupted_output = interrupted.communicate(timeout=120)[0]
         before = clean_versions(platform)
 
-        killed, killed_id = run_until_dbt(env, "2013-01-03")
+        killed, killed_id = run_until_dbt(env, home, "2013-01-03")
         os.kill(killed.pid, signal.SIGKILL)
         killed.wait()
 
@@ -88,12 +104,12 @@ def stopped_and_killed(tmp_path_factory):
                               killed_id=killed_id, after=after, after_output=after_output)
 
 
-def test_sigint_stops_the_run_with_a_message_and_no_child_left(stopped_and_killed):
+def test_sigint_stops_the_run_with_a_message_and_no_process_left(stopped_and_killed):
     s = stopped_and_killed
     assert s.interrupted.returncode == 130, s.interrupted_output[-3000:]
     assert f"Run {s.interrupted_id} stopped by SIG" in s.interrupted_output
     assert "marked failed" in s.interrupted_output
-    assert run_children(s.interrupted_id) == []
+    assert session_processes(s.interrupted.pid) == []
     with instance_for(s.home) as instance:
         assert instance.get_run_by_id(s.interrupted_id).status == dg.DagsterRunStatus.FAILURE
         assert instance.event_log_storage.get_concurrency_info(POOL).claimed_slots == []
@@ -107,7 +123,6 @@ def test_the_run_after_a_killed_one_cleans_it_and_completes(stopped_and_killed):
         dead = instance.get_run_by_id(s.killed_id)
         assert dead.status == dg.DagsterRunStatus.FAILURE
         assert "is gone" in failure_message(instance, s.killed_id)
-    assert run_children(s.killed_id) == [], "the killed run's dbt was left running"
     assert_ledger_balanced(s.platform)
     assert_no_valid_row_lost(s.platform, s.before)
     assert s.platform.query("SELECT count(DISTINCT partition_date) FROM audit.load_ledger WHERE asset = 'flights'") == [(3,)]

@@ -20,6 +20,8 @@ from dagster._core.definitions.metadata import normalize_metadata
 from assets import groups
 from assets.transform import WINDOW_VARIABLES, build, dbt_project
 from flightops.pipeline import keys_in_groups
+from flightops import dbt_runner
+from flightops.dbt_runner import DbtInvocation, DbtInvocationError
 from flightops.resources import WarehouseResource
 from tests.platform_harness import Platform, failure_messages, private_platform
 
@@ -77,23 +79,25 @@ def test_the_column_schema_carries_the_yml_descriptions(built):
 
 @dataclass
 class StubDbt:
-    """A dbt resource whose one invocation yields the given events, then fails (or not)."""
+    """A dbt resource whose one invocation reports the given events, then fails (or not)."""
 
     manifest: dict
     events: list
     error: Exception | None = None
-    args: list[str] = field(default_factory=list)
+    calls: list = field(default_factory=list)
 
-    def cli(self, args, context, raise_on_error):
-        assert raise_on_error is False  # build raises dbt's error itself, after yielding every event
-        self.args = args
-        return self
+    def invoke(self, context, command, dbt_vars) -> DbtInvocation:
+        self.calls.append((command, dbt_vars))
+        return DbtInvocation(self.events, self.manifest, self.error)
 
-    def stream(self) -> Iterator:
-        return iter(self.events)
 
-    def get_error(self) -> Exception | None:
-        return self.error
+class StubContext:
+    """What `build` asks of a step's context when the file is free: a log."""
+
+    class log:
+        @staticmethod
+        def info(message: str) -> None:
+            pass
 
 
 @pytest.mark.unit
@@ -106,37 +110,16 @@ def test_a_failed_build_still_reports_its_tables_then_fails(tmp_path: Path):
     check = dg.AssetCheckResult(asset_key="marts/dim_x", check_name="unique_id", passed=False)
     dbt = StubDbt({"nodes": {"model.p.dim_x": model}},
                   [dg.Output(None, "marts__dim_x", metadata={"unique_id": "model.p.dim_x"}), check],
-                  error=RuntimeError("dbt failed"))
+                  error=DbtInvocationError("dbt failed"))
     events = []
-    with pytest.raises(RuntimeError, match="dbt failed"):
-        events.extend(build(None, dbt, warehouse))
-    assert dbt.args[0] == "build" and str(warehouse.file) in dbt.args[-1]
+    with pytest.raises(DbtInvocationError, match="dbt failed"):
+        events.extend(build(StubContext(), dbt, warehouse))
+    assert dbt.calls == [(["build"], {"flightops_warehouse": str(warehouse.file)})]
     metadata = events[0].metadata
     assert metadata["dagster/row_count"].value == 2
     assert [(c.name, c.type, c.description) for c in metadata["dagster/column_schema"].schema.columns] == [
         ("id", "VARCHAR", "The key."), ("n", "INTEGER", None)]
     assert events[1] is check
-
-
-@pytest.mark.unit
-def test_the_dbt_resource_replaces_members_dagster_dbt_still_has(tmp_path: Path):
-    """WarehouseDbtResource overrides two private members of dagster-dbt's resource (the `dbt --version`
-    call, the in-process adapter); an upgrade renaming them would silently bring both costs back."""
-    from functools import cached_property
-
-    from dagster_dbt import DbtCliResource
-    from dbt.version import __version__ as dbt_version
-
-    from flightops.resources import WarehouseDbtResource
-
-    assert isinstance(DbtCliResource.__dict__["_cli_version"], cached_property)
-    assert "args" in DbtCliResource._initialize_dbt_core_adapter.__code__.co_varnames
-    from flightops.definitions import defs
-
-    resource = WarehouseDbtResource(project_dir=str(dbt_project.project_dir), data_dir=str(tmp_path),
-                                    dbt_executable=defs.resources["dbt"].dbt_executable)
-    assert str(resource._cli_version) == dbt_version
-    assert resource._initialize_dbt_core_adapter(["build"]) is None
 
 
 @pytest.fixture(scope="module")
@@ -194,10 +177,11 @@ def test_an_analysts_window_is_replaced_even_with_full_refresh_and_no_window_reb
     assert built.query(counts) == clean
 
 
-def test_a_later_window_reuses_the_steps_dbt_folder_and_parses_only_what_changed(built):
-    """Each dbt step keeps its artifacts in one folder under the data folder, so the next run's dbt finds
-    its partial-parse file: a new window (environment variables, read only when dbt executes) re-parses
-    no file. The warehouse models are one step, one `dbt build` a run: the run parsed the project once.
+def test_a_later_window_reuses_the_steps_dbt_folder_and_parses_only_what_changed(built, monkeypatch):
+    """Each dbt step keeps its artifacts in one folder under the data folder, so a new run's process finds
+    dbt's partial-parse file there: a new window (environment variables, read only when dbt executes)
+    re-parses no file. Within one process the parsed project is reused: a second invocation parses
+    nothing. The warehouse models are one step, one `dbt build` a run: the run parsed the project once.
     (Runs last: it adds a day to the module's platform.)"""
     folders = built.settings.data_dir / "dbt"
     steps = ("dbt_daily_models",)
@@ -215,17 +199,40 @@ def test_a_later_window_reuses_the_steps_dbt_folder_and_parses_only_what_changed
         return {step: [sum(e["data"][k] for k in ("added", "changed", "deleted")) for e in events(step)
                        if e["info"]["name"] == "PartialParsingEnabled"] for step in steps}
 
+    def new_parses(before: dict[str, list[int]]) -> dict[str, list[int]]:
+        now = reparsed_files()
+        return {step: now[step][len(before[step]):] for step in steps}
+
+    transform = keys_in_groups(groups.INGESTION, groups.VALIDATION, groups.TRANSFORM)
     before = {day: n for day, n in built.query("SELECT flight_date::VARCHAR, count(*) FROM marts.fct_flights GROUP BY 1")}
     parses_before, reparsed_before = full_parses(), reparsed_files()
     assert parses_before == {"dbt_daily_models": 1}, parses_before  # the run's dbt parsed the project, once
-    result = built.run("2013-01-03", "2013-01-03", keys_in_groups(groups.INGESTION, groups.VALIDATION, groups.TRANSFORM))
+    monkeypatch.setattr(dbt_runner, "_parsed", None)  # as in a new run's process: nothing parsed yet
+    result = built.run("2013-01-03", "2013-01-03", transform)
     assert result.success, failure_messages(result)
 
     assert full_parses() == parses_before, "the new window made dbt re-parse the whole project"
-    reparsed = reparsed_files()
-    assert {step: reparsed[step][len(reparsed_before[step]):] for step in steps} == {step: [0] for step in steps}, reparsed
+    assert new_parses(reparsed_before) == {step: [0] for step in steps}, reparsed_files()
     assert all((folders / step / "partial_parse.msgpack").exists() for step in steps)
     assert sorted(path.name for path in folders.iterdir()) == sorted(steps)
     after = {day: n for day, n in built.query("SELECT flight_date::VARCHAR, count(*) FROM marts.fct_flights GROUP BY 1")}
     (clean_day3,) = built.query("SELECT count(*) FROM clean.flights WHERE flight_date = '2013-01-03'")[0]
     assert after == {**before, "2013-01-03": clean_day3} and clean_day3 > 0
+
+    reparsed_before = reparsed_files()
+    result = built.run("2013-01-03", "2013-01-03", transform)  # the same process again: the parsed project serves
+    assert result.success, failure_messages(result)
+    assert new_parses(reparsed_before) == {step: [] for step in steps}, reparsed_files()
+    assert {day: n for day, n in built.query("SELECT flight_date::VARCHAR, count(*) FROM marts.fct_flights GROUP BY 1")} == after
+
+
+def test_dbt_leaves_the_warehouse_file_free_for_this_process_and_others(built):
+    """dbt runs inside the step's process and dbt-duckdb keeps its database open after an invocation;
+    flightops.dbt_runner closes it, or every later step and process would meet a lock."""
+    file = built.settings.warehouse
+    other = subprocess.run([sys.executable, "-c", "import duckdb, sys; duckdb.connect(sys.argv[1]).close()", str(file)],
+                           capture_output=True, text=True)
+    assert other.returncode == 0, other.stderr
+    with duckdb.connect(str(file), config={"threads": 1}) as con:  # a configuration dbt's connection does not have
+        (rows,) = con.execute("SELECT count(*) FROM marts.fct_flights").fetchone()
+    assert rows == built.query("SELECT count(*) FROM clean.flights")[0][0] > 0  # the fact table has every clean flight
