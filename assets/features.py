@@ -13,7 +13,7 @@ import dagster as dg
 from dagster_dbt import get_asset_key_for_model
 
 from assets import groups
-from assets.transform import dbt_daily_models
+from assets.transform import dbt_daily_models, dbt_warehouse_models
 from flightops.feature_engineering import build_features
 from flightops.online_features import write_days
 from flightops.partitions import DAILY, SINGLE_RUN, day_range
@@ -25,7 +25,7 @@ FEATURES = dg.AssetKey(["features", "flight_features"])
 LABELS = dg.AssetKey(["features", "flight_labels"])
 ONLINE = dg.AssetKey(["features", "online_flight_features"])
 FACT = get_asset_key_for_model([dbt_daily_models], "fct_flights")
-WEATHER = get_asset_key_for_model([dbt_daily_models], "stg_weather")
+WEATHER = get_asset_key_for_model([dbt_warehouse_models], "stg_weather")
 FEATURES_TABLE = "features.flight_features"
 
 @dg.multi_asset(

@@ -4,14 +4,18 @@ Every dbt model is an asset keyed `<schema>/<model>` like every other table of t
 warehouse (`staging/stg_flights`, `marts/fct_flights`), in the `transform` group,
 downstream of the tables it reads
 (dbt sources `clean.*` map to the `clean/*` assets), and every dbt test is an asset
-check. Every model but the monitoring ones is built by one step, `dbt_daily_models`, partitioned
-like the sources: one `dbt build` a run, inside the step's process (flightops.dbt_runner). Models tagged `daily` are rebuilt for the run's date window
-(environment variables FLIGHTOPS_DBT_START_DATE/END_DATE, read by the `date_window` macro like the
-vars start_date/end_date an analyst passes, only when dbt executes: a changed --vars would make dbt
-re-parse the whole project every run, a window read while parsing the files that read it); the rest
-(staging and intermediate views, the carrier and plane dimensions) are rebuilt whole, each run. They
-were a step of their own: a daily run paid a `dbt build` process (3.5-5.5 s) for views that change
-only with their code. Models
+check. The warehouse models are two steps of every run, each one `dbt build` inside the step's
+process (flightops.dbt_runner). Models tagged `daily` (`dbt_daily_models`: the fact table, the
+daily mart, the airport dimension whose placeholders follow the flights) are partitioned like the
+sources and rebuilt for the run's date window (environment variables
+FLIGHTOPS_DBT_START_DATE/END_DATE, read by the `date_window` macro like the vars start_date/end_date
+an analyst passes, only when dbt executes: a changed --vars would make dbt re-parse the whole project
+every run, a window read while parsing the files that read it). The rest (`dbt_warehouse_models`:
+the staging and intermediate views, the carrier and plane dimensions) are rebuilt whole each run
+and are not partitioned: a catch-up of a year records one materialization each, not one per day
+(2,912 fewer events to store). While dbt was a process per step they were part of the daily step, to
+save a process (3.5-5.5 s) per run; in the step's process a second invocation costs a fraction of a
+second. Models
 tagged `monitoring` read the monitoring tables (sources `monitoring.*`, mapped to the
 Layer 8 assets that write them) and sit in the `monitoring` group. All run in the
 `duckdb_warehouse` pool, so dbt never races another writer for the file, and wait as the Python
@@ -42,6 +46,7 @@ from flightops.warehouse_connections import DUCKDB_POOL, LockWait, WarehouseLock
 
 MONITORING_TAG = "monitoring"
 MONITORING_SELECTOR = f"tag:{MONITORING_TAG}"
+DAILY_SELECTOR = "tag:daily"
 
 # The dbt resource runs this project. The @dbt_assets below are not given it (`project=`): dagster-dbt
 # would only store it in every asset's metadata, where the UI shows "[DbtProject] (unserializable)".
@@ -174,13 +179,28 @@ def table_metadata(con: duckdb.DuckDBPyConnection, node: Mapping[str, Any]) -> d
     }
 
 
+# Models only, so no dbt test of the sources alone (not-null / unique on clean.*): their tables are the
+# Python clean assets, which assert the same rules as blocking checks (key_unique, the contracts), and
+# dagster-dbt can only log them as observations of assets outside the step. `dbt build` run by hand still
+# runs them. A test of a model and a source (fct_flights against clean.flights) is kept.
 @dbt_assets(
     manifest=dbt_project.manifest_path,
-    # Models only, so no dbt test of the sources alone (not-null / unique on clean.*): their tables are
-    # the Python clean assets, which assert the same rules as blocking checks (key_unique, the contracts),
-    # and dagster-dbt can only log them as observations of assets outside this step. `dbt build` run by
-    # hand still runs them. A test of a model and a source (fct_flights against clean.flights) is kept.
     select="resource_type:model",
+    exclude=f"{MONITORING_SELECTOR} {DAILY_SELECTOR}",
+    dagster_dbt_translator=TRANSLATOR,
+    pool=DUCKDB_POOL,
+    name="dbt_warehouse_models",
+)
+def dbt_warehouse_models(context: dg.AssetExecutionContext, dbt: DbtResource, warehouse: WarehouseResource):
+    """The views and the dimensions rebuilt whole each run, with their tests. A test that also reads a
+    daily model (the fact table's relationships to the dimensions) is excluded with that model (dbt's
+    default, `eager`, selection): it runs in the daily step, once the fact table is rebuilt."""
+    yield from build(context, dbt, warehouse)
+
+
+@dbt_assets(
+    manifest=dbt_project.manifest_path,
+    select=f"resource_type:model,{DAILY_SELECTOR}",
     exclude=MONITORING_SELECTOR,
     partitions_def=DAILY,
     backfill_policy=SINGLE_RUN,

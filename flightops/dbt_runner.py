@@ -103,6 +103,9 @@ def invoke(context: dg.AssetExecutionContext, project_dir: Path, profiles_dir: P
         result = dbtRunner(manifest=manifest, callbacks=[lambda message: raw_events.append(msg_to_dict(message))]).invoke(args)
     finally:
         release_warehouse()
+    if result.exception is not None and not isinstance(result.exception, Exception):
+        # dbt returns whatever stopped it; a stop (Ctrl-C, Dagster's interrupt of the step) must stay one.
+        raise result.exception
     events = [
         event
         for raw in raw_events

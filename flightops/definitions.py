@@ -21,7 +21,7 @@ from assets.features import flight_features
 from assets.ingestion import raw_assets
 from assets.models import model_assets
 from assets.monitoring import REALIZED_PERFORMANCE, monitoring_assets
-from assets.transform import dbt_project, monitoring_models, dbt_daily_models
+from assets.transform import dbt_daily_models, dbt_project, dbt_warehouse_models, monitoring_models
 from flightops.jobs import daily_job, main_job, retraining_job
 from flightops.monitoring.policy import MonitoringPolicy
 from flightops.resources import (
@@ -103,7 +103,7 @@ def resources() -> dict[str, dg.ConfigurableResource]:
 
 defs = dg.Definitions(
     assets=dg.map_asset_specs(with_owner, [
-        *raw_assets, *clean_assets, dbt_daily_models, monitoring_models, flight_features,
+        *raw_assets, *clean_assets, dbt_warehouse_models, dbt_daily_models, monitoring_models, flight_features,
         *model_assets, *monitoring_assets]),
     jobs=[main_job, daily_job, retraining_job],
     sensors=[landing_zone_sensor, opdb_corrections_sensor, retraining_sensor, run_failure_alert_sensor,

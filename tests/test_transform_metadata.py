@@ -180,49 +180,43 @@ def test_an_analysts_window_is_replaced_even_with_full_refresh_and_no_window_reb
 def test_a_later_window_reuses_the_steps_dbt_folder_and_parses_only_what_changed(built, monkeypatch):
     """Each dbt step keeps its artifacts in one folder under the data folder, so a new run's process finds
     dbt's partial-parse file there: a new window (environment variables, read only when dbt executes)
-    re-parses no file. Within one process the parsed project is reused: a second invocation parses
-    nothing. The warehouse models are one step, one `dbt build` a run: the run parsed the project once.
-    (Runs last: it adds a day to the module's platform.)"""
+    re-parses no file. Within one process the parsed project is reused: the run's second dbt step, and a
+    later run, parse nothing. (Runs last: it adds a day to the module's platform.)"""
     folders = built.settings.data_dir / "dbt"
-    steps = ("dbt_daily_models",)
+    steps = ("dbt_warehouse_models", "dbt_daily_models")
 
-    def events(step: str) -> list[dict]:
-        return [json.loads(line) for line in (folders / step / "dbt.log").read_text().splitlines()]
+    def events() -> list[dict]:
+        return [json.loads(line) for step in steps for line in (folders / step / "dbt.log").read_text().splitlines()]
 
-    def full_parses() -> dict[str, int]:
-        """Per step: the dbt invocations that parsed the whole project (one or more UnableToPartialParse events)."""
-        return {step: len({e["info"]["invocation_id"] for e in events(step) if e["info"]["name"] == "UnableToPartialParse"})
-                for step in steps}
+    def full_parses() -> int:
+        """dbt invocations that parsed the whole project (one or more UnableToPartialParse events)."""
+        return len({e["info"]["invocation_id"] for e in events() if e["info"]["name"] == "UnableToPartialParse"})
 
-    def reparsed_files() -> dict[str, list[int]]:
-        """Per step: the files each partial parse found added, changed or deleted, one count per invocation."""
-        return {step: [sum(e["data"][k] for k in ("added", "changed", "deleted")) for e in events(step)
-                       if e["info"]["name"] == "PartialParsingEnabled"] for step in steps}
-
-    def new_parses(before: dict[str, list[int]]) -> dict[str, list[int]]:
-        now = reparsed_files()
-        return {step: now[step][len(before[step]):] for step in steps}
+    def partial_parses() -> list[int]:
+        """The files each partial parse found added, changed or deleted, one count per invocation."""
+        return [sum(e["data"][k] for k in ("added", "changed", "deleted")) for e in events()
+                if e["info"]["name"] == "PartialParsingEnabled"]
 
     transform = keys_in_groups(groups.INGESTION, groups.VALIDATION, groups.TRANSFORM)
     before = {day: n for day, n in built.query("SELECT flight_date::VARCHAR, count(*) FROM marts.fct_flights GROUP BY 1")}
-    parses_before, reparsed_before = full_parses(), reparsed_files()
-    assert parses_before == {"dbt_daily_models": 1}, parses_before  # the run's dbt parsed the project, once
+    assert full_parses() == 1  # the run's first dbt step parsed the project; the second reused it
+    partial_before = partial_parses()
     monkeypatch.setattr(dbt_runner, "_parsed", None)  # as in a new run's process: nothing parsed yet
     result = built.run("2013-01-03", "2013-01-03", transform)
     assert result.success, failure_messages(result)
 
-    assert full_parses() == parses_before, "the new window made dbt re-parse the whole project"
-    assert new_parses(reparsed_before) == {step: [0] for step in steps}, reparsed_files()
-    assert all((folders / step / "partial_parse.msgpack").exists() for step in steps)
+    assert full_parses() == 1, "the new window made dbt re-parse the whole project"
+    assert partial_parses()[len(partial_before):] == [0], partial_parses()  # one parse, no file re-parsed
     assert sorted(path.name for path in folders.iterdir()) == sorted(steps)
+    assert all((folders / step / "partial_parse.msgpack").exists() for step in steps)
     after = {day: n for day, n in built.query("SELECT flight_date::VARCHAR, count(*) FROM marts.fct_flights GROUP BY 1")}
     (clean_day3,) = built.query("SELECT count(*) FROM clean.flights WHERE flight_date = '2013-01-03'")[0]
     assert after == {**before, "2013-01-03": clean_day3} and clean_day3 > 0
 
-    reparsed_before = reparsed_files()
+    partial_before = partial_parses()
     result = built.run("2013-01-03", "2013-01-03", transform)  # the same process again: the parsed project serves
     assert result.success, failure_messages(result)
-    assert new_parses(reparsed_before) == {step: [] for step in steps}, reparsed_files()
+    assert partial_parses() == partial_before and full_parses() == 1
     assert {day: n for day, n in built.query("SELECT flight_date::VARCHAR, count(*) FROM marts.fct_flights GROUP BY 1")} == after
 
 
