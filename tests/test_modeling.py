@@ -30,10 +30,10 @@ from flightops.modeling.evaluate import (
     precision_recall_figure,
     precision_recall_lines,
 )
-from flightops.modeling.models import CatBoostConfig
+from flightops.modeling.models import BaselineConfig, CatBoostConfig
 from flightops.modeling.schema import LABEL_COLUMN, MISSING_CATEGORY, labels_of, model_inputs
 from flightops.modeling.splits import SplitConfig, SplitWindows, flight_days, plan_windows, split_by_time
-from flightops.modeling.training import TrainingConfig, TrainingResult, train_and_register
+from flightops.modeling.training import TrainingConfig, TrainingResult, sampled, train_and_register
 from flightops.modeling.tuning import TuningConfig
 from flightops.settings import Settings, load_environment
 from flightops.warehouse_connections import connect
@@ -168,6 +168,17 @@ def test_constant_predictor_metrics_follow_from_the_base_rate(labelled):
 
 
 @pytest.mark.unit
+def test_the_baseline_sample_is_seeded_bounded_and_keeps_the_rows_order(labelled):
+    rows = labelled.reset_index(drop=True)
+    assert sampled(rows, 0, seed=7) is rows and sampled(rows, len(rows), seed=7) is rows
+    size = len(rows) // 3
+    first, again, other = (sampled(rows, size, seed=seed) for seed in (7, 7, 8))
+    assert len(first) == size and first.index.is_monotonic_increasing and first.index.is_unique
+    assert first.index.equals(again.index) and not first.index.equals(other.index)
+    pd.testing.assert_frame_equal(first, rows.loc[first.index])
+
+
+@pytest.mark.unit
 def test_model_inputs_refuse_a_frame_without_the_contract_columns(labelled):
     with pytest.raises(KeyError, match="route_prior_delay_rate"):
         model_inputs(labelled.drop(columns=["route_prior_delay_rate"]))
@@ -217,6 +228,7 @@ def test_run_records_params_metrics_plots_and_lineage(settings, labelled, lifecy
     assert run.data.tags["lineage.rows_test"] == str(len(split.test))
     assert run.data.tags["dagster_run_id"] == "dagster-run-1"
     assert run.data.params["split_test_start"] == lifecycle.good.windows.test_start.isoformat()
+    assert run.data.params["baseline_max_rows"] == str(BaselineConfig().max_rows)
     assert run.data.metrics["test_roc_auc"] == pytest.approx(lifecycle.good.test_metrics["catboost"]["roc_auc"])
     assert run.data.metrics["test_baseline_roc_auc"] == pytest.approx(lifecycle.good.test_metrics["baseline"]["roc_auc"])
     logged = {item.path for item in client.list_artifacts(run.info.run_id, "evaluation")}

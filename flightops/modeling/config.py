@@ -8,10 +8,19 @@ from dataclasses import asdict, dataclass
 
 @dataclass(frozen=True)
 class BaselineConfig:
-    """Logistic regression settings (C is the inverse regularisation strength)."""
+    """Logistic regression settings (C is the inverse regularisation strength).
+
+    The baseline is CatBoost's yardstick, not a served model, so it is fitted on a seeded random
+    sample of at most `max_rows` of train+validation (0: all of them). On the year's 277,801 rows a
+    100,000-row sample scored within 0.001 of the whole's test ROC AUC (0.7415, 0.7420 and, with the
+    training's seed 2013, 0.7406; 0.7416 on all rows) in a quarter of the fit time (1.5 against 6.4 s)
+    and about a third of the memory (150 against 425 MB above the step's start), measured alone; the
+    most recent 100,000 or 150,000 rows instead scored 0.7400 and 0.7323 (one season).
+    """
 
     C: float = 1.0
     max_iter: int = 2000
+    max_rows: int = 100_000
 
 
 @dataclass(frozen=True)
