@@ -46,7 +46,7 @@ from flightops.settings import FIRST_DAY, LAST_DAY, REPO_ROOT, Settings, environ
 
 SCRIPTS_DIR = Path(__file__).resolve().parent
 BASELINE_SCRIPT = SCRIPTS_DIR / "pandas_baseline.py"
-# How often the platform process samples its own and its children's (dbt's) memory.
+# How often the platform process samples its own and its children's memory.
 SAMPLE_SECONDS = 0.05
 # Tables whose row counts must agree between the platform and the baseline.
 COMPARED_COUNTS = (
@@ -87,7 +87,7 @@ def load_averages(report: dict, separator: str = " ") -> list[str]:
 # --- memory of the running process (psutil) ----------------------------------------------------
 
 def _command(process: psutil.Process) -> str:
-    """A short name for a process: `dbt build`, `python -c <code>`, not the interpreter's path."""
+    """A short name for a process: `python -c <code>`, `dbt build`, not the interpreter's path."""
     try:
         argv = process.cmdline()
     except (psutil.NoSuchProcess, psutil.ZombieProcess, psutil.AccessDenied):
@@ -118,7 +118,7 @@ class MemorySampler(threading.Thread):
     """Samples own and descendants' RSS (psutil) every SAMPLE_SECONDS: per-step peaks, and each descendant's.
 
     A child's peak cannot come from getrusage(RUSAGE_CHILDREN): exec records the forking
-    process's high-water mark as the child's, so dbt would report this process's peak. Its
+    process's high-water mark as the child's, so a child would report this process's peak. Its
     sampled RSS is its peak up to SAMPLE_SECONDS (a shorter spike can be missed).
     """
 
@@ -390,20 +390,20 @@ def measure_dagster_alone(first: date, until: date, instance_dir: Path, shape: l
 @dataclass
 class ChildRun:
     wall_seconds: float
-    cpu_seconds: float  # user + system, the child's reaped descendants (dbt) included
+    cpu_seconds: float  # user + system, the child's reaped descendants included
     max_rss_mb: float  # the child's peak, or a reaped descendant's if larger (wait4 semantics)
 
 
 def run_child(argv: list[str], env: dict[str, str], what: str, log: Path) -> ChildRun:
-    """Run `python argv...` to completion, its output into `log`. Interrupting us stops it (and its dbt)."""
+    """Run `python argv...` to completion, its output into `log`. Interrupting us stops it (and its children)."""
     start = time.perf_counter()
     to_log = [(os.POSIX_SPAWN_OPEN, 1, str(log), os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o644), (os.POSIX_SPAWN_DUP2, 1, 2)]
-    # Its own process group, so an interruption can stop it together with its dbt processes.
+    # Its own process group, so an interruption can stop it together with its children.
     pid = os.posix_spawn(sys.executable, [sys.executable, *argv], env, file_actions=to_log, setpgroup=0)
     try:
         _, status, usage = os.wait4(pid, 0)
     except BaseException:
-        os.killpg(pid, signal.SIGTERM)  # the group this function created: the child, its API thread, dbt
+        os.killpg(pid, signal.SIGTERM)  # the group this function created: the child and anything it started
         os.waitpid(pid, 0)
         raise
     wall = time.perf_counter() - start
@@ -555,7 +555,7 @@ def markdown_table(report: dict) -> str:
     w, p, n, b, r = (report[k] for k in ("window", "platform", "new_day", "baseline", "ratios_platform_over_baseline"))
     loads = load_averages(report, " / ")
     events = p["materialization_events"]
-    # A Python step logs its per-day materializations in one burst after its work; a dbt step's come while dbt runs.
+    # A Python step logs its per-day materializations in one burst after its work; a dbt step's as dbt reports each model.
     python_steps = [step for step in p["steps"] if step["layer"] != "transform"]
     spans = sum(step["materialization_span_seconds"] for step in python_steps)
     recorded = sum(step["materialization_events"] for step in python_steps)
@@ -572,9 +572,7 @@ def markdown_table(report: dict) -> str:
         f"{p['peak_rss_mb']} |",
     ]
     rows += [f"| - {name} | {phase['seconds']} | | {phase['peak_rss_mb']} |" for name, phase in p["phases"].items() if name != "run"]
-    rows += [f"| - {layer['layer']} ({layer['steps']} steps) | {layer['seconds']} | | {layer['peak_rss_mb']} "
-             f"(dbt {layer['peak_children_rss_mb']}) |" if layer["layer"] == "transform" else
-             f"| - {layer['layer']} ({layer['steps']} steps) | {layer['seconds']} | | {layer['peak_rss_mb']} |"
+    rows += [f"| - {layer['layer']} ({layer['steps']} steps) | {layer['seconds']} | | {layer['peak_rss_mb']} |"
              for layer in p["layers"]]
     rows += [
         f"| - Dagster outside steps | {p['dagster_overhead_seconds']['total']} | | |",
@@ -612,16 +610,17 @@ def markdown_table(report: dict) -> str:
 TARGETS = {
     "year": ("year end to end <= 2x the script's wall",
              "fewer per-day events for a catch-up (monthly partitions for history) or lighter ones (each carries "
-             "its step's metadata), a lighter training step (the baseline's fit, evaluation, registry)"),
+             "its step's metadata), a lighter training step (MLflow's database creation and model logging, "
+             "evaluation, importance, plots beside CatBoost's fit)"),
     "memory": ("year's peak RSS <= the script's",
-               "less held when training starts (the run's process: Dagster, dbt's manifest, MLflow, the earlier "
-               "steps' heap, about 500 MB), the baseline's one-hot matrix stacked without a COO copy"),
+               "less held when training starts (the run's process: Dagster, dbt and its parsed project, MLflow, "
+               "the earlier steps' heap, about 500 MB) or a lighter CatBoost fit (its peak sets the step's)"),
     "data": ("data layers' steps <= 2x the script's data stages",
-             "fewer or lighter per-day events for a catch-up (most of Dagster's share, measured alone above, and "
-             "most of the dbt step's time)"),
+             "fewer or lighter per-day events for a catch-up (most of Dagster's share, measured alone above), "
+             "a faster read of the operational database (SQLAlchemy rows, then text casts in pandas)"),
     "new_day": ("a new day <= 10 % of the year",
-                "dbt without a process per step (each `dbt build` costs seconds of start-up and parsing; two remain: "
-                "the warehouse models, and the model-health mart after monitoring); 10 % leaves dbt about 1 s"),
+                "fewer imports per run (dbt, MLflow, scikit-learn: seconds each, paid by every run's new process) "
+                "or a long-lived process that keeps them; 10 % of the year is less than those imports"),
 }
 
 

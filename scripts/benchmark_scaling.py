@@ -6,7 +6,7 @@ anywhere but the scratch folder), in a fresh scratch platform:
   1. replay the sources through --until (its own process; reported apart, as in scripts/benchmark.py);
   2. materialize the data layers (ingestion, validation, warehouse, features) over FIRST_DAY..--until
      as one run (--all-layers: main_job, training with tuning off, deployment and monitoring too), in its
-     own process: wall, CPU, peak RSS (its own and with dbt), per-layer step times.
+     own process: wall, CPU, peak RSS (its own and with its child processes), per-layer step times.
 The calendar is the data set's year, so more data means more flights per day, not more days (how the
 platform scales with days is the year against one new day, in scripts/benchmark.py).
 Row counts are checked: every flight table holds k times its 1x rows, weather and the daily mart the
@@ -84,7 +84,7 @@ def build_report(until: date, load_start, load_end, runs: list[dict], all_layers
             "wall": round(p["process"]["wall_seconds"] / first["process"]["wall_seconds"], 2),
             "cpu": round(p["process"]["cpu_seconds"] / first["process"]["cpu_seconds"], 2),
             "peak_rss_process": round(p["peak_rss_mb"] / first["peak_rss_mb"], 2),
-            "peak_rss_with_dbt": round(p["tree_peak_rss_mb"] / first["tree_peak_rss_mb"], 2),
+            "peak_rss_with_children": round(p["tree_peak_rss_mb"] / first["tree_peak_rss_mb"], 2),
             "replay_wall": round(run["replay"]["process"]["wall_seconds"] / runs[0]["replay"]["process"]["wall_seconds"], 2),
         }
     largest = ratios[f"{runs[-1]['scale']}x"]
@@ -129,7 +129,7 @@ def markdown_table(report: dict) -> str:
         row("CPU s", [with_ratio(run["platform"]["process"]["cpu_seconds"], ratios[h]["cpu"]) for run, h in zip(runs, head)]),
         row("**peak RSS MB, the run's process**", [with_ratio(run["platform"]["peak_rss_mb"], ratios[h]["peak_rss_process"])
                                                    for run, h in zip(runs, head)]),
-        row("peak RSS MB with dbt's process", [with_ratio(run["platform"]["tree_peak_rss_mb"], ratios[h]["peak_rss_with_dbt"])
+        row("peak RSS MB with its child processes", [with_ratio(run["platform"]["tree_peak_rss_mb"], ratios[h]["peak_rss_with_children"])
                                                for run, h in zip(runs, head)]),
     ]
     for name in layer_names:
