@@ -85,15 +85,15 @@ def parsed_manifest(project_dir: Path, profiles_dir: Path, target_path: Path, db
 
 
 def invoke(context: dg.AssetExecutionContext, project_dir: Path, profiles_dir: Path, target_path: Path,
-           command: Sequence[str], dbt_vars: Mapping[str, Any],
-           translator: DagsterDbtTranslator | None = None) -> DbtInvocation:
+           command: Sequence[str], dbt_vars: Mapping[str, Any]) -> DbtInvocation:
     """Run `dbt <command>` on the step's selection (its assets and checks, as dagster-dbt selects them)."""
     from dbt.cli.main import dbtRunner
     from dbt_common.events.functions import msg_to_dict
 
     target_path.mkdir(parents=True, exist_ok=True)
+    # The step's assets definition supplies the manifest and translator (the placeholders below are replaced).
     params = get_updated_cli_invocation_params_for_context(context=context, manifest={},
-                                                           dagster_dbt_translator=translator or DagsterDbtTranslator())
+                                                           dagster_dbt_translator=DagsterDbtTranslator())
     args = [*command, *_common_args(project_dir, profiles_dir, target_path, dbt_vars), *params.selection_args]
     if params.indirect_selection:
         args += ["--indirect-selection", params.indirect_selection]
