@@ -119,7 +119,9 @@ def invoke(context: dg.AssetExecutionContext, project_dir: Path, profiles_dir: P
         if result.exception is not None and str(result.exception) not in "\n".join(lines):
             lines.append(str(result.exception))
         error = DbtInvocationError(
-            f"`dbt {' '.join(command)}` failed (dbt's log: {target_path / 'dbt.log'}):\n" + "\n".join(lines or ["(no error line)"]))
+            f"`dbt {' '.join(command)}` failed (dbt's log: {target_path / 'dbt.log'}):\n" + "\n".join(lines or ["(no error line)"])
+            + f"\nFix the model or test dbt names in {project_dir} (or, for a missing table, materialize the assets "
+            "upstream of this step first), then materialize the step again.")
     return DbtInvocation(events, params.manifest, error)
 
 

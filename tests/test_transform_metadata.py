@@ -230,3 +230,21 @@ def test_dbt_leaves_the_warehouse_file_free_for_this_process_and_others(built):
     with duckdb.connect(str(file), config={"threads": 1}) as con:  # a configuration dbt's connection does not have
         (rows,) = con.execute("SELECT count(*) FROM marts.fct_flights").fetchone()
     assert rows == built.query("SELECT count(*) FROM clean.flights")[0][0] > 0  # the fact table has every clean flight
+
+
+def test_a_dbt_failure_names_the_error_the_log_and_what_to_do(tmp_path: Path):
+    """dbt's own error lines reach the step's failure, with where dbt's log is and what to do, and the file
+    is free afterwards: the warehouse models on an empty warehouse (no clean tables to read)."""
+    from assets.transform import dbt_warehouse_models
+
+    with private_platform(tmp_path / "platform") as platform:
+        result = platform.run("2013-01-01", "2013-01-01", list(dbt_warehouse_models.keys))
+        assert not result.success
+        message = failure_messages(result)
+        log = platform.settings.data_dir / "dbt" / "dbt_warehouse_models" / "dbt.log"
+        assert "`dbt build` failed (dbt's log: " + str(log) in message, message
+        assert "Runtime Error in model stg_flights" in message and 'Table with name "clean.flights" does not exist' in message
+        assert "materialize the assets upstream of this step first" in message
+        assert log.exists()
+        with duckdb.connect(str(platform.settings.warehouse), config={"threads": 1}) as con:
+            assert con.execute("SELECT count(*) FROM information_schema.tables WHERE table_schema = 'marts'").fetchone() == (0,)
