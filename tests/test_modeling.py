@@ -179,6 +179,16 @@ def test_the_baseline_sample_is_seeded_bounded_and_keeps_the_rows_order(labelled
 
 
 @pytest.mark.unit
+def test_lineage_read_a_chunk_at_a_time_is_that_of_all_rows_at_once(labelled, monkeypatch):
+    rows = labelled.reset_index(drop=True)
+    whole = (tracking.training_data_hash(rows), tracking.known_categories(rows))
+    monkeypatch.setattr(tracking, "LINEAGE_CHUNK_ROWS", 7)  # many chunks, the last one short
+    assert len(rows) % 7 and (tracking.training_data_hash(rows), tracking.known_categories(rows)) == whole
+    assert tracking.training_data_hash(rows.iloc[::-1]) != whole[0]  # the order of the rows counts
+    assert all(whole[1][column] for column in whole[1])
+
+
+@pytest.mark.unit
 def test_model_inputs_refuse_a_frame_without_the_contract_columns(labelled):
     with pytest.raises(KeyError, match="route_prior_delay_rate"):
         model_inputs(labelled.drop(columns=["route_prior_delay_rate"]))
