@@ -40,8 +40,10 @@ CHAMPION = dg.AssetKey(["models", "champion"])
 MODEL_RECORDS_PAGE = 20
 PREDICTIONS = dg.AssetKey(["deployment", "flight_delay_predictions"])
 BATCH_PREDICTIONS_TABLE = "predictions.flight_delay"
-# Batch scoring reads the features this many DuckDB vectors (2,048 rows each) at a time: about 100k rows.
-SCORING_VECTORS = 50
+# Batch scoring reads the features this many DuckDB vectors (2,048 rows each) at a time: about 51k rows.
+# Scoring the year's 328k rows, measured alone: 50 vectors with ORDER BY flight_id (DuckDB then holds the
+# sorted result) peaked 333 MB above the start; 25 without the ORDER BY 159 MB, in the same 0.9 s.
+SCORING_VECTORS = 25
 
 
 class TrainingRunConfig(dg.Config):
@@ -260,8 +262,7 @@ def flight_delay_predictions(context: dg.AssetExecutionContext, warehouse: Wareh
         # Scored a chunk at a time into a temporary table (DuckDB spills it past its memory limit): a long
         # range's features never sit in memory at once. The reader is a second cursor on the same database.
         reader = con.cursor()
-        reader.execute(f"SELECT {columns} FROM features.flight_features WHERE flight_date BETWEEN ? AND ? ORDER BY flight_id",
-                       [first, last])
+        reader.execute(f"SELECT {columns} FROM features.flight_features WHERE flight_date BETWEEN ? AND ?", [first, last])
         created = False
         while True:
             features = reader.fetch_df_chunk(SCORING_VECTORS)
