@@ -8,10 +8,13 @@ Assets get every setting through the resources below, which read environment var
 from __future__ import annotations
 
 # ruff: noqa: E402  (the environment is loaded before the imports that read it)
+from flightops.process_memory import fix_mmap_threshold
 from flightops.settings import load_environment
 
 # Before the imports below: MLflow reads its telemetry switch at import.
 load_environment()
+# Every process that runs steps loads this module: freed large buffers go back to the system.
+fix_mmap_threshold()
 
 import dagster as dg
 

@@ -21,6 +21,7 @@ import numpy as np
 import pandas as pd
 import pytest
 
+from flightops.modeling import data as modeling_data
 from flightops.modeling import promotion, tracking
 from flightops.modeling.data import join_labels, latest_days_within, read_labelled_features, recent_labelled_days
 from flightops.modeling.evaluate import (
@@ -380,6 +381,20 @@ def test_labelled_features_read_from_the_warehouse(settings, tables, labelled):
     assert set(read["flight_id"]) == set(expected["flight_id"])
     assert read[LABEL_COLUMN].sum() == expected[LABEL_COLUMN].sum()
     assert len(everything) == len(labelled)
+
+
+def test_labelled_features_read_a_chunk_at_a_time_are_those_read_at_once(settings, tables, monkeypatch):
+    _write_feature_tables(settings, tables)
+    with connect(settings.warehouse, read_only=True) as con:
+        monkeypatch.setattr(modeling_data, "READ_VECTORS", 10_000)  # one chunk
+        at_once = read_labelled_features(con)
+        monkeypatch.setattr(modeling_data, "READ_VECTORS", 1)  # 2,048 rows a chunk
+        chunked = read_labelled_features(con)
+        empty = read_labelled_features(con, LAST_DAY + timedelta(days=1))
+    assert len(at_once) > 3 * 2048  # several chunks, the last one partial
+    pd.testing.assert_frame_equal(chunked, at_once)
+    assert list(chunked.index) == list(range(len(chunked)))
+    assert empty.empty and list(empty.columns) == list(at_once.columns)
 
 
 def test_training_reads_at_most_max_rows_of_the_latest_whole_days_and_promotion_only_its_recent_days(settings, tables, labelled):

@@ -1,0 +1,53 @@
+"""The code location fixes glibc's mmap threshold, so freed large buffers leave the process (flightops/process_memory.py)."""
+
+import subprocess
+import sys
+import textwrap
+
+import pytest
+
+# In a new process (the test process's allocator has its own history): free a 1 MiB block, then count
+# the mappings a 512 KiB block adds. With the threshold moving, glibc has raised it to 1 MiB and serves
+# 512 KiB from the heap (no mapping); with it fixed at 128 KiB, 512 KiB gets a mapping of its own.
+_PROBE = textwrap.dedent("""
+    import ctypes, ctypes.util, sys
+    from flightops.process_memory import fix_mmap_threshold
+
+    class MallInfo2(ctypes.Structure):
+        _fields_ = [(name, ctypes.c_size_t) for name in ("arena", "ordblks", "smblks", "hblks", "hblkhd",
+                    "usmblks", "fsmblks", "uordblks", "fordblks", "keepcost")]
+
+    libc = ctypes.CDLL(ctypes.util.find_library("c"))
+    libc.malloc.restype, libc.malloc.argtypes = ctypes.c_void_p, [ctypes.c_size_t]
+    libc.free.argtypes = [ctypes.c_void_p]
+    libc.mallinfo2.restype = MallInfo2
+    fixed = fix_mmap_threshold() if sys.argv[1] == "fixed" else None
+    libc.free(libc.malloc(1 << 20))
+    before = libc.mallinfo2().hblks
+    block = libc.malloc(1 << 19)
+    print(fixed, libc.mallinfo2().hblks - before)
+    libc.free(block)
+""")
+
+
+def _probe(mode: str) -> str:
+    return subprocess.run([sys.executable, "-c", _PROBE, mode], capture_output=True, text=True, check=True).stdout.split()
+
+
+@pytest.mark.unit
+@pytest.mark.skipif(not sys.platform.startswith("linux"), reason="glibc's allocator")
+def test_a_fixed_threshold_maps_a_large_block_the_moving_one_would_keep_in_the_heap():
+    assert _probe("moving") == ["None", "0"]
+    assert _probe("fixed") == ["True", "1"]
+
+
+def test_loading_the_code_location_fixes_the_threshold_once():
+    counting = textwrap.dedent("""
+        import flightops.process_memory as process_memory
+        calls, fix = [], process_memory.fix_mmap_threshold
+        process_memory.fix_mmap_threshold = lambda *args: calls.append(fix(*args)) or calls[-1]
+        import flightops.definitions
+        print(calls)
+    """)
+    output = subprocess.run([sys.executable, "-c", counting], capture_output=True, text=True, check=True).stdout
+    assert output.splitlines()[-1] == ("[True]" if sys.platform.startswith("linux") else "[False]")
