@@ -32,7 +32,15 @@ from flightops.modeling.evaluate import (
     precision_recall_lines,
 )
 from flightops.modeling.models import BaselineConfig, CatBoostConfig
-from flightops.modeling.schema import LABEL_COLUMN, MISSING_CATEGORY, labels_of, model_inputs
+from flightops.modeling.schema import (
+    CATEGORICAL_FEATURES,
+    FEATURE_COLUMNS,
+    ID_COLUMNS,
+    LABEL_COLUMN,
+    MISSING_CATEGORY,
+    labels_of,
+    model_inputs,
+)
 from flightops.modeling.splits import SplitConfig, SplitWindows, flight_days, plan_windows, split_by_time
 from flightops.modeling.training import TrainingConfig, TrainingResult, sampled, train_and_register
 from flightops.modeling.tuning import TuningConfig
@@ -383,18 +391,29 @@ def test_labelled_features_read_from_the_warehouse(settings, tables, labelled):
     assert len(everything) == len(labelled)
 
 
-def test_labelled_features_read_a_chunk_at_a_time_are_those_read_at_once(settings, tables, monkeypatch):
-    _write_feature_tables(settings, tables)
+def test_labelled_features_are_read_a_chunk_at_a_time_with_one_string_per_category(settings, tables, monkeypatch):
+    features, labels = tables
+    features = features.copy()
+    features.loc[features.index[::7], "carrier"] = None  # missing values stay missing
+    features.loc[features.index[::5], "dest"] = "O'HARE"  # a quote in a category
+    _write_feature_tables(settings, (features, labels))
+    columns = ", ".join(f"f.{column}" for column in (*ID_COLUMNS, modeling_data.LEAD_COLUMN, *FEATURE_COLUMNS))
     with connect(settings.warehouse, read_only=True) as con:
-        monkeypatch.setattr(modeling_data, "READ_VECTORS", 10_000)  # one chunk
-        at_once = read_labelled_features(con)
+        # What DuckDB gives for the plain columns, in the reader's order.
+        expected = con.execute(
+            f"SELECT {columns}, l.{LABEL_COLUMN} FROM features.flight_features AS f JOIN features.flight_labels AS l "
+            "USING (flight_id) ORDER BY f.flight_date, f.dep_minute_of_day, f.flight_id").df()
         monkeypatch.setattr(modeling_data, "READ_VECTORS", 1)  # 2,048 rows a chunk
         chunked = read_labelled_features(con)
         empty = read_labelled_features(con, LAST_DAY + timedelta(days=1))
-    assert len(at_once) > 3 * 2048  # several chunks, the last one partial
-    pd.testing.assert_frame_equal(chunked, at_once)
-    assert list(chunked.index) == list(range(len(chunked)))
-    assert empty.empty and list(empty.columns) == list(at_once.columns)
+    assert len(expected) > 3 * 2048  # several chunks, the last one partial
+    pd.testing.assert_frame_equal(chunked, expected)
+    assert chunked["carrier"].isna().sum() == expected["carrier"].isna().sum() > 0
+    assert all(value is None for value in chunked.loc[chunked["carrier"].isna(), "carrier"])
+    for column in CATEGORICAL_FEATURES:
+        values = chunked[column].dropna()
+        assert len({id(value) for value in values}) == values.nunique()  # one object per distinct value
+    assert empty.empty and list(empty.columns) == list(chunked.columns)
 
 
 def test_training_reads_at_most_max_rows_of_the_latest_whole_days_and_promotion_only_its_recent_days(settings, tables, labelled):
