@@ -61,7 +61,7 @@ class TrainingRunConfig(dg.Config):
     test_end: str | None = None  # default: the last day trained on
     # At most this many labelled rows are read into memory: a longer window is cut at its oldest whole
     # days (the latest are kept, a fixed test window among them too). About twice the data set's year (326,587
-    # rows), where the training step peaks near 1.2 GB (make bench); each 100k rows more cost about 330 MB
+    # rows), where the training step peaks near 1.0 GB (make bench); each 100k rows more cost about 330 MB
     # (make bench-scaling, measured before training held its rows once).
     max_rows: int = 650_000
     tuning_trials: int = TuningConfig.n_trials  # 0 turns Optuna off

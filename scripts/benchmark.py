@@ -613,8 +613,9 @@ TARGETS = {
              "its step's metadata), a lighter training step (MLflow's database creation and model logging, "
              "evaluation, importance, plots beside CatBoost's fit)"),
     "memory": ("year's peak RSS <= the script's",
-               "less held when training starts (the run's process: Dagster, dbt and its parsed project, MLflow, "
-               "the earlier steps' heap, about 500 MB) or a lighter CatBoost fit (its peak sets the step's)"),
+               "less held after training: CatBoost's allocator (mimalloc) keeps about 200 MB of its fit for the rest "
+               "of the run's process (MIMALLOC_PURGE_DELAY=0 gave about 90 MB back, alone, but slowed the fit by about "
+               "12 %), and the process holds Dagster, dbt and MLflow (about 430 MB when training starts)"),
     "data": ("data layers' steps <= 2x the script's data stages",
              "fewer or lighter per-day events for a catch-up (most of Dagster's share, measured alone above), "
              "a faster read of the operational database (SQLAlchemy rows, then text casts in pandas)"),
