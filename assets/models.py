@@ -26,6 +26,7 @@ from flightops.modeling.schema import FEATURE_COLUMNS, ID_COLUMNS
 from flightops.modeling.splits import SplitConfig
 from flightops.modeling.tuning import TuningConfig
 from flightops.partitions import DAILY, SINGLE_RUN, day_range
+from flightops.process_memory import return_free_memory
 from flightops.resources import MlflowResource, WarehouseResource
 from flightops.warehouse_connections import DUCKDB_POOL
 
@@ -150,6 +151,12 @@ def flight_delay_model(context: dg.AssetExecutionContext, config: TrainingRunCon
             "Materialize features/flight_features and features/flight_labels for those days first."
         )
     result = train_and_register(frame, mlflow_store, config.training_config(), dagster_run_id=context.run_id, run_name=f"dagster-{context.run_id[:8]}")
+    # The rows and the fits' scratch go back to the system before the run's next steps: the heap they
+    # leave is otherwise kept, and each later step's peak stands on it (make bench: after the year's
+    # training the process held about 960 MB, 845 with this; batch scoring and monitoring then peaked
+    # at 948 MB instead of 1,065).
+    del frame
+    return_free_memory()
     ui_url = mlflow_store.mlflow_ui_url
     plots, plot_urls = _plots(ui_url, result.experiment_id, result.run_id)
     test = {f"test_{kind}_{metric}": round(value, 4)

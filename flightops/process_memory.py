@@ -1,4 +1,4 @@
-"""Freed large buffers go back to the operating system: glibc malloc's mmap threshold, fixed.
+"""Freed memory goes back to the operating system: glibc malloc's mmap threshold fixed, its heap trimmed.
 
 glibc serves a block larger than its mmap threshold (128 KiB at start) with a mapping of its own,
 returned to the system when freed. But each time such a block is freed, glibc raises the threshold
@@ -12,24 +12,44 @@ run took 83.3 and 81.4 s. CatBoost's fit alone took the same time either way (19
 `mallopt(M_MMAP_THRESHOLD, ...)` fixes the threshold (glibc then stops moving it) for the rest of the
 process. It is called where a process loads the code location (flightops/definitions.py), so every
 process that runs steps has it. Elsewhere than glibc (macOS, musl), there is nothing to do.
+
+Blocks below the threshold still come from the heap, and glibc keeps the free ones. `return_free_memory`
+hands them back (`malloc_trim`): the training step calls it once its rows are gone, since every later step
+of the run would otherwise stand on what training left (assets/models.py).
 """
 
 from __future__ import annotations
 
 import ctypes
 import ctypes.util
+import gc
 
 M_MMAP_THRESHOLD = -3  # mallopt's parameter number, from glibc's malloc.h
 MMAP_THRESHOLD_BYTES = 128 * 1024  # glibc's own starting threshold
 
 
+def _libc_function(name: str):
+    """glibc's function `name`, or None where the C library has none (not glibc)."""
+    libc_name = ctypes.util.find_library("c")
+    return getattr(ctypes.CDLL(libc_name), name, None) if libc_name else None
+
+
+def return_free_memory() -> bool:
+    """Collect Python's garbage, then give the free memory of glibc's heaps back to the system (malloc_trim).
+
+    True if glibc was asked (and had memory to give back)."""
+    gc.collect()
+    trim = _libc_function("malloc_trim")
+    if trim is None:
+        return False
+    trim.argtypes, trim.restype = [ctypes.c_size_t], ctypes.c_int
+    return trim(0) == 1
+
+
 def fix_mmap_threshold(threshold_bytes: int = MMAP_THRESHOLD_BYTES) -> bool:
     """Fix glibc's mmap threshold at `threshold_bytes`; True if glibc took it, False where there is no glibc."""
-    libc_name = ctypes.util.find_library("c")
-    if libc_name is None:
-        return False
-    mallopt = getattr(ctypes.CDLL(libc_name), "mallopt", None)
-    if mallopt is None:  # not glibc
+    mallopt = _libc_function("mallopt")
+    if mallopt is None:
         return False
     mallopt.argtypes, mallopt.restype = [ctypes.c_int, ctypes.c_int], ctypes.c_int
     return mallopt(M_MMAP_THRESHOLD, threshold_bytes) == 1

@@ -51,3 +51,32 @@ def test_loading_the_code_location_fixes_the_threshold_once():
     """)
     output = subprocess.run([sys.executable, "-c", counting], capture_output=True, text=True, check=True).stdout
     assert output.splitlines()[-1] == ("[True]" if sys.platform.startswith("linux") else "[False]")
+
+
+# In a new process: 200 MB of small blocks written, all freed but the last (it keeps the heap's top, so
+# glibc cannot shrink the heap by itself); the process keeps them until return_free_memory().
+_HEAP = textwrap.dedent("""
+    import ctypes, ctypes.util, psutil
+    from flightops.process_memory import return_free_memory
+
+    libc = ctypes.CDLL(ctypes.util.find_library("c"))
+    libc.malloc.restype, libc.malloc.argtypes = ctypes.c_void_p, [ctypes.c_size_t]
+    libc.free.argtypes = [ctypes.c_void_p]
+    blocks = [libc.malloc(1000) for _ in range(200_000)]
+    for block in blocks:
+        ctypes.memset(block, 1, 1000)
+    for block in blocks[:-1]:
+        libc.free(block)
+    rss = lambda: psutil.Process().memory_info().rss >> 20
+    held = rss()
+    print(return_free_memory(), held, rss())
+""")
+
+
+@pytest.mark.unit
+@pytest.mark.skipif(not sys.platform.startswith("linux"), reason="glibc's allocator")
+def test_return_free_memory_gives_the_freed_heap_back():
+    returned, before, after = subprocess.run([sys.executable, "-c", _HEAP], capture_output=True, text=True,
+                                             check=True).stdout.split()
+    assert returned == "True"
+    assert int(before) - int(after) > 150  # of the 200 MB freed
