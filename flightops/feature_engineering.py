@@ -36,6 +36,10 @@ RECENT_DAYS = 3
 DELAYED_DEPARTURE_MINUTES = 15  # a departure counts as delayed from this delay, as the label's arrival does
 
 FEATURES_TEMP_TABLE = "_features"
+# The final join of the as-of lookups builds this many target rows at a time: its hash tables are a
+# slice's. The year's build, alone: 490-525 MB at the peak in slices of 100-120k rows against 678-690 in
+# one (170k: 605), for 0.4 s more (2.85 against 2.45 s); the same rows.
+FEATURE_SLICE_ROWS = 100_000
 
 
 def check_lead(lead_minutes: int) -> int:
@@ -237,10 +241,25 @@ def build_features(
         # Each temp table is dropped once read for the last time: the memory goes to the next query.
         "DROP TABLE _known",
         *_lookups_dropping_their_relations(),
-        _FEATURES.format(table=FEATURES_TEMP_TABLE, as_of_joins="\n".join(
-            f"LEFT JOIN _as_of_{alias} AS {alias} ON {alias}.target_row = t.rowid" for alias, *_ in _AS_OF)),
-        *(f"DROP TABLE {table}" for table in ("_targets", "_scheduled_in_hour", *(f"_as_of_{alias}" for alias, *_ in _AS_OF))),
     ]
     for statement in statements:
         con.execute(statement, {name: value for name, value in parameters.items() if f"${name}" in statement})
+    (targets,) = con.execute("SELECT count(*) FROM _targets").fetchone()
+    for start in range(0, max(targets, 1), FEATURE_SLICE_ROWS):
+        con.execute(_feature_slice(start, start + FEATURE_SLICE_ROWS, first_slice=start == 0), {"lead": lead})
+    for table in ("_targets", "_scheduled_in_hour", *(f"_as_of_{alias}" for alias, *_ in _AS_OF)):
+        con.execute(f"DROP TABLE {table}")
     return FEATURES_TEMP_TABLE
+
+
+def _feature_slice(start: int, stop: int, *, first_slice: bool) -> str:
+    """The feature rows of the targets numbered [start, stop) (their rowid), into FEATURES_TEMP_TABLE
+    (created by the first slice): each lookup's table is read for those rows only."""
+    as_of_joins = "\n".join(
+        f"LEFT JOIN _as_of_{alias} AS {alias} ON {alias}.target_row = t.target_row "
+        f"AND {alias}.target_row >= {start} AND {alias}.target_row < {stop}" for alias, *_ in _AS_OF)
+    statement = _FEATURES.format(table=FEATURES_TEMP_TABLE, as_of_joins=as_of_joins).replace(
+        "FROM _targets AS t",
+        f"FROM (SELECT *, rowid AS target_row FROM _targets WHERE rowid >= {start} AND rowid < {stop}) AS t")
+    return statement if first_slice else statement.replace(f"CREATE OR REPLACE TEMP TABLE {FEATURES_TEMP_TABLE} AS",
+                                                           f"INSERT INTO {FEATURES_TEMP_TABLE}")

@@ -29,6 +29,7 @@ import numpy as np
 import pandas as pd
 import pytest
 
+from flightops import feature_engineering
 from flightops.feature_engineering import (
     ARRIVAL_REPORT_MINUTES,
     DELAYED_DEPARTURE_MINUTES,
@@ -367,6 +368,17 @@ def test_later_days_and_the_build_window_do_not_change_rows(seed: int, lead: int
     assert_same_rows(all_days[all_days["flight_date"] <= pd.Timestamp(day3)], through_day3)
     # Day 3 built alone.
     assert_same_rows(features(con, day3, day3, lead), through_day3[through_day3["flight_date"] == pd.Timestamp(day3)])
+
+
+def test_rows_built_in_slices_are_those_built_at_once(monkeypatch) -> None:
+    flights, weather = synthetic_data(5)
+    con = duckdb.connect()
+    load(con, flights, weather)
+    at_once = features(con, START, last_day(5), 60)
+    monkeypatch.setattr(feature_engineering, "FEATURE_SLICE_ROWS", 7)
+    in_slices = features(con, START, last_day(5), 60)
+    assert len(at_once) > 3 * 7  # several slices, the last one partial
+    pd.testing.assert_frame_equal(in_slices, at_once)
 
 
 # --- 3. Exact values on a hand-made schedule -----------------------------------------------------------
