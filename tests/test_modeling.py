@@ -38,6 +38,7 @@ from flightops.modeling.schema import (
     ID_COLUMNS,
     LABEL_COLUMN,
     MISSING_CATEGORY,
+    NUMERIC_FEATURES,
     labels_of,
     model_inputs,
 )
@@ -213,6 +214,17 @@ def test_model_inputs_keep_string_categories_fill_nulls_and_turn_other_values_in
     assert list(inputs["origin"]) == ["1", "2", MISSING_CATEGORY]
     assert inputs["route"].iloc[0] is frame["route"].iloc[0]  # the frame's string itself, not a copy
     assert all(type(value) is str for column in ("carrier", "origin") for value in inputs[column])
+
+
+@pytest.mark.unit
+def test_model_inputs_share_the_frames_float_columns_and_convert_the_others(labelled):
+    inputs = model_inputs(labelled)
+    floats = [column for column in NUMERIC_FEATURES if labelled[column].dtype == "float64"]
+    others = [column for column in NUMERIC_FEATURES if column not in floats]
+    assert floats and others  # the warehouse gives both (e.g. distance DOUBLE, dep_hour INTEGER)
+    assert all(inputs[column].dtype == "float64" for column in NUMERIC_FEATURES)
+    assert all(np.shares_memory(inputs[column].to_numpy(), labelled[column].to_numpy()) for column in floats)
+    np.testing.assert_array_equal(inputs[others].to_numpy(), labelled[others].to_numpy(dtype="float64"))
 
 
 def test_catboost_beats_baseline_and_constant_on_the_test_window(lifecycle):

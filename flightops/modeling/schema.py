@@ -245,8 +245,10 @@ def model_inputs(frame: pd.DataFrame) -> pd.DataFrame:
         inputs[column] = filled if pd.api.types.infer_dtype(filled, skipna=False) == "string" else filled.astype(str).astype(object)
     for column in NUMERIC_FEATURES:
         values = frame[column]
-        inputs[column] = (values if values.dtype == "float64" else pd.to_numeric(values, errors="raise")).to_numpy("float64", na_value=np.nan)
-    return pd.DataFrame(inputs, index=frame.index)
+        inputs[column] = values.to_numpy() if values.dtype == "float64" else \
+            pd.to_numeric(values, errors="raise").to_numpy("float64", na_value=np.nan)
+    # Not copied into one block: float64 columns stay the frame's own arrays (read-only to the models).
+    return pd.DataFrame(inputs, index=frame.index, copy=False)
 
 
 def labels_of(frame: pd.DataFrame) -> pd.Series:
