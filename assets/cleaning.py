@@ -127,12 +127,16 @@ def _stage_incoming(con, table: CleanTable, window: tuple[date, date] | None) ->
                OR (_partition_date IN (SELECT partition_date FROM audit.load_ledger WHERE asset = $asset)
                    AND {key} IN (SELECT {key} FROM _raw WHERE {in_window}))"""
         params = {"first": window[0], "last": window[1], "asset": table.name}
-    # Numbered by day, channel and arrival: the order of two versions never depends on the window.
+    # Numbered by day, channel and arrival: the order of two versions never depends on the window. The
+    # numbers are sorted on the narrow columns and joined back: sorting the whole rows (a window over
+    # them) held them several times over, the year's raw flights 804 MB at the peak against 593, alone.
+    con.execute(f"CREATE OR REPLACE TEMP TABLE _unnumbered AS {selection}", params)
     con.execute(
-        "CREATE OR REPLACE TEMP TABLE _incoming AS SELECT * EXCLUDE (_row), "
-        f"row_number() OVER (ORDER BY _partition_date, source_channel, _row) AS _row FROM ({selection})",
-        params,
+        "CREATE OR REPLACE TEMP TABLE _incoming AS SELECT u.* EXCLUDE (_row), n._row FROM _unnumbered AS u JOIN ("
+        "SELECT rowid AS unnumbered_row, row_number() OVER (ORDER BY _partition_date, source_channel, _row) AS _row "
+        "FROM _unnumbered) AS n ON n.unnumbered_row = u.rowid"
     )
+    con.execute("DROP TABLE _unnumbered")
 
 
 def _write(con, table: CleanTable, window: tuple[date, date] | None, batch_id: str) -> list[str]:
@@ -142,7 +146,7 @@ def _write(con, table: CleanTable, window: tuple[date, date] | None, batch_id: s
     derived = f", {table.derived}" if table.derived else ""
     lineage = "source_channel, _batch_id, _loaded_at"
     con.execute(
-        f"CREATE OR REPLACE TEMP TABLE _final AS SELECT * EXCLUDE ({lineage}{', _partition_date' if table.daily else ''})"
+        f"CREATE OR REPLACE TEMP VIEW _final AS SELECT * EXCLUDE ({lineage}{', _partition_date' if table.daily else ''})"
         f"{derived}, {lineage} FROM _clean"
     )
     con.execute(f"CREATE TABLE IF NOT EXISTS clean.{table.name} AS SELECT * EXCLUDE (_context) FROM _final LIMIT 0")
@@ -467,6 +471,8 @@ def _clean_asset(table: CleanTable) -> dg.AssetsDefinition:
                 con, table.contract, "_incoming", ("source_channel", "_batch_id", "_loaded_at"),
                 loaded_at="_loaded_at", context="_context",
             )
+            if not table.hourly_coverage:  # only that check reads the delivery again
+                con.execute("DROP TABLE _incoming")
             other_days = _write(con, table, window, context.run_id)
             if key in context.selected_asset_keys:
                 yield dg.MaterializeResult(asset_key=key, metadata=_clean_metadata(con, table, outcome, other_days))
