@@ -126,7 +126,6 @@ FROM _known WHERE flight_date BETWEEN $first AND $last GROUP BY ALL
 """
 
 _FEATURES = """
-CREATE OR REPLACE TEMP TABLE {table} AS
 SELECT t.flight_id, t.flight_date, t.prediction_at, CAST($lead AS INTEGER) AS prediction_lead_minutes,
        CAST(month(t.flight_date) AS INTEGER) AS month,
        CAST(isodow(t.flight_date) AS INTEGER) AS day_of_week,
@@ -157,7 +156,7 @@ SELECT t.flight_id, t.flight_date, t.prediction_at, CAST($lead AS INTEGER) AS pr
        CAST(date_diff('minute', p.scheduled_departure_at, t.scheduled_departure_at) AS DOUBLE) AS tail_prev_gap_minutes,
        CASE WHEN p.departed_at < t.prediction_at THEN CAST(p.dep_delay AS DOUBLE) END AS tail_prev_dep_delay,
        CASE WHEN p.arrival_known_at < t.prediction_at THEN CAST(p.arr_delay AS DOUBLE) END AS tail_prev_arr_delay
-FROM _targets AS t
+FROM {targets} AS t
 {as_of_joins}
 LEFT JOIN _scheduled_in_hour AS h
     ON h.origin = t.origin AND h.hour = date_trunc('hour', t.scheduled_departure_at)
@@ -255,11 +254,9 @@ def build_features(
 def _feature_slice(start: int, stop: int, *, first_slice: bool) -> str:
     """The feature rows of the targets numbered [start, stop) (their rowid), into FEATURES_TEMP_TABLE
     (created by the first slice): each lookup's table is read for those rows only."""
+    targets = f"(SELECT *, rowid AS target_row FROM _targets WHERE rowid >= {start} AND rowid < {stop})"
     as_of_joins = "\n".join(
         f"LEFT JOIN _as_of_{alias} AS {alias} ON {alias}.target_row = t.target_row "
         f"AND {alias}.target_row >= {start} AND {alias}.target_row < {stop}" for alias, *_ in _AS_OF)
-    statement = _FEATURES.format(table=FEATURES_TEMP_TABLE, as_of_joins=as_of_joins).replace(
-        "FROM _targets AS t",
-        f"FROM (SELECT *, rowid AS target_row FROM _targets WHERE rowid >= {start} AND rowid < {stop}) AS t")
-    return statement if first_slice else statement.replace(f"CREATE OR REPLACE TEMP TABLE {FEATURES_TEMP_TABLE} AS",
-                                                           f"INSERT INTO {FEATURES_TEMP_TABLE}")
+    into = f"CREATE OR REPLACE TEMP TABLE {FEATURES_TEMP_TABLE} AS" if first_slice else f"INSERT INTO {FEATURES_TEMP_TABLE}"
+    return f"{into} {_FEATURES.format(targets=targets, as_of_joins=as_of_joins)}"
