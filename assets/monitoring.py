@@ -23,7 +23,7 @@ from assets import groups
 from assets.features import FEATURES, LABELS
 from assets.models import CHAMPION, PREDICTIONS, embedded_png
 from flightops.modeling import promotion, tracking
-from flightops.modeling.data import read_labelled_features
+from flightops.modeling.data import feature_columns_sql, fetch_frame, read_labelled_features
 from flightops.modeling.schema import FEATURE_COLUMNS, ID_COLUMNS
 from flightops.monitoring import alerts, figures, latest
 from flightops.monitoring.daily import DayResult, Reference, between, monitor_day
@@ -175,12 +175,13 @@ def _scored_window(con, model, first: date, last: date) -> pd.DataFrame:
     """Features of first..last with labels where known, scored by the champion."""
     from flightops.modeling.evaluate import positive_probability
 
-    columns = ", ".join(f"f.{c}" for c in (*ID_COLUMNS, *FEATURE_COLUMNS))
-    frame = con.execute(
-        f"SELECT {columns}, l.is_delayed FROM features.flight_features f "
-        "LEFT JOIN features.flight_labels l USING (flight_id) WHERE f.flight_date BETWEEN ? AND ? ORDER BY f.flight_id",
+    # In chunks, the categories as shared strings (flightops.modeling.data): at 10x the data, this window
+    # of about 260k rows set the run's peak.
+    frame = fetch_frame(con.execute(
+        f"SELECT {feature_columns_sql(con, (*ID_COLUMNS, *FEATURE_COLUMNS))}, l.is_delayed FROM features.flight_features f "
+        "LEFT JOIN features.flight_labels l USING (flight_id) WHERE f.flight_date BETWEEN ? AND ?",
         [first, last],
-    ).df()
+    ))
     frame["flight_date"] = pd.to_datetime(frame["flight_date"]).dt.date
     frame["is_delayed"] = frame["is_delayed"].astype("Int64")
     frame["probability"] = positive_probability(model, frame) if len(frame) else []
