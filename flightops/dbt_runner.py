@@ -16,6 +16,7 @@ closed after each one: the next step, from this process or another, opens the fi
 from __future__ import annotations
 
 import json
+import time
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
@@ -103,9 +104,11 @@ def invoke(context: dg.AssetExecutionContext, project_dir: Path, profiles_dir: P
         result = dbtRunner(manifest=manifest, callbacks=[lambda message: raw_events.append(msg_to_dict(message))]).invoke(args)
     finally:
         release_warehouse()
-    if result.exception is not None and not isinstance(result.exception, Exception):
-        # dbt returns whatever stopped it; a stop (Ctrl-C, Dagster's interrupt of the step) must stay one.
-        raise result.exception
+    stop = _interrupt_in(result.exception)
+    if stop is not None:
+        # dbt returns whatever stopped it; a stop (Ctrl-C, Dagster's interrupt of the step) must stay one,
+        # also when dbt's cleanup then failed on top of it (closing a DuckDB cursor a model thread still uses).
+        raise stop
     events = [
         event
         for raw in raw_events
@@ -125,11 +128,39 @@ def invoke(context: dg.AssetExecutionContext, project_dir: Path, profiles_dir: P
     return DbtInvocation(events, params.manifest, error)
 
 
+def _interrupt_in(error: BaseException | None) -> BaseException | None:
+    """The interrupt (a BaseException that is no Exception) that `error` is, or was raised while handling."""
+    seen = set()
+    while error is not None and id(error) not in seen:
+        if not isinstance(error, Exception):
+            return error
+        seen.add(id(error))
+        error = error.__cause__ or error.__context__
+    return None
+
+
+# How long closing the database waits for a model thread of an interrupted dbt to finish its statement.
+RELEASE_WAIT_SECONDS = 30.0
+
+
 def release_warehouse() -> None:
-    """Close the DuckDB database dbt-duckdb keeps open in this process after an invocation."""
+    """Close the DuckDB database dbt-duckdb keeps open in this process after an invocation.
+
+    After an interrupt, dbt returns while a model thread may still run its statement on a cursor of that
+    database; DuckDB then refuses to close it ("connection is busy"), so the close is retried until the
+    statement is done (at most RELEASE_WAIT_SECONDS)."""
+    import duckdb
     from dbt.adapters.duckdb.connections import DuckDBConnectionManager
 
-    environment = DuckDBConnectionManager._ENV  # dbt-duckdb's one environment per process (no public getter)
-    if environment is not None:
-        environment.close()
-    DuckDBConnectionManager.close_all_connections()
+    deadline = time.monotonic() + RELEASE_WAIT_SECONDS
+    while True:
+        try:
+            environment = DuckDBConnectionManager._ENV  # dbt-duckdb's one environment per process (no public getter)
+            if environment is not None:
+                environment.close()
+            DuckDBConnectionManager.close_all_connections()
+            return
+        except duckdb.ResourceInUseException:
+            if time.monotonic() > deadline:
+                raise
+            time.sleep(0.05)
