@@ -8,7 +8,7 @@ Assets get every setting through the resources below, which read environment var
 from __future__ import annotations
 
 # ruff: noqa: E402  (the environment is loaded before the imports that read it)
-from flightops.process_memory import fix_mmap_threshold
+from flightops.process_memory import fix_mmap_threshold, freeze_loaded_objects
 from flightops.settings import load_environment
 
 # Before the imports below: MLflow reads its telemetry switch at import.
@@ -113,3 +113,5 @@ defs = dg.Definitions(
              build_monitoring_lag_sensor(ingested_key=CLEAN_FLIGHTS, monitored_key=REALIZED_PERFORMANCE)],
     resources=resources(),
 )
+# Loaded: what the code location holds lives as long as the process, so the collector can leave it alone.
+freeze_loaded_objects()

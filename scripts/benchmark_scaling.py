@@ -31,7 +31,7 @@ from datetime import date
 from pathlib import Path
 
 from benchmark import _exit_on_sigterm, _layers, default_report_path, free_port, load_averages, measure_platform, measure_replay, \
-    run_child, scratch_environment
+    run_child, scratch_environment, with_steps
 from flightops.pipeline import DATA_LAYERS
 from flightops.settings import FIRST_DAY, LAST_DAY, load_environment
 
@@ -54,7 +54,7 @@ def measure_scale(base: Path, scale: int, until: date, all_layers: bool) -> dict
     what = "all-layers" if all_layers else "data-layers"
     platform_run = run_child([me, "--child", what, "--until", until.isoformat(), "--instance", str(base / "dagster"),
                               "--result", str(base / "platform.json")], env, f"{what} {scale}x", base / "platform.log")
-    platform = json.loads((base / "platform.json").read_text())
+    platform = with_steps(json.loads((base / "platform.json").read_text()), base / "dagster")
     return {
         "scale": scale,
         "replay": {**json.loads((base / "replay.json").read_text()), "process": asdict(replay_run)},

@@ -1,4 +1,5 @@
-"""The code location fixes glibc's mmap threshold, so freed large buffers leave the process (flightops/process_memory.py)."""
+"""The code location fixes glibc's mmap threshold, so freed large buffers leave the process, and keeps
+Python's collector off what it loaded (flightops/process_memory.py)."""
 
 import subprocess
 import sys
@@ -41,16 +42,44 @@ def test_a_fixed_threshold_maps_a_large_block_the_moving_one_would_keep_in_the_h
     assert _probe("fixed") == ["True", "1"]
 
 
-def test_loading_the_code_location_fixes_the_threshold_once():
+def test_loading_the_code_location_fixes_the_threshold_and_freezes_what_it_loaded_once():
     counting = textwrap.dedent("""
+        import gc
         import flightops.process_memory as process_memory
-        calls, fix = [], process_memory.fix_mmap_threshold
+        calls, fix, freeze = [], process_memory.fix_mmap_threshold, process_memory.freeze_loaded_objects
         process_memory.fix_mmap_threshold = lambda *args: calls.append(fix(*args)) or calls[-1]
+        process_memory.freeze_loaded_objects = lambda: calls.append("freeze") or freeze()
         import flightops.definitions
-        print(calls)
+        from assets.models import flight_delay_model
+        print(calls, gc.get_freeze_count() > 100_000, gc.is_tracked(flight_delay_model))
+        print(any(obj is flight_delay_model for obj in gc.get_objects()))
     """)
     output = subprocess.run([sys.executable, "-c", counting], capture_output=True, text=True, check=True).stdout
-    assert output.splitlines()[-1] == ("[True]" if sys.platform.startswith("linux") else "[False]")
+    fixed = "True" if sys.platform.startswith("linux") else "False"
+    # The asset definitions are among the frozen objects: no collection looks at them any more.
+    assert output.splitlines()[-2:] == [f"[{fixed}, 'freeze'] True True", "False"]
+
+
+# In a new process: objects alive at the call are frozen at once; those made after it, at exit (its atexit
+# handler), so the interpreter's last collections skip them.
+_FREEZE = textwrap.dedent("""
+    import atexit, gc
+    from flightops.process_memory import freeze_loaded_objects
+
+    loaded = [[] for _ in range(20_000)]
+    freeze_loaded_objects()
+    frozen = gc.get_freeze_count()
+    made_later = [[] for _ in range(50_000)]
+    frozen_before_exit = gc.get_freeze_count()
+    atexit._run_exitfuncs()
+    print(frozen >= 20_000, frozen_before_exit == frozen, gc.get_freeze_count() - frozen >= 50_000)
+""")
+
+
+@pytest.mark.unit
+def test_freeze_loaded_objects_freezes_now_and_again_at_exit():
+    assert subprocess.run([sys.executable, "-c", _FREEZE], capture_output=True, text=True,
+                          check=True).stdout.split() == ["True", "True", "True"]
 
 
 # In a new process: 200 MB of small blocks written, all freed but the last (it keeps the heap's top, so
