@@ -34,7 +34,7 @@ import sqlalchemy as sa
 from assets import groups
 from assets.ingestion import table_metadata
 from flightops.contracts import FLIGHTS, ORIGIN_AIRPORTS, REFERENCE_CONTRACTS, WEATHER, Contract
-from flightops.partitions import DAILY, SINGLE_RUN, day_range, days
+from flightops.partitions import DAILY, SINGLE_RUN, day_range, days, once_per_range
 from flightops.resources import SourceDatabaseResource, WarehouseResource
 from flightops.validation import Outcome, key_of, quote, validate
 from flightops.warehouse_connections import DUCKDB_POOL
@@ -475,9 +475,11 @@ def _clean_asset(table: CleanTable) -> dg.AssetsDefinition:
                 con.execute("DROP TABLE _incoming")
             other_days = _write(con, table, window, context.run_id)
             if key in context.selected_asset_keys:
-                yield dg.MaterializeResult(asset_key=key, metadata=_clean_metadata(con, table, outcome, other_days))
+                yield dg.MaterializeResult(asset_key=key, metadata=once_per_range(
+                    context, _clean_metadata(con, table, outcome, other_days), key))
             if quarantine_key in context.selected_asset_keys:
-                yield dg.MaterializeResult(asset_key=quarantine_key, metadata=_quarantine_metadata(con, table, outcome))
+                yield dg.MaterializeResult(asset_key=quarantine_key, metadata=once_per_range(
+                    context, _quarantine_metadata(con, table, outcome), quarantine_key))
             yield from _checks(context, con, table, outcome, window)
 
     return _asset

@@ -11,7 +11,8 @@ replace, unless the run confirms it (`RawLoadConfig`).
 An export line with the wrong number of values is loaded for validation to quarantine. Weather is only
 loaded from the API of the platform's own source systems (`WeatherApiResource.verified_source_id`).
 Every materialization carries Dagster's table metadata: the table's row count and its columns with
-the types DuckDB stores (text here) and the contract's descriptions.
+the types DuckDB stores (text here) and the contract's descriptions; of a range run, the columns are on
+its last day's only, and each day's source versions on that day's (flightops/partitions.py).
 """
 
 
@@ -30,7 +31,7 @@ from pydantic import Field
 
 from assets import groups
 from flightops.contracts import FLIGHTS, REFERENCE_CONTRACTS, WEATHER, Column, Contract
-from flightops.partitions import DAILY, SINGLE_RUN, day_range, days
+from flightops.partitions import DAILY, SINGLE_RUN, day_range, days, once_per_range, record_per_day
 from flightops.resources import LandingZoneResource, SourceDatabaseResource, WarehouseResource, WeatherApiResource
 from flightops.simulated_sources import landing
 from flightops.source_versions import OPDB_VERSIONS, day_versions
@@ -300,9 +301,8 @@ def flights_opdb(
         _require_every_day(con, first, last, "The operational database")
         sources = {day.isoformat(): where for day in days(first, last)}
         rows, table = land(context, con, "flights_opdb", FLIGHTS, (first, last), sources, config)
-    return dg.MaterializeResult(
-        metadata=_metadata(rows, first, last, source=str(engine.url), **{OPDB_VERSIONS: dg.MetadataValue.json(versions)}, **table)
-    )
+    record_per_day(context, OPDB_VERSIONS, versions)
+    return dg.MaterializeResult(metadata=_metadata(rows, first, last, source=str(engine.url), **once_per_range(context, table)))
 
 
 @dataclass(frozen=True)
@@ -411,8 +411,8 @@ def flights_exports(
                 "(`flightops sources status`)? Replay that day, then re-run the partition."
             )
     # Hashed before reading: a file redelivered meanwhile is recorded as the older version, so the
-    # sensor ingests it again (never the reverse, which would skip the new delivery). Per day,
-    # because every partition of a range run carries this same run-level metadata.
+    # sensor ingests it again (never the reverse, which would skip the new delivery). Each day's on its
+    # own day's materialization.
     versions = {day.isoformat(): file_version(path) for path, day in paths.items()}
     misshapen: list[str] = []
 
@@ -427,11 +427,9 @@ def flights_exports(
         stage(con, files())
         _warn_misshapen(context, misshapen)
         rows, table = land(context, con, "flights_exports", FLIGHTS, (first, last), sources, config)
+    record_per_day(context, FILE_VERSIONS, versions)
     return dg.MaterializeResult(
-        metadata=_metadata(
-            rows, first, last, files=len(paths), misshapen_lines=len(misshapen),
-            **{FILE_VERSIONS: dg.MetadataValue.json(versions)}, **table,
-        )
+        metadata=_metadata(rows, first, last, files=len(paths), misshapen_lines=len(misshapen), **once_per_range(context, table))
     )
 
 
@@ -474,7 +472,7 @@ def weather(
     return dg.MaterializeResult(
         metadata=_metadata(
             landed, first, last, source=weather_api.base_url, source_id=source_id,
-            days_without_observations=len(quiet_days), **table,
+            days_without_observations=len(quiet_days), **once_per_range(context, table),
         )
     )
 

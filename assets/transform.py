@@ -24,8 +24,8 @@ steps do while a process outside Dagster holds it (`build_when_unlocked`). dbt o
 dbt_project/profiles.yml prefers to FLIGHTOPS_WAREHOUSE (the process environment is not touched).
 
 Each model's materialization carries its row count (`dagster/row_count`) and its columns with
-the warehouse's types and the yml's descriptions (`dagster/column_schema`), read once dbt has
-closed the file (see `build`).
+the warehouse's types and the yml's descriptions (`dagster/column_schema`, of a range run on its
+last day's materialization), read once dbt has closed the file (see `build`).
 """
 
 
@@ -37,7 +37,7 @@ import duckdb
 from dagster_dbt import DagsterDbtTranslator, DbtProject, dbt_assets
 
 from assets import groups
-from flightops.partitions import DAILY, SINGLE_RUN, day_range
+from flightops.partitions import DAILY, SINGLE_RUN, day_range, once_per_range
 from flightops.dbt_runner import DbtInvocation
 from flightops.resources import DbtResource, WarehouseResource
 from flightops.run_guard import exported
@@ -111,7 +111,7 @@ def build(context: dg.AssetExecutionContext, dbt: DbtResource, warehouse: Wareho
     with exported(dict(zip(WINDOW_VARIABLES, window))):
         invocation = build_when_unlocked(context, dbt, warehouse, ["build"])
     with warehouse.connect(read_only=True) as con:
-        events = [with_table_metadata(con, invocation.manifest, event) for event in invocation.events]
+        events = [with_table_metadata(context, con, invocation.manifest, event) for event in invocation.events]
     yield from events
     if invocation.error is not None:
         raise invocation.error
@@ -148,12 +148,17 @@ def build_when_unlocked(context: dg.AssetExecutionContext, dbt: DbtResource, war
             raise dg.Failure(f"dbt did not run: {timeout}") from None  # the message is all of it
 
 
-def with_table_metadata(con: duckdb.DuckDBPyConnection, manifest: Mapping[str, Any], event: Any) -> Any:
-    """The event, with its table's row count and column schema if it reports a built model."""
+def with_table_metadata(context: dg.AssetExecutionContext, con: duckdb.DuckDBPyConnection, manifest: Mapping[str, Any],
+                        event: Any) -> Any:
+    """The event, with its table's row count and column schema if it reports a built model (of a range run's
+    output, the schema on the last day's materialization only)."""
     node = built_node(manifest, event)
     if node is None:
         return event
-    return event.with_metadata({**event.metadata, **table_metadata(con, node)})
+    figures = table_metadata(con, node)
+    if isinstance(event, dg.Output):
+        figures = once_per_range(context, figures, context.asset_key_for_output(event.output_name))
+    return event.with_metadata({**event.metadata, **figures})
 
 
 def built_node(manifest: Mapping[str, Any], event: Any) -> Mapping[str, Any] | None:

@@ -92,12 +92,20 @@ class StubDbt:
 
 
 class StubContext:
-    """What `build` asks of a step's context when the file is free: a log."""
+    """What `build` asks of a step's context when the file is free: a log, an output's asset, and whether
+    the assets are partitioned (not here: every event carries all its table's metadata)."""
 
     class log:
         @staticmethod
         def info(message: str) -> None:
             pass
+
+    class assets_def:
+        partitions_def = None
+
+    @staticmethod
+    def asset_key_for_output(output_name: str) -> dg.AssetKey:
+        return dg.AssetKey(output_name.split("__"))
 
 
 @pytest.mark.unit
