@@ -20,7 +20,7 @@ import dagster as dg
 from assets import groups
 from assets.features import FEATURES, LABELS
 from flightops.modeling import promotion, tracking
-from flightops.modeling.config import CatBoostConfig
+from flightops.modeling.config import DECISION_THRESHOLD, CatBoostConfig
 from flightops.modeling.data import latest_days_within, read_labelled_features, recent_labelled_days
 from flightops.modeling.schema import FEATURE_COLUMNS, ID_COLUMNS
 from flightops.modeling.splits import SplitConfig
@@ -261,8 +261,6 @@ def champion(context: dg.AssetExecutionContext, config: PromotionConfig, warehou
 )
 def flight_delay_predictions(context: dg.AssetExecutionContext, warehouse: WarehouseResource,
                              mlflow_store: MlflowResource) -> dg.MaterializeResult:
-    from flightops.modeling.evaluate import DECISION_THRESHOLD
-
     first, last = day_range(context)
     model, version = promotion.load_champion(mlflow_store)
     columns = ", ".join((*ID_COLUMNS, *FEATURE_COLUMNS))

@@ -30,7 +30,7 @@ import requests
 from fastapi import FastAPI
 from fastapi.testclient import TestClient
 
-from flightops.modeling.evaluate import DECISION_THRESHOLD
+from flightops.modeling.config import DECISION_THRESHOLD
 from flightops.modeling.schema import CATEGORICAL_FEATURES, FEATURE_COLUMNS, FEATURES, INTEGER_FEATURES
 from flightops.modeling.splits import flight_days
 from flightops.modeling.tracking import KNOWN_CATEGORIES, known_categories

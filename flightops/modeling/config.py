@@ -1,9 +1,13 @@
-"""The classifiers' settings, apart from the classifiers (models.py) so that reading their
-defaults (the code location's training config does) imports neither scikit-learn nor CatBoost."""
+"""The classifiers' settings and the decision threshold, apart from the classifiers (models.py) and their
+evaluation (evaluate.py) so that reading them (the code location's training config, batch scoring, the
+service) imports neither scikit-learn, CatBoost nor matplotlib."""
 
 from __future__ import annotations
 
 from dataclasses import asdict, dataclass
+
+# The probability from which a flight is predicted delayed: batch scoring, the service and evaluation.
+DECISION_THRESHOLD = 0.5
 
 
 @dataclass(frozen=True)

@@ -26,11 +26,11 @@ from sklearn.metrics import (  # noqa: E402
     roc_curve,
 )
 
+from flightops.modeling.config import DECISION_THRESHOLD  # noqa: E402
 from flightops.modeling.schema import FEATURE_COLUMNS, labels_of, model_inputs  # noqa: E402
 
 GROUP_COLUMNS: tuple[str, ...] = ("carrier", "origin")
 CALIBRATION_BINS = 10
-DECISION_THRESHOLD = 0.5
 
 
 class ConstantProbability(ClassifierMixin, BaseEstimator):

@@ -39,7 +39,7 @@ from starlette.concurrency import run_in_threadpool
 from starlette.datastructures import Headers
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
-from flightops.modeling.evaluate import DECISION_THRESHOLD
+from flightops.modeling.config import DECISION_THRESHOLD
 from flightops.serving.champion import ChampionTracker, ChampionUnavailable, ServedModel
 from flightops.serving.docs import render_docs
 from flightops.serving.metrics import ServingMetrics
