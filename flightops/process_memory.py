@@ -19,14 +19,14 @@ hands them back (`malloc_trim`): the training step calls it once its rows are go
 of the run would otherwise stand on what training left (assets/models.py).
 
 Python's collector traverses every container object it tracks at each full collection: about 320,000
-once the code location is loaded (Dagster, dbt's manifest, pandas), more once a run's steps have imported
-dbt, MLflow and CatBoost, and they live as long as the process. `freeze_loaded_objects` moves them out of its reach (`gc.freeze`) where the code
-location has loaded, and does the same for everything at exit, where the interpreter otherwise collects
-several times over the whole heap before it ends. A new day's run (`flightops run` after a year,
-measured alone): full collections took 1.47 s during the run and 1.8 s at exit, 0.97 s and 0.03 s with
-both. Objects still alive at exit are freed with the process, not by the collector: nothing of the
-platform waits for that (connections and files are closed by their `with` blocks, `weakref.finalize`
-callbacks run at exit on their own).
+once the code location is loaded (Dagster, dbt's manifest, pandas), which live as long as the process,
+and more once a run's steps have imported dbt, MLflow and CatBoost. `freeze_loaded_objects`, called
+where the code location has loaded, moves those of the code location out of its reach (`gc.freeze`),
+and at exit every object, where the interpreter otherwise collects several times over the whole heap
+before it ends. A new day's run after a year, in a process of its own: full collections took 1.47 s
+during the run and 1.8 s at exit, 0.97 s and 0.03 s with both. Objects still alive at exit are freed
+with the process, not by the collector: nothing of the platform waits for that (connections and files
+are closed by their `with` blocks; `weakref.finalize` callbacks run at exit on their own).
 """
 
 from __future__ import annotations

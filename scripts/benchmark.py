@@ -294,7 +294,9 @@ def measure_platform(first: date, until: date, instance_dir: Path, job: str, gro
     trained = [event.materialization.metadata for event in result.get_asset_materialization_events()
                if event.asset_key == flight_delay_model.key]
     if not result.success:
-        raise SystemExit(f"The platform run {result.run_id} failed; see its log above.")
+        failed = [event.step_key for event in result.get_step_failure_events()]
+        raise SystemExit(f"The platform run {result.run_id} failed (steps {', '.join(failed) or 'none started'}); "
+                         "see its log above.")
     started = time.time()
     counts = _warehouse_counts(settings)
     phases["row-count check"] = (started, time.time())
