@@ -106,13 +106,14 @@ def invoke(context: dg.AssetExecutionContext, project_dir: Path, profiles_dir: P
     try:
         result = dbtRunner(manifest=manifest, callbacks=[lambda message: raw_events.append(msg_to_dict(message))]).invoke(args)
     finally:
+        deadline = time.monotonic() + RELEASE_WAIT_SECONDS
         if result is None or _interrupt_in(result.exception) is not None:
-            left = finish_threads(set(threading.enumerate()) - running)
+            left = finish_threads(set(threading.enumerate()) - running, deadline)
             if left:
                 context.log.warning(f"The interrupted dbt's model thread still runs its statement after {RELEASE_WAIT_SECONDS:g} s; "
                                     "the warehouse is closed under it. If the process then ends abnormally, nothing "
                                     "dbt had not committed is kept: materialize the step again.")
-        release_warehouse()
+        release_warehouse(deadline)
     stop = _interrupt_in(result.exception)
     if stop is not None:
         # dbt returns whatever stopped it; a stop (Ctrl-C, Dagster's interrupt of the step) must stay one,
@@ -148,34 +149,32 @@ def _interrupt_in(error: BaseException | None) -> BaseException | None:
     return None
 
 
-# How long an interrupted dbt's model thread is waited for, and closing the database for its statement.
+# How long, in all, an invocation's end waits for an interrupted dbt's model thread and its statement.
 RELEASE_WAIT_SECONDS = 30.0
 
 
-def finish_threads(threads: set[threading.Thread], timeout_seconds: float = RELEASE_WAIT_SECONDS) -> list[threading.Thread]:
-    """Wait, at most `timeout_seconds` in all, for the threads an interrupted dbt started; those still alive.
+def finish_threads(threads: set[threading.Thread], deadline: float) -> list[threading.Thread]:
+    """Wait, until `deadline` (time.monotonic()), for the threads an interrupted dbt started; those still alive.
 
     dbt stops its thread pool on an interrupt, but when cancelling its connections fails first (DuckDB
     refuses to close a cursor a model thread is using) it returns without joining the pool: the model
     thread goes on with its statement. The process must not close the warehouse, or end, under it: an
     interpreter that ends while a thread is inside DuckDB's code aborts ("FATAL: exception not rethrown",
     exit -6 instead of 130; seen once in CI after a Ctrl-C). A finished dbt leaves no thread behind."""
-    deadline = time.monotonic() + timeout_seconds
     for thread in threads:
         thread.join(max(0.0, deadline - time.monotonic()))
     return [thread for thread in threads if thread.is_alive()]
 
 
-def release_warehouse() -> None:
+def release_warehouse(deadline: float) -> None:
     """Close the DuckDB database dbt-duckdb keeps open in this process after an invocation.
 
     After an interrupt, dbt returns while a model thread may still run its statement on a cursor of that
     database; DuckDB then refuses to close it ("connection is busy"), so the close is retried until the
-    statement is done (at most RELEASE_WAIT_SECONDS)."""
+    statement is done or `deadline` (time.monotonic()) has passed: one bound with `finish_threads`."""
     import duckdb
     from dbt.adapters.duckdb.connections import DuckDBConnectionManager
 
-    deadline = time.monotonic() + RELEASE_WAIT_SECONDS
     while True:
         try:
             environment = DuckDBConnectionManager._ENV  # dbt-duckdb's one environment per process (no public getter)

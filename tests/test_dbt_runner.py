@@ -15,9 +15,9 @@ def test_finish_threads_waits_for_each_thread_up_to_its_bound():
     statement_done = threading.Event()
     model = threading.Thread(target=statement_done.wait, daemon=True)
     model.start()
-    assert dbt_runner.finish_threads({model}, timeout_seconds=0.05) == [model]  # still in its statement
+    assert dbt_runner.finish_threads({model}, time.monotonic() + 0.05) == [model]  # still in its statement
     statement_done.set()
-    assert dbt_runner.finish_threads({model}, timeout_seconds=10) == []
+    assert dbt_runner.finish_threads({model}, time.monotonic() + 10) == []
     assert not model.is_alive()
 
 
@@ -47,7 +47,7 @@ def test_an_interrupted_invocation_waits_for_dbts_thread_before_closing_the_ware
     monkeypatch.setattr(dbt_runner, "parsed_manifest", lambda *args: None)
     monkeypatch.setattr(dbt_runner, "get_updated_cli_invocation_params_for_context", lambda **kwargs: SimpleNamespace(
         selection_args=[], indirect_selection=None))
-    monkeypatch.setattr(dbt_runner, "release_warehouse", lambda: order.append("warehouse closed"))
+    monkeypatch.setattr(dbt_runner, "release_warehouse", lambda deadline: order.append("warehouse closed"))
     context = SimpleNamespace(log=SimpleNamespace(warning=lambda message: order.append(message)))
 
     with pytest.raises(KeyboardInterrupt):
