@@ -65,6 +65,11 @@ def quote(name: str) -> str:
     return '"' + name.replace('"', '""') + '"'
 
 
+def sql_literal(value: str) -> str:
+    """`value` as a SQL string literal."""
+    return "'" + value.replace("'", "''") + "'"
+
+
 def _text(col: str) -> str:
     """The raw value as trimmed text, with the sources' spellings of null ('' and NA) as NULL."""
     return f"nullif(nullif(trim(CAST({quote(col)} AS VARCHAR)), ''), 'NA')"
@@ -93,10 +98,6 @@ def key_of(contract: Contract, typed_table: bool = False) -> str:
     return f"CASE WHEN {known} THEN [{', '.join(f'CAST({p} AS VARCHAR)' for p in parts)}] END"
 
 
-def _sql_literal(value: str) -> str:
-    return "'" + value.replace("'", "''") + "'"
-
-
 def _reasons(contract: Contract, fk_tables: dict[tuple[str, str], str], loaded_at: str = "current_timestamp") -> str:
     """A list expression holding one message per broken rule (NULLs filtered out)."""
     checks: list[str] = []
@@ -114,7 +115,7 @@ def _reasons(contract: Contract, fk_tables: dict[tuple[str, str], str], loaded_a
         if column.max is not None:
             checks.append(f"CASE WHEN {typed} > {column.max} THEN '{name}: ' || {shown} || ' is above {column.max}' END")
         if column.allowed:
-            allowed = ", ".join(_sql_literal(v) for v in column.allowed)
+            allowed = ", ".join(sql_literal(v) for v in column.allowed)
             checks.append(
                 f"CASE WHEN {typed} NOT IN ({allowed}) "
                 f"THEN '{name}: ' || {shown} || ' is not one of {'/'.join(column.allowed)}' END"
@@ -228,7 +229,7 @@ def validate(
         "WHERE len(_reasons) = 0 AND coalesce(_rank, 1) = 1"
     )
     # The original values, built only for the rows that go to quarantine.
-    raw_record = "to_json({" + ", ".join(f"{_sql_literal(c)}: r.{quote(c)}" for c in contract.column_names) + "})"
+    raw_record = "to_json({" + ", ".join(f"{sql_literal(c)}: r.{quote(c)}" for c in contract.column_names) + "})"
     con.execute(
         f"""
         CREATE OR REPLACE TEMP TABLE _quarantine AS

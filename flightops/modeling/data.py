@@ -9,6 +9,7 @@ import numpy as np
 import pandas as pd
 
 from flightops.modeling.schema import CATEGORICAL_FEATURES, FEATURE_COLUMNS, ID_COLUMNS, LABEL_COLUMN
+from flightops.validation import sql_literal
 
 FEATURES_TABLE = "features.flight_features"
 LABELS_TABLE = "features.flight_labels"
@@ -82,12 +83,8 @@ def _enum_casts(con: duckdb.DuckDBPyConnection, columns: tuple[str, ...]) -> dic
     if not columns:
         return {}
     distinct = con.execute(f"SELECT {', '.join(f'list(DISTINCT {c}) FILTER (WHERE {c} IS NOT NULL)' for c in columns)} FROM {FEATURES_TABLE}").fetchone()
-    return {column: f"CAST(f.{column} AS ENUM ({', '.join(_sql_text(value) for value in values)})) AS {column}"
+    return {column: f"CAST(f.{column} AS ENUM ({', '.join(sql_literal(value) for value in values)})) AS {column}"
             for column, values in zip(columns, distinct) if values}
-
-
-def _sql_text(value: str) -> str:
-    return "'" + value.replace("'", "''") + "'"
 
 
 def _shared_strings(values: pd.Categorical) -> np.ndarray:
