@@ -3,7 +3,8 @@
 The feature definitions are flightops/feature_engineering.py (SQL run here over the warehouse):
 every value is known `prediction_lead_minutes` before the scheduled departure, so adding or
 correcting later facts never changes an earlier flight's features. The same rows go to the
-online store (flightops/online_features.py) the prediction service reads. Cancelled flights
+online store (flightops/online_features.py) the prediction service reads, for its serving window
+of recent days. Cancelled flights
 are excluded (counted in metadata); diverted flights have features but no label (arrival
 delay unknown).
 """
@@ -38,7 +39,8 @@ FEATURES_TABLE = "features.flight_features"
                      "(arrival delay > 15 min, defined once in the warehouse)."),
         dg.AssetSpec(ONLINE, deps=[FEATURES], group_name=GROUP, kinds={"sqlite"},
                      description="The online store: the same rows by flight id, for the prediction service's "
-                     "POST /predict/flight (data/online/flight_features.sqlite)."),
+                     "POST /predict/flight (data/online/flight_features.sqlite), for the flights of its newest "
+                     "FLIGHTOPS_ONLINE_FEATURE_DAYS days."),
     ],
     partitions_def=DAILY,
     backfill_policy=SINGLE_RUN,
@@ -73,7 +75,7 @@ def flight_features(context: dg.AssetExecutionContext, warehouse: WarehouseResou
             window,
         )
         con.execute("COMMIT")
-        online_rows = write_days(feature_store.online_file, con, FEATURES_TABLE, first, last)
+        online = write_days(feature_store.online_file, con, FEATURES_TABLE, first, last, feature_store.online_days)
         flights, cancelled, features, labels, positives = con.execute(
             f"""
             SELECT (SELECT count(*) FROM marts.fct_flights WHERE flight_date BETWEEN $first AND $last),
@@ -96,7 +98,8 @@ def flight_features(context: dg.AssetExecutionContext, warehouse: WarehouseResou
     )
     yield dg.MaterializeResult(
         asset_key=ONLINE,
-        metadata={"rows": online_rows, "path": dg.MetadataValue.path(str(feature_store.online_file))},
+        metadata={"rows": online.rows, "oldest_day": str(online.oldest_day), "newest_day": str(online.newest_day),
+                  "keeps_days": feature_store.online_days, "path": dg.MetadataValue.path(str(feature_store.online_file))},
     )
 
 

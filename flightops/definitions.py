@@ -88,6 +88,7 @@ def resources() -> dict[str, dg.ConfigurableResource]:
         "feature_store": FeatureStoreResource(
             prediction_lead_minutes=dg.EnvVar.int("FLIGHTOPS_PREDICTION_LEAD_MINUTES"),
             data_dir=dg.EnvVar("FLIGHTOPS_DATA_DIR"),
+            online_days=dg.EnvVar.int("FLIGHTOPS_ONLINE_FEATURE_DAYS"),
         ),
         "monitoring": MonitoringResource(
             data_dir=dg.EnvVar("FLIGHTOPS_DATA_DIR"),

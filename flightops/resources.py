@@ -108,11 +108,12 @@ def _seed_partial_parse(target_path: Path) -> None:
 
 class FeatureStoreResource(dg.ConfigurableResource):
     """How the features are computed and where serving finds them: the prediction time (minutes
-    before each flight's scheduled departure; flightops.feature_engineering) and the online store's
-    file under the data folder (flightops.online_features)."""
+    before each flight's scheduled departure; flightops.feature_engineering), the online store's
+    file under the data folder and how many days of flights it keeps (flightops.online_features)."""
 
     prediction_lead_minutes: int
     data_dir: str  # the platform's data folder (absolute, or relative to the repository root)
+    online_days: int  # the online store's serving window: how many of its newest days of flights it keeps
 
     @property
     def lead_minutes(self) -> int:

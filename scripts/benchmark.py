@@ -646,9 +646,8 @@ TARGETS = {
                "12 %), and the process holds Dagster, dbt and MLflow (about 430 MB when training starts)"),
     "data": ("data layers' steps <= 2x the script's data stages",
              "fewer per-day events for a catch-up (Dagster's share, measured alone above), dbt's first parse in a "
-             "new data folder (about 2.3 s of the first dbt step), the online store's row-by-row SQLite write "
-             "(about 2.7 s of features), a faster read of the operational database (SQLAlchemy rows, then text "
-             "casts in pandas)"),
+             "new data folder (about 2.3 s of the first dbt step), a faster read of the operational database "
+             "(SQLAlchemy rows, then text casts in pandas)"),
     "new_day": ("a new day <= 10 % of the year",
                 "fewer imports per run (dbt, MLflow, scikit-learn: seconds each, paid by every run's new process) "
                 "or a long-lived process that keeps them; 10 % of the year is less than those imports"),

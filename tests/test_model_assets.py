@@ -21,6 +21,16 @@ def metadata(result: dg.ExecuteInProcessResult, key: dg.AssetKey) -> dict:
     return {name: value.value for name, value in event.materialization.metadata.items()}
 
 
+def served_window(result: dg.ExecuteInProcessResult) -> str:
+    """The oldest day the online store keeps after the run: FLIGHTOPS_ONLINE_FEATURE_DAYS (30) days up to LAST."""
+    from assets.features import ONLINE
+
+    online = metadata(result, ONLINE)
+    assert (online["keeps_days"], online["newest_day"]) == (30, LAST)
+    assert online["oldest_day"] == "2013-01-22" and online["rows"] > 20 * 500
+    return online["oldest_day"]
+
+
 @pytest.fixture(scope="module")
 def deployed(tmp_path_factory) -> Iterator[tuple[Platform, dg.ExecuteInProcessResult]]:
     with private_platform(tmp_path_factory.mktemp("models")) as platform:
@@ -113,10 +123,11 @@ def test_the_service_scores_a_flight_by_id_exactly_as_batch_scoring_did(deployed
 
     from flightops.serving.app import create_app
 
-    platform, _ = deployed
+    platform, result = deployed
+    oldest = served_window(result)
     sample = platform.query(
-        "SELECT flight_id, probability, model_version FROM predictions.flight_delay ORDER BY hash(flight_id) LIMIT 25"
-    )
+        "SELECT flight_id, probability, model_version FROM predictions.flight_delay WHERE flight_date >= ? "
+        "ORDER BY hash(flight_id) LIMIT 25", [oldest])
     assert len(sample) == 25
     client = TestClient(create_app(platform.settings))
     for flight_id, probability, version in sample:
@@ -127,6 +138,12 @@ def test_the_service_scores_a_flight_by_id_exactly_as_batch_scoring_did(deployed
     unknown = client.post("/predict/flight", json={"flight_id": "2014-01-01_XX1_EWR"})
     assert unknown.status_code == 404
     assert "not in the online feature store" in unknown.json()["detail"]
+    # A flight older than the serving window has a batch prediction but is no longer served by id.
+    (expired,), = platform.query("SELECT min(flight_id) FROM predictions.flight_delay WHERE flight_date = DATE '2013-01-02'")
+    answer = client.post("/predict/flight", json={"flight_id": expired})
+    assert answer.status_code == 404
+    assert f"flights of {oldest}..{LAST}" in answer.json()["detail"]
+    assert "predictions.flight_delay" in answer.json()["detail"]
 
 
 def test_a_batch_by_ids_scores_each_flight_as_batch_scoring_did_and_logs_each(deployed):
@@ -141,9 +158,10 @@ def test_a_batch_by_ids_scores_each_flight_as_batch_scoring_did_and_logs_each(de
     from flightops.serving.prediction_log import REQUEST_LOG_TABLE, prediction_log_path
     from flightops.serving.schema import MAX_BATCH_FLIGHTS
 
-    platform, _ = deployed
+    platform, result = deployed
     sample = platform.query(
-        "SELECT flight_id, probability FROM predictions.flight_delay ORDER BY hash(flight_id) LIMIT 120")
+        "SELECT flight_id, probability FROM predictions.flight_delay WHERE flight_date >= ? "
+        "ORDER BY hash(flight_id) LIMIT 120", [served_window(result)])
     unknown = "2014-01-01_XX1_EWR"
     ids = [flight_id for flight_id, _ in sample[:60]] + [unknown] + [flight_id for flight_id, _ in sample[60:]]
     client = TestClient(create_app(platform.settings))

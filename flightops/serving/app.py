@@ -63,9 +63,11 @@ log = logging.getLogger(__name__)
 MAX_REQUEST_BYTES = 16 * 1024
 # More errors than a request has fields (33) come from junk: they are counted, not listed.
 MAX_ERRORS_SHOWN = 50
-# What a flight missing from the online feature store takes (the 404 of /predict/flight, a batch's `detail`).
-ADD_MISSING_FLIGHTS = ("Materialize the features of its day (`flightops run --from DAY --until DAY`), "
-                       "or send its features to POST /predict.")
+# What a flight missing from the online feature store takes (the 404 of /predict/flight, a batch's `detail`),
+# after the days the store holds.
+ADD_MISSING_FLIGHTS = ("It keeps the flights of its newest FLIGHTOPS_ONLINE_FEATURE_DAYS days: for a flight of those "
+                       "days, materialize the features of its day (`flightops run --from DAY --until DAY`); for an "
+                       "older one, read its batch prediction (predictions.flight_delay) or send its features to POST /predict.")
 MISSING_FLIGHT = "not in the online feature store"  # a batch's log row for a flight it could not score
 
 DESCRIPTION = (
@@ -393,7 +395,8 @@ def predict_flight(lookup: FlightLookup, request: Request) -> PredictionResponse
         raise HTTPException(
             status_code=404,
             detail=f"Flight {lookup.flight_id!r} is not in the online feature store "
-            f"({_service(request).online_features.path}). {ADD_MISSING_FLIGHTS}",
+            f"({_service(request).online_features.path}, flights of {_service(request).online_features.days_held()}). "
+            f"{ADD_MISSING_FLIGHTS}",
         )
     request.state.features = features
     return _score(request, features, lookup.flight_id)
@@ -409,7 +412,8 @@ def predict_flights(batch: FlightBatch, request: Request) -> BatchPredictionResp
     flights = [(flight_id, found[flight_id]) for flight_id in batch.flight_ids if flight_id in found]
     predictions = _score_many(request, flights) if flights else []
     detail = (f"{len(missing)} of {len(batch.flight_ids)} flights are not in the online feature store "
-              f"({service.online_features.path}). {ADD_MISSING_FLIGHTS}") if missing else None
+              f"({service.online_features.path}, flights of {service.online_features.days_held()}). "
+              f"{ADD_MISSING_FLIGHTS}") if missing else None
     return BatchPredictionResponse(predictions=predictions, missing=missing, detail=detail)
 
 
