@@ -46,7 +46,7 @@ from flightops.settings import FIRST_DAY, LAST_DAY, REPO_ROOT, Settings, environ
 
 SCRIPTS_DIR = Path(__file__).resolve().parent
 BASELINE_SCRIPT = SCRIPTS_DIR / "pandas_baseline.py"
-# How often the platform process samples its own and its children's memory.
+# How often a measured process's memory, and its children's, is sampled.
 SAMPLE_SECONDS = 0.05
 # Tables whose row counts must agree between the platform and the baseline.
 COMPARED_COUNTS = (
@@ -115,7 +115,10 @@ def rss_mb(pid: int | None = None) -> float:
 
 
 class MemorySampler(threading.Thread):
-    """Samples own and descendants' RSS (psutil) every SAMPLE_SECONDS: per-step peaks, and each descendant's.
+    """Samples a process's RSS and its descendants' (psutil) every SAMPLE_SECONDS: per-step peaks, and each
+    descendant's. The process is this one (`start()`), or a measured child watched from outside (`watch(pid)`,
+    as `run_child` does): listing a process tree reads all of /proc, and in the measured process that work
+    would take the interpreter from the steps it measures (about 2 s of a new day's 20, in py-spy).
 
     A child's peak cannot come from getrusage(RUSAGE_CHILDREN): exec records the forking
     process's high-water mark as the child's, so a child would report this process's peak. Its
@@ -124,15 +127,25 @@ class MemorySampler(threading.Thread):
 
     def __init__(self) -> None:
         super().__init__(daemon=True, name="memory-sampler")
+        self.pid: int | None = None  # the sampled process (None: this one)
         self.samples: list[tuple[float, int, int]] = []  # (time, own RSS kB, descendants' RSS kB)
         self.descendants: dict[int, dict] = {}  # pid -> command, first/last seen, largest RSS kB
         self._finished = threading.Event()
 
+    def watch(self, pid: int) -> None:
+        """Sample process `pid` (and its descendants) from this process, until `stop()`."""
+        self.pid = pid
+        self.start()
+
     def run(self) -> None:
-        me = psutil.Process()
+        me = psutil.Process(self.pid)
         while True:
+            try:
+                children, own_kb = me.children(recursive=True), me.memory_info().rss // 1024
+            except (psutil.NoSuchProcess, psutil.ZombieProcess):
+                children, own_kb = [], None  # a watched child that has ended: nothing left to sample
             descendants_kb = 0
-            for child in me.children(recursive=True):
+            for child in children:
                 try:
                     rss_kb = child.memory_info().rss // 1024
                 except (psutil.NoSuchProcess, psutil.ZombieProcess):
@@ -143,7 +156,8 @@ class MemorySampler(threading.Thread):
                     self.descendants[child.pid] = {"command": _command(child), "first_seen": now}
                 seen = self.descendants[child.pid]
                 seen.update(last_seen=now, hwm_kb=max(seen.get("hwm_kb", 0), rss_kb))
-            self.samples.append((time.time(), me.memory_info().rss // 1024, descendants_kb))
+            if own_kb is not None:
+                self.samples.append((time.time(), own_kb, descendants_kb))
             if self._finished.wait(SAMPLE_SECONDS):
                 return
 
@@ -261,12 +275,10 @@ def measure_platform(first: date, until: date, instance_dir: Path, job: str, gro
     The Dagster instance is the repository's dagster.yaml (SQLite, the warehouse pool's limit) with
     its storage in `instance_dir` instead of data/dagster, shared by the year's run and the new day's, so the new day's figures
     include whatever grows with the history of runs.
-    This process does what `flightops run` does and little else: the run's steps are read back from the
-    instance afterwards by `with_steps`, in the parent (2.5 s for a year's run: the benchmark's work, not
-    the platform's).
+    This process does what `flightops run` does and little else: its memory is sampled from the parent
+    (`run_child`), and the run's steps are read back from the instance afterwards by `with_steps`, in the
+    parent (2.5 s for a year's run: the benchmark's work, not the platform's).
     """
-    sampler = MemorySampler()
-    sampler.start()
     load_environment()
     settings = Settings.current()
     phases: dict[str, tuple[float, float]] = {}
@@ -300,18 +312,13 @@ def measure_platform(first: date, until: date, instance_dir: Path, job: str, gro
     started = time.time()
     counts = _warehouse_counts(settings)
     phases["row-count check"] = (started, time.time())
-    sampler.stop()
 
     return {
         "run_id": result.run_id,
         "group_of": group_of,
         "dbt_steps": dbt_steps,
-        "phases": {name: {"start": start, "end": end, "seconds": round(end - start, 2), **_peaks_mb(sampler.samples, start, end)}
-                   for name, (start, end) in phases.items()},
-        "samples": sampler.samples,
+        "phases": {name: {"start": start, "end": end, "seconds": round(end - start, 2)} for name, (start, end) in phases.items()},
         "peak_rss_mb": mb(own_peak_kb()),
-        "children": sampler.by_command(),
-        "tree_peak_rss_mb": mb(max(s[1] + s[2] for s in sampler.samples)),
         "counts": counts,
         # The trained version's test ROC AUC per model (catboost, baseline, constant), when the run trained.
         "test_roc_auc": {name.removeprefix("test_").removesuffix("_roc_auc"): value.value
@@ -325,13 +332,18 @@ def _peaks_mb(samples: list, start: float, end: float) -> dict[str, float]:
     return {"peak_rss_mb": mb(own), "peak_children_rss_mb": mb(children)}
 
 
-def with_steps(measured: dict, instance_dir: Path) -> dict:
-    """A platform run measured by `measure_platform`, with its steps read from the instance in `instance_dir`:
-    start, end, layer (asset group), materializations and memory peaks of each, and Dagster's time between them."""
+def with_steps(measured: dict, instance_dir: Path, sampler: MemorySampler) -> dict:
+    """A platform run measured by `measure_platform` with its process's memory sampled by `sampler`, with its
+    steps read from the instance in `instance_dir`: start, end, layer (asset group), materializations and
+    memory peaks of each, Dagster's time between them; each phase's peaks, and the child processes'."""
     import dagster as dg
 
     measured = dict(measured)
-    samples = measured.pop("samples")
+    samples = sampler.samples
+    measured["phases"] = {name: {**phase, **_peaks_mb(samples, phase["start"], phase["end"])}
+                          for name, phase in measured["phases"].items()}
+    measured["children"] = sampler.by_command()
+    measured["tree_peak_rss_mb"] = mb(max(s[1] + s[2] for s in samples))
     group_of = {dg.AssetKey.from_user_string(key): group for key, group in measured.pop("group_of").items()}
     dbt_steps = set(measured.pop("dbt_steps"))
     steps, planned = _step_records(repository_instance_in(instance_dir), measured.pop("run_id"), group_of)
@@ -422,18 +434,24 @@ class ChildRun:
     max_rss_mb: float  # the child's peak, or a reaped descendant's if larger (wait4 semantics)
 
 
-def run_child(argv: list[str], env: dict[str, str], what: str, log: Path) -> ChildRun:
-    """Run `python argv...` to completion, its output into `log`. Interrupting us stops it (and its children)."""
+def run_child(argv: list[str], env: dict[str, str], what: str, log: Path, sampler: MemorySampler | None = None) -> ChildRun:
+    """Run `python argv...` to completion, its output into `log`, its memory sampled by `sampler` if given.
+    Interrupting us stops it (and its children)."""
     start = time.perf_counter()
     to_log = [(os.POSIX_SPAWN_OPEN, 1, str(log), os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o644), (os.POSIX_SPAWN_DUP2, 1, 2)]
     # Its own process group, so an interruption can stop it together with its children.
     pid = os.posix_spawn(sys.executable, [sys.executable, *argv], env, file_actions=to_log, setpgroup=0)
+    if sampler is not None:
+        sampler.watch(pid)
     try:
         _, status, usage = os.wait4(pid, 0)
     except BaseException:
         os.killpg(pid, signal.SIGTERM)  # the group this function created: the child and anything it started
         os.waitpid(pid, 0)
         raise
+    finally:
+        if sampler is not None:
+            sampler.stop()
     wall = time.perf_counter() - start
     code = os.waitstatus_to_exitcode(status)
     if code != 0:
@@ -702,12 +720,14 @@ def benchmark(until: date, out: Path | None) -> int:
         replay_run = run_child([me, "--child", "replay", "--until", until.isoformat(), "--result", str(base / "replay.json")], env, "replay", base / "replay.log")
         year_end = (until - ONE_DAY).isoformat()
         instance = ["--instance", str(base / "dagster")]
+        platform_memory, new_day_memory = MemorySampler(), MemorySampler()
         platform_run = run_child([me, "--child", "platform", "--job", "main_job", "--first", FIRST_DAY, "--until", year_end, *instance,
-                                  "--result", str(base / "platform.json")], env, "platform", base / "platform.log")
-        platform = with_steps(json.loads((base / "platform.json").read_text()), base / "dagster")
+                                  "--result", str(base / "platform.json")], env, "platform", base / "platform.log", platform_memory)
+        platform = with_steps(json.loads((base / "platform.json").read_text()), base / "dagster", platform_memory)
         (base / "platform-steps.json").write_text(json.dumps(platform, default=str))  # the shape Dagster alone copies
         new_day_run = run_child([me, "--child", "platform", "--job", "daily_job", "--first", until.isoformat(), "--until", until.isoformat(),
-                                 *instance, "--result", str(base / "new_day.json")], env, "new day", base / "new_day.log")
+                                 *instance, "--result", str(base / "new_day.json")], env, "new day", base / "new_day.log",
+                                new_day_memory)
         alone_run = run_child([me, "--child", "dagster-alone", "--first", FIRST_DAY, "--until", year_end,
                                "--instance", str(base / "dagster-alone"), "--shape", str(base / "platform-steps.json"),
                                "--result", str(base / "dagster_alone.json")], env, "Dagster alone", base / "dagster_alone.log")
@@ -718,7 +738,7 @@ def benchmark(until: date, out: Path | None) -> int:
             until, load_start, os.getloadavg(),
             json.loads((base / "replay.json").read_text()), replay_run,
             platform, platform_run,
-            with_steps(json.loads((base / "new_day.json").read_text()), base / "dagster"), new_day_run,
+            with_steps(json.loads((base / "new_day.json").read_text()), base / "dagster", new_day_memory), new_day_run,
             {**json.loads((base / "dagster_alone.json").read_text()), "process": asdict(alone_run)},
             json.loads((baseline_out / "summary.json").read_text()), baseline_run,
         )

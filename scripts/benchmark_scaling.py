@@ -30,8 +30,8 @@ from dataclasses import asdict
 from datetime import date
 from pathlib import Path
 
-from benchmark import _exit_on_sigterm, _layers, default_report_path, free_port, load_averages, measure_platform, measure_replay, \
-    run_child, scratch_environment, with_steps
+from benchmark import MemorySampler, _exit_on_sigterm, _layers, default_report_path, free_port, load_averages, measure_platform, \
+    measure_replay, run_child, scratch_environment, with_steps
 from flightops.pipeline import DATA_LAYERS
 from flightops.settings import FIRST_DAY, LAST_DAY, load_environment
 
@@ -52,9 +52,10 @@ def measure_scale(base: Path, scale: int, until: date, all_layers: bool) -> dict
     replay_run = run_child([me, "--child", "replay", "--until", until.isoformat(), "--result", str(base / "replay.json")],
                            env, f"replay {scale}x", base / "replay.log")
     what = "all-layers" if all_layers else "data-layers"
+    memory = MemorySampler()
     platform_run = run_child([me, "--child", what, "--until", until.isoformat(), "--instance", str(base / "dagster"),
-                              "--result", str(base / "platform.json")], env, f"{what} {scale}x", base / "platform.log")
-    platform = with_steps(json.loads((base / "platform.json").read_text()), base / "dagster")
+                              "--result", str(base / "platform.json")], env, f"{what} {scale}x", base / "platform.log", memory)
+    platform = with_steps(json.loads((base / "platform.json").read_text()), base / "dagster", memory)
     return {
         "scale": scale,
         "replay": {**json.loads((base / "replay.json").read_text()), "process": asdict(replay_run)},
