@@ -275,7 +275,6 @@ def flights_opdb(
 
     def pieces(chunks: Iterable[pd.DataFrame]) -> Iterator[pd.DataFrame]:
         for chunk in chunks:
-            check_columns(FLIGHTS, [c for c in chunk.columns if c != "row_id"], where)
             chunk = chunk.rename(columns={"row_id": "_row"})
             yield chunk.assign(_partition_date=chunk["flight_date"], _source=source)
 
@@ -285,8 +284,14 @@ def flights_opdb(
                 # Before the rows, in the same transaction: a correction landing in between makes the
                 # recorded version older than the rows, so the corrections sensor reloads (never the reverse).
                 versions = day_versions(connection, first, last)
+                delivered = list(connection.execute(sa.text("SELECT * FROM flights LIMIT 0")).keys())
+                check_columns(FLIGHTS, [c for c in delivered if c != "row_id"], where)
+                # Each value as the database writes it as text (517, not pandas' 517.0 for a column with
+                # nulls), converted by the database: half the time of typed values turned into text in pandas.
+                quoted = connection.dialect.identifier_preparer.quote
+                as_text = ", ".join(f"CAST({quoted(c)} AS TEXT) AS {quoted(c)}" for c in FLIGHTS.column_names)
                 stage(con, pieces(pd.read_sql(
-                    sa.text("SELECT * FROM flights WHERE flight_date BETWEEN :first AND :last ORDER BY row_id"),
+                    sa.text(f"SELECT row_id, {as_text} FROM flights WHERE flight_date BETWEEN :first AND :last ORDER BY row_id"),
                     connection,
                     params={"first": first.isoformat(), "last": last.isoformat()},
                     chunksize=OPDB_READ_ROWS,
