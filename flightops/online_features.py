@@ -74,7 +74,7 @@ def write_days(path: Path, warehouse: duckdb.DuckDBPyConnection, source: str, fi
     written = 0
     with _connect(path) as con, con:
         existing = [row[1] for row in con.execute(f"PRAGMA table_info({TABLE})")]
-        stored_newest = con.execute(f"SELECT max(flight_date) FROM {TABLE}").fetchone()[0] if existing else None
+        stored_newest = _days_held(con)[1] if existing else None
         newest = max(last, date.fromisoformat(stored_newest)) if stored_newest else last
         horizon = newest - timedelta(days=keep_days - 1)  # the oldest day the store keeps
         rows = warehouse.execute(
@@ -94,8 +94,13 @@ def write_days(path: Path, warehouse: duckdb.DuckDBPyConnection, source: str, fi
         while batch := rows.fetchmany(BATCH_ROWS):
             con.executemany(insert, batch)
             written += len(batch)
-        oldest, newest_held = con.execute(f"SELECT min(flight_date), max(flight_date) FROM {TABLE}").fetchone()
+        oldest, newest_held = _days_held(con)
     return Written(written, oldest and date.fromisoformat(oldest), newest_held and date.fromisoformat(newest_held))
+
+
+def _days_held(con: sqlite3.Connection) -> tuple[str | None, str | None]:
+    """The oldest and newest flight_date (ISO text) of the store's table; None, None when it holds no row."""
+    return con.execute(f"SELECT min(flight_date), max(flight_date) FROM {TABLE}").fetchone()
 
 
 class OnlineFeatures:
@@ -125,7 +130,7 @@ class OnlineFeatures:
             return "no flights"
         with _connect(self.path) as con:
             try:
-                oldest, newest = con.execute(f"SELECT min(flight_date), max(flight_date) FROM {TABLE}").fetchone()
+                oldest, newest = _days_held(con)
             except sqlite3.OperationalError:  # no table yet: the features asset has not written one
                 return "no flights"
         return f"{oldest}..{newest}" if oldest else "no flights"
