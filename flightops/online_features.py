@@ -10,8 +10,8 @@ round-trips exactly), dates and times as ISO text.
 The store is a serving window, not a second copy of the history (an online store's time to live, as
 in Feast): it keeps the flights of its newest `keep_days` days (FLIGHTOPS_ONLINE_FEATURE_DAYS), the
 ones a client asks about before departure; older flights' features and predictions stay in the
-warehouse. A year's catch-up writes a month of rows instead of 330,000 (2.5-3 s of the year's
-features step; 3.4 million rows at 10x data).
+warehouse. A year's catch-up writes a month of rows instead of 328,000 (0.4 s instead of 4.0-4.2 s,
+the write alone; 3.4 million rows at 10x data).
 """
 
 from __future__ import annotations
