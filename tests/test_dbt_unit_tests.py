@@ -3,8 +3,9 @@ of fct_flights, the placeholder rows of dim_airports), run the way an analyst ru
 
 dbt takes the types of a unit test's inputs from the relations in the warehouse, so they need a
 warehouse holding the models they read, though not their rows: here an empty one, built by
-`dbt run --empty` over empty `clean` tables of the contracts' columns. `dbt build` also runs them
-before their model in every platform run; this test names the failing one directly.
+`dbt run --empty` over empty `clean` tables of the contracts' columns. An analyst's plain `dbt build`
+also runs them before their model; the platform's runs do not (assets/transform.py BUILD_COMMAND), so
+this test is where a change to a model's logic meets them.
 """
 
 from __future__ import annotations

@@ -8,6 +8,7 @@ import os
 import re
 import subprocess
 import sys
+from collections import Counter
 from collections.abc import Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -122,7 +123,7 @@ def test_a_failed_build_still_reports_its_tables_then_fails(tmp_path: Path):
     events = []
     with pytest.raises(DbtInvocationError, match="dbt failed"):
         events.extend(build(StubContext(), dbt, warehouse))
-    assert dbt.calls == [(["build"], {"flightops_warehouse": str(warehouse.file)})]
+    assert dbt.calls == [(["build", "--exclude-resource-type", "unit_test"], {"flightops_warehouse": str(warehouse.file)})]
     metadata = events[0].metadata
     assert metadata["dagster/row_count"].value == 2
     assert [(c.name, c.type, c.description) for c in metadata["dagster/column_schema"].schema.columns] == [
@@ -183,6 +184,16 @@ def test_an_analysts_window_is_replaced_even_with_full_refresh_and_no_window_reb
     ran = analyst_dbt(tmp_path / "whole", "run")
     assert re.search(r"create\s+table", ran) and "delete from" not in ran, ran[:500]
     assert built.query(counts) == clean
+
+
+def test_a_runs_dbt_steps_run_the_data_tests_not_the_unit_tests(built):
+    """dbt's unit tests (fixed rows, tests/test_dbt_unit_tests.py) stay out of a run; its data tests, the asset
+    checks, run on the rebuilt tables. The daily step's models are the ones with unit tests."""
+    ran = json.loads((built.settings.data_dir / "dbt" / "dbt_daily_models" / "run_results.json").read_text())
+    kinds = Counter(result["unique_id"].split(".")[0] for result in ran["results"])
+    assert kinds["unit_test"] == 0, kinds
+    assert kinds["model"] == 3 and kinds["test"] >= 10, kinds
+    assert all(result["status"] in ("success", "pass") for result in ran["results"]), ran["results"]
 
 
 def test_a_later_window_reuses_the_steps_dbt_folder_and_parses_only_what_changed(built, monkeypatch):
@@ -250,7 +261,7 @@ def test_a_dbt_failure_names_the_error_the_log_and_what_to_do(tmp_path: Path):
         assert not result.success
         message = failure_messages(result)
         log = platform.settings.data_dir / "dbt" / "dbt_warehouse_models" / "dbt.log"
-        assert "`dbt build` failed (dbt's log: " + str(log) in message, message
+        assert "`dbt build --exclude-resource-type unit_test` failed (dbt's log: " + str(log) in message, message
         assert "Runtime Error in model stg_flights" in message and 'Table with name "clean.flights" does not exist' in message
         assert "materialize the assets upstream of this step first" in message
         assert log.exists()
