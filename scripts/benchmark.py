@@ -3,12 +3,14 @@
 Each part runs in its own subprocess, so a peak RSS is that process's own:
   1. replay: the simulated source systems replayed through --until (the platform's input;
      the baseline reads the package files directly, so this is reported apart);
-  2. platform: main_job (every layer, training with tuning off) over FIRST_DAY..the day before
-     --until as one run, on the repository's Dagster instance configuration (SQLite) with its storage in the
+  2. platform: main_job (every layer, training with tuning off) over FIRST_DAY..BETWEEN_DAYS + 1 days
+     before --until as one run, on the repository's Dagster instance configuration (SQLite) with its storage in the
      scratch folder, weather API served in-process by `weather_api_running`; per-step times come from the
      run's STEP_START/STEP_SUCCESS events, steps are grouped into layers by asset group;
-  3. new day: --until alone through daily_job (no training; predictions and monitoring with the
-     champion of step 2), in a new process on the same instance, reported as a share of step 2; then
+  3. new day: the BETWEEN_DAYS days after the year through daily_job, not measured, so that the new day's
+     monitoring has its drift window (a day right after training has none: it skipped Evidently); then
+     --until alone through daily_job (no training; predictions and monitoring with the champion of
+     step 2), in a new process on the same instance, reported as a share of step 2; then
      its imports alone: every module that process had loaded, imported by name in a new process, so
      the share of a new day no run in a new process can go below is measured, not estimated;
   4. Dagster alone: step 2's run shape (its steps, their assets, one materialization per asset and
@@ -44,6 +46,7 @@ from pathlib import Path
 
 import psutil
 
+from flightops.monitoring.policy import MonitoringPolicy
 from flightops.settings import FIRST_DAY, LAST_DAY, REPO_ROOT, Settings, environment_under, load_environment
 
 SCRIPTS_DIR = Path(__file__).resolve().parent
@@ -59,6 +62,10 @@ COMPARED_COUNTS = (
 LAYER_ORDER = ("ingestion", "validation", "transform", "features", "models", "deployment", "monitoring")
 DATA_LAYER_NAMES = LAYER_ORDER[:4]  # what the script's stages before its fit do
 ONE_DAY = timedelta(days=1)
+# Daily runs between the year's and the new day's: with them the new day's monitoring window holds the
+# policy's minimum of days after the champion's reference, so the new day measures drift (Evidently) as a
+# day in service does. The policy in the code location is MonitoringPolicy's defaults (flightops/definitions.py).
+BETWEEN_DAYS = MonitoringPolicy().min_window_days - 1
 RESULTS_DIR = REPO_ROOT / "bench" / "results"
 # Lines of a failed child's output shown before the scratch folder (and its log) is removed.
 LOG_TAIL_LINES = 60
@@ -289,6 +296,7 @@ def measure_platform(first: date, until: date, instance_dir: Path, job: str, gro
 
     from flightops.definitions import defs
     from assets.models import flight_delay_model
+    from assets.monitoring import FEATURE_DRIFT
     from flightops.pipeline import keys_in_groups, materialize, weather_api_running
 
     phases["startup: imports, definitions"] = (started, time.time())
@@ -307,6 +315,8 @@ def measure_platform(first: date, until: date, instance_dir: Path, job: str, gro
         phases["run"] = (started, time.time())
     trained = [event.materialization.metadata for event in result.get_asset_materialization_events()
                if event.asset_key == flight_delay_model.key]
+    drift = [event.materialization.metadata["weighted_stable_drift"].value for event in result.get_asset_materialization_events()
+             if event.asset_key == FEATURE_DRIFT]
     if not result.success:
         failed = [event.step_key for event in result.get_step_failure_events()]
         raise SystemExit(f"The platform run {result.run_id} failed (steps {', '.join(failed) or 'none started'}); "
@@ -326,6 +336,8 @@ def measure_platform(first: date, until: date, instance_dir: Path, job: str, gro
         "test_roc_auc": {name.removeprefix("test_").removesuffix("_roc_auc"): value.value
                          for name, value in (trained[-1] if trained else {}).items()
                          if name.startswith("test_") and name.endswith("roc_auc")},
+        # Each monitored day's importance-weighted stable drift share (None: no drift window, Evidently not run).
+        "weighted_stable_drift": drift[-1] if drift else {},
     }
 
 
@@ -505,8 +517,8 @@ def _layers(platform: dict) -> list[dict]:
     return rows
 
 
-def build_report(until: date, load_start, load_end, replay, replay_run, platform, platform_run, new_day, new_day_run,
-                 new_day_imports, dagster_alone, baseline, baseline_run) -> dict:
+def build_report(year_end: date, until: date, load_start, load_end, replay, replay_run, platform, platform_run,
+                 between_run, new_day, new_day_run, new_day_imports, dagster_alone, baseline, baseline_run) -> dict:
     counts = {
         name: {"platform": platform["counts"].get(name), "baseline": baseline["counts"].get(name)}
         for name in COMPARED_COUNTS
@@ -514,7 +526,10 @@ def build_report(until: date, load_start, load_end, replay, replay_run, platform
     for row in counts.values():
         row["match"] = row["platform"] == row["baseline"]
     return {
-        "window": {"first": FIRST_DAY, "until": (until - ONE_DAY).isoformat(), "new_day": until.isoformat()},
+        "window": {"first": FIRST_DAY, "until": year_end.isoformat(),
+                   "between": [(year_end + ONE_DAY).isoformat(), (until - ONE_DAY).isoformat()] if between_run else None,
+                   "new_day": until.isoformat()},
+        "between": {"process": asdict(between_run)} if between_run else None,
         "machine": {"cpus": os.cpu_count(), "load_average_start": load_start, "load_average_end": load_end},
         "replay": {**replay, "process": asdict(replay_run)},
         "platform": {**platform, "layers": _layers(platform), "process": asdict(platform_run)},
@@ -584,7 +599,10 @@ def print_report(report: dict) -> None:
         if step["materialization_events"] > 1:
             print(_row(f"    {step['step']} ({step['materialization_events']} events)", step["materialization_span_seconds"]))
     n = report["new_day"]
-    print(f"new day {w['new_day']} after the year through daily_job (own process, same Dagster instance): "
+    if w.get("between"):
+        print(_row(f"days between {w['between'][0]}..{w['between'][1]} through daily_job (not measured)",
+                   report["between"]["process"]["wall_seconds"]))
+    print(f"new day {w['new_day']} after the year through daily_job (own process, same Dagster instance; {_drift_measured(n)}): "
           f"{100 * n['share_of_the_year_run']:.1f} % of the year's run")
     for name, phase in n["phases"].items():
         if name != "run":
@@ -621,6 +639,15 @@ def print_report(report: dict) -> None:
         print(f"{name:<44}{row['platform']!s:>12}{row['baseline']!s:>12}  {'yes' if row['match'] else 'NO'}")
 
 
+def _drift_measured(new_day: dict) -> str:
+    """Whether the new day's monitoring measured drift (Evidently), as the report says it."""
+    shares = new_day.get("weighted_stable_drift") or {}
+    measured = {day: share for day, share in shares.items() if share is not None}
+    if not measured:
+        return "its monitoring had no drift window: no drift measured"
+    return "its monitoring measured drift: weighted stable share " + ", ".join(f"{d} {v}" for d, v in measured.items())
+
+
 def default_report_path() -> Path:
     """bench/results/<date>-<machine>.json: one file per day and machine, committed with its table."""
     return RESULTS_DIR / f"{date.today().isoformat()}-{socket.gethostname()}.json"
@@ -636,7 +663,10 @@ def markdown_table(report: dict) -> str:
     spans = sum(step["materialization_span_seconds"] for step in python_steps)
     recorded = sum(step["materialization_events"] for step in python_steps)
     rows = [
-        f"main_job (tuning off) {w['first']}..{w['until']}, then the new day {w['new_day']} through daily_job; "
+        f"main_job (tuning off) {w['first']}..{w['until']}, "
+        + (f"then {w['between'][0]}..{w['between'][1]} through daily_job (not measured: they give the new day's monitoring its "
+           "drift window), " if w.get("between") else "")
+        + f"then the new day {w['new_day']} through daily_job; "
         f"{report['machine']['cpus']} CPUs, "
         f"load average (1/5/15 min) {loads[0]} -> {loads[1]}.",
         "",
@@ -662,8 +692,8 @@ def markdown_table(report: dict) -> str:
         f"| **ratio platform / script, end to end** | **{r['wall']}x** | {r['cpu']}x | **{r['peak_rss_process']}x** |",
         f"| ratio of the data layers' steps to the script's data stages | {r['data_layers_steps']}x | | |",
         f"| test ROC AUC: platform {p['test_roc_auc']}, script's fit {b.get('fit', {}).get('test_roc_auc')} | | | |",
-        f"| new day through daily_job (own process) | {n['process']['wall_seconds']} | {n['process']['cpu_seconds']} | "
-        f"{n['peak_rss_mb']} |",
+        f"| new day through daily_job (own process; {_drift_measured(n)}) | {n['process']['wall_seconds']} | "
+        f"{n['process']['cpu_seconds']} | {n['peak_rss_mb']} |",
     ]
     rows += [f"| - {layer['layer']} | {layer['seconds']} | | |" for layer in n["layers"]]
     a = report["dagster_alone"]
@@ -755,28 +785,31 @@ def benchmark(until: date, out: Path | None) -> int:
     try:
         print(f"Scratch folder {base}", flush=True)
         replay_run = run_child([me, "--child", "replay", "--until", until.isoformat(), "--result", str(base / "replay.json")], env, "replay", base / "replay.log")
-        year_end = (until - ONE_DAY).isoformat()
+        year_end = until - (BETWEEN_DAYS + 1) * ONE_DAY
         instance = ["--instance", str(base / "dagster")]
         platform_memory, new_day_memory = MemorySampler(), MemorySampler()
-        platform_run = run_child([me, "--child", "platform", "--job", "main_job", "--first", FIRST_DAY, "--until", year_end, *instance,
+        platform_run = run_child([me, "--child", "platform", "--job", "main_job", "--first", FIRST_DAY, "--until", year_end.isoformat(), *instance,
                                   "--result", str(base / "platform.json")], env, "platform", base / "platform.log", platform_memory)
         platform = with_steps(json.loads((base / "platform.json").read_text()), base / "dagster", platform_memory)
         (base / "platform-steps.json").write_text(json.dumps(platform, default=str))  # the shape Dagster alone copies
+        between_run = run_child([me, "--child", "platform", "--job", "daily_job", "--first", (year_end + ONE_DAY).isoformat(),
+                                 "--until", (until - ONE_DAY).isoformat(), *instance, "--result", str(base / "between.json")],
+                                env, "the days between", base / "between.log") if BETWEEN_DAYS else None
         new_day_run = run_child([me, "--child", "platform", "--job", "daily_job", "--first", until.isoformat(), "--until", until.isoformat(),
                                  *instance, "--result", str(base / "new_day.json"), "--modules", str(base / "new_day.modules")],
                                 env, "new day", base / "new_day.log", new_day_memory)
         imports_run = run_child([me, "--child", "imports", "--modules", str(base / "new_day.modules"),
                                  "--result", str(base / "imports.json")], env, "the new day's imports alone", base / "imports.log")
-        alone_run = run_child([me, "--child", "dagster-alone", "--first", FIRST_DAY, "--until", year_end,
+        alone_run = run_child([me, "--child", "dagster-alone", "--first", FIRST_DAY, "--until", year_end.isoformat(),
                                "--instance", str(base / "dagster-alone"), "--shape", str(base / "platform-steps.json"),
                                "--result", str(base / "dagster_alone.json")], env, "Dagster alone", base / "dagster_alone.log")
         baseline_out = base / "baseline"
-        baseline_run = run_child([str(BASELINE_SCRIPT), "--until", year_end, "--out", str(baseline_out), "--fit"], env,
+        baseline_run = run_child([str(BASELINE_SCRIPT), "--until", year_end.isoformat(), "--out", str(baseline_out), "--fit"], env,
                                  "pandas baseline", base / "baseline.log")
         report = build_report(
-            until, load_start, os.getloadavg(),
+            year_end, until, load_start, os.getloadavg(),
             json.loads((base / "replay.json").read_text()), replay_run,
-            platform, platform_run,
+            platform, platform_run, between_run,
             with_steps(json.loads((base / "new_day.json").read_text()), base / "dagster", new_day_memory), new_day_run,
             {**json.loads((base / "imports.json").read_text()), "process": asdict(imports_run)},
             {**json.loads((base / "dagster_alone.json").read_text()), "process": asdict(alone_run)},
@@ -801,7 +834,8 @@ def benchmark(until: date, out: Path | None) -> int:
 def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--until", type=date.fromisoformat, default=date.fromisoformat(LAST_DAY),
-                        help=f"the new day, run alone after {FIRST_DAY}..the day before as one run (default {LAST_DAY})")
+                        help=f"the new day, run alone after {FIRST_DAY}..{BETWEEN_DAYS + 1} days before it as one run and "
+                        f"the {BETWEEN_DAYS} days between as daily runs (default {LAST_DAY})")
     parser.add_argument("--out", type=Path, help="the report's JSON file (default: bench/results/<date>-<machine>.json); "
                         "its Markdown table goes beside it (.md)")
     parser.add_argument("--child", choices=("replay", "platform", "dagster-alone", "imports"), help=argparse.SUPPRESS)
@@ -812,9 +846,9 @@ def main() -> int:
     parser.add_argument("--instance", type=Path, help=argparse.SUPPRESS)
     parser.add_argument("--result", type=Path, help=argparse.SUPPRESS)
     args = parser.parse_args()
-    if not FIRST_DAY < args.until.isoformat() <= LAST_DAY:
-        parser.error(f"--until {args.until} is outside {FIRST_DAY} (excluded: the year run needs a day before it)"
-                     f"..{LAST_DAY}; pick a day inside it.")
+    if not date.fromisoformat(FIRST_DAY) + (BETWEEN_DAYS + 1) * ONE_DAY <= args.until <= date.fromisoformat(LAST_DAY):
+        parser.error(f"--until {args.until} is outside {date.fromisoformat(FIRST_DAY) + (BETWEEN_DAYS + 1) * ONE_DAY}..{LAST_DAY} "
+                     f"(the year's run needs a day, and the days between {BETWEEN_DAYS}, before it); pick a day inside it.")
     if args.child is None:
         return benchmark(args.until, args.out)
     if args.child == "replay":
