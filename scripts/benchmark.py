@@ -443,9 +443,8 @@ def measure_imports(modules: list[str]) -> dict:
     """Import `modules` by name, in order, in this new process: what a run's process pays before any work.
 
     `modules` are a measured process's `sys.modules` in the order it loaded them (the platform child's
-    own, `--modules`). A name that does not import on its own (a module a package creates under another
-    name, the measured script's `__main__`) is counted and skipped: the figure is then a little low, never
-    high. The process's wall, taken by the parent, also holds the interpreter's start and exit, as the
+    own, `--modules`). A name that does not import on its own (a C extension a package registers under a
+    bare name, such as `_catboost`) is counted and skipped: the figure is then a little low, never high. The process's wall, taken by the parent, also holds the interpreter's start and exit, as the
     new day's does."""
     import importlib
 
@@ -517,8 +516,9 @@ def _layers(platform: dict) -> list[dict]:
     return rows
 
 
-def build_report(year_end: date, until: date, load_start, load_end, replay, replay_run, platform, platform_run,
-                 between_run, new_day, new_day_run, new_day_imports, dagster_alone, baseline, baseline_run) -> dict:
+def build_report(year_end: date, between: tuple[date, date] | None, until: date, load_start, load_end, replay, replay_run,
+                 platform, platform_run, between_run, new_day, new_day_run, new_day_imports, dagster_alone, baseline,
+                 baseline_run) -> dict:
     counts = {
         name: {"platform": platform["counts"].get(name), "baseline": baseline["counts"].get(name)}
         for name in COMPARED_COUNTS
@@ -527,7 +527,7 @@ def build_report(year_end: date, until: date, load_start, load_end, replay, repl
         row["match"] = row["platform"] == row["baseline"]
     return {
         "window": {"first": FIRST_DAY, "until": year_end.isoformat(),
-                   "between": [(year_end + ONE_DAY).isoformat(), (until - ONE_DAY).isoformat()] if between_run else None,
+                   "between": [day.isoformat() for day in between] if between else None,
                    "new_day": until.isoformat()},
         "between": {"process": asdict(between_run)} if between_run else None,
         "machine": {"cpus": os.cpu_count(), "load_average_start": load_start, "load_average_end": load_end},
@@ -786,15 +786,16 @@ def benchmark(until: date, out: Path | None) -> int:
         print(f"Scratch folder {base}", flush=True)
         replay_run = run_child([me, "--child", "replay", "--until", until.isoformat(), "--result", str(base / "replay.json")], env, "replay", base / "replay.log")
         year_end = until - (BETWEEN_DAYS + 1) * ONE_DAY
+        between = (year_end + ONE_DAY, until - ONE_DAY) if BETWEEN_DAYS else None
         instance = ["--instance", str(base / "dagster")]
         platform_memory, new_day_memory = MemorySampler(), MemorySampler()
         platform_run = run_child([me, "--child", "platform", "--job", "main_job", "--first", FIRST_DAY, "--until", year_end.isoformat(), *instance,
                                   "--result", str(base / "platform.json")], env, "platform", base / "platform.log", platform_memory)
         platform = with_steps(json.loads((base / "platform.json").read_text()), base / "dagster", platform_memory)
         (base / "platform-steps.json").write_text(json.dumps(platform, default=str))  # the shape Dagster alone copies
-        between_run = run_child([me, "--child", "platform", "--job", "daily_job", "--first", (year_end + ONE_DAY).isoformat(),
-                                 "--until", (until - ONE_DAY).isoformat(), *instance, "--result", str(base / "between.json")],
-                                env, "the days between", base / "between.log") if BETWEEN_DAYS else None
+        between_run = run_child([me, "--child", "platform", "--job", "daily_job", "--first", between[0].isoformat(),
+                                 "--until", between[1].isoformat(), *instance, "--result", str(base / "between.json")],
+                                env, "the days between", base / "between.log") if between else None
         new_day_run = run_child([me, "--child", "platform", "--job", "daily_job", "--first", until.isoformat(), "--until", until.isoformat(),
                                  *instance, "--result", str(base / "new_day.json"), "--modules", str(base / "new_day.modules")],
                                 env, "new day", base / "new_day.log", new_day_memory)
@@ -807,7 +808,7 @@ def benchmark(until: date, out: Path | None) -> int:
         baseline_run = run_child([str(BASELINE_SCRIPT), "--until", year_end.isoformat(), "--out", str(baseline_out), "--fit"], env,
                                  "pandas baseline", base / "baseline.log")
         report = build_report(
-            year_end, until, load_start, os.getloadavg(),
+            year_end, between, until, load_start, os.getloadavg(),
             json.loads((base / "replay.json").read_text()), replay_run,
             platform, platform_run, between_run,
             with_steps(json.loads((base / "new_day.json").read_text()), base / "dagster", new_day_memory), new_day_run,
@@ -846,8 +847,9 @@ def main() -> int:
     parser.add_argument("--instance", type=Path, help=argparse.SUPPRESS)
     parser.add_argument("--result", type=Path, help=argparse.SUPPRESS)
     args = parser.parse_args()
-    if not date.fromisoformat(FIRST_DAY) + (BETWEEN_DAYS + 1) * ONE_DAY <= args.until <= date.fromisoformat(LAST_DAY):
-        parser.error(f"--until {args.until} is outside {date.fromisoformat(FIRST_DAY) + (BETWEEN_DAYS + 1) * ONE_DAY}..{LAST_DAY} "
+    earliest = date.fromisoformat(FIRST_DAY) + (BETWEEN_DAYS + 1) * ONE_DAY
+    if not earliest <= args.until <= date.fromisoformat(LAST_DAY):
+        parser.error(f"--until {args.until} is outside {earliest}..{LAST_DAY} "
                      f"(the year's run needs a day, and the days between {BETWEEN_DAYS}, before it); pick a day inside it.")
     if args.child is None:
         return benchmark(args.until, args.out)
