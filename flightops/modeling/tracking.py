@@ -9,7 +9,11 @@ from __future__ import annotations
 
 import hashlib
 import logging
+import os
+import shutil
+import sqlite3
 import subprocess
+import tempfile
 from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
@@ -79,6 +83,63 @@ def _sqlite_file(tracking_uri: str) -> Path | None:
     return Path(tracking_uri[len(prefix):]) if tracking_uri.startswith(prefix) else None
 
 
+# MLflow makes a new SQLite store by creating its first tables and running every schema migration since
+# (1.4 of the 2.4-3.0 s a new store took, py-spy): that is done once per MLflow version, into a template
+# here, and each new store is a copy of it. Like .venv, the folder belongs to the checkout, not to a data folder.
+STORE_TEMPLATES = REPO_ROOT / ".cache" / "mlflow"
+
+
+def store_template(version: str) -> Path:
+    """The empty, migrated store of this MLflow version (created on first use)."""
+    return STORE_TEMPLATES / f"empty-store-mlflow-{version}.db"
+
+
+def seed_sqlite_store(database: Path) -> None:
+    """Create the SQLite tracking store `database`, if it does not exist, as a copy of MLflow's empty schema.
+
+    The copy is what MLflow's own creation leaves before its first use: every table at the newest
+    schema version, its default workspace, no experiment (MLflow adds its default experiment on first
+    use, with the artifact root of the process using it). An existing file is never replaced: the copy
+    is linked into place only if nothing is there, so two processes starting at once share one store.
+    Where the checkout cannot hold the template or the folder cannot link (a read-only image), MLflow
+    creates the store itself, as it would without this, and the log says why.
+    """
+    if database.exists():
+        return
+    import mlflow
+
+    database.parent.mkdir(parents=True, exist_ok=True)
+    template = store_template(mlflow.__version__)
+    try:
+        if not template.exists():
+            _migrate_into(template)
+        staged = database.with_name(f".{database.name}.{os.getpid()}.seed")
+        shutil.copyfile(template, staged)
+        try:
+            os.link(staged, database)
+        except FileExistsError:
+            pass  # another process created the store meanwhile: it is used as it is
+        finally:
+            staged.unlink()
+    except OSError as exc:
+        _log.info(f"MLflow creates the store {database} itself: the copy of its empty schema failed ({exc}).")
+
+
+def _migrate_into(template: Path) -> None:
+    """MLflow's creation of a store, its default experiment removed, moved to `template` in one step."""
+    from mlflow.store.tracking.sqlalchemy_store import SqlAlchemyStore
+
+    template.parent.mkdir(parents=True, exist_ok=True)
+    with tempfile.TemporaryDirectory(dir=template.parent) as scratch:
+        made = Path(scratch) / template.name
+        SqlAlchemyStore(f"sqlite:///{made}", Path(scratch).as_uri()).engine.dispose()
+        with sqlite3.connect(made) as con:  # the default experiment names the scratch folder as its artifact root
+            con.execute("DELETE FROM experiment_tags WHERE experiment_id = 0")
+            con.execute("DELETE FROM experiments WHERE experiment_id = 0")
+        con.close()
+        os.replace(made, template)  # whole or absent, whoever else is migrating one
+
+
 def configure_mlflow(store: MlflowStore, experiment_name: str = EXPERIMENT_NAME) -> str:
     """Point MLflow (tracking and registry) at the store; return the experiment's id.
 
@@ -88,9 +149,6 @@ def configure_mlflow(store: MlflowStore, experiment_name: str = EXPERIMENT_NAME)
     """
     import mlflow
 
-    database = _sqlite_file(store.mlflow_tracking_uri)
-    if database is not None:
-        database.parent.mkdir(parents=True, exist_ok=True)
     store.mlflow_artifacts.mkdir(parents=True, exist_ok=True)
     mlflow.set_tracking_uri(store.mlflow_tracking_uri)
     mlflow.set_registry_uri(store.mlflow_tracking_uri)
@@ -116,8 +174,12 @@ def configure_mlflow(store: MlflowStore, experiment_name: str = EXPERIMENT_NAME)
 
 
 def mlflow_client(store: MlflowStore) -> MlflowClient:
-    """A client bound to the store, independent of MLflow's global state."""
+    """A client bound to the store, independent of MLflow's global state (a new SQLite store seeded first)."""
     from mlflow import MlflowClient
+
+    database = _sqlite_file(store.mlflow_tracking_uri)
+    if database is not None:
+        seed_sqlite_store(database)
 
     return MlflowClient(tracking_uri=store.mlflow_tracking_uri, registry_uri=store.mlflow_tracking_uri)
 
