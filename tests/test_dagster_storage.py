@@ -7,6 +7,7 @@ from pathlib import Path
 
 import dagster as dg
 import sqlalchemy as sa
+from dagster._core.storage.event_log.sqlite.sqlite_event_log import SqliteEventLogStorage
 from dagster._core.storage.tags import ASSET_PARTITION_RANGE_END_TAG, ASSET_PARTITION_RANGE_START_TAG
 from dagster._serdes import deserialize_value
 
@@ -155,3 +156,23 @@ def test_a_planned_partitioned_check_writes_the_rows_dagsters_own_storage_writes
     assert recorded["pooled"] == recorded["plain"]
     planned = [row[2] for row in recorded["pooled"] if row[3] == "PLANNED"]
     assert planned == [f"2013-04-0{day}" for day in range(1, 6)]  # a row per planned day
+
+
+def test_dagster_is_asked_whether_a_table_exists_once_per_table_it_has(tmp_path: Path, monkeypatch):
+    asked = []
+    has_table = SqliteEventLogStorage.has_table
+    monkeypatch.setattr(SqliteEventLogStorage, "has_table",
+                        lambda storage, name: asked.append(name) or has_table(storage, name))
+    home = tmp_path / "home"
+    instance = _instance(home, instance_config_with_storage_in(home))
+    storage = instance.event_log_storage
+    for day in range(1, 4):  # one run a day, each event stored alone (as a daily run's step events are)
+        _run(instance, f"2013-03-{day:02d}", f"2013-03-{day:02d}")
+
+    assert asked and len(asked) == len(set(asked))  # each table Dagster asked about: once, whatever the events
+    assert storage.has_table("asset_check_executions") and storage.has_table("asset_event_tags")
+    assert not storage.has_table("no_such_table") and not storage.has_table("no_such_table")
+    assert asked.count("no_such_table") == 2  # a missing table is asked about again: a migration may add it
+    instance.wipe()
+    assert storage.has_table("asset_event_tags") and asked.count("asset_event_tags") == 2  # asked afresh after a wipe
+    instance.dispose()
