@@ -7,6 +7,7 @@ from pathlib import Path
 
 import dagster as dg
 import sqlalchemy as sa
+from dagster._core.storage.event_log.base import EventLogStorage
 from dagster._core.storage.event_log.sqlite.sqlite_event_log import SqliteEventLogStorage
 from dagster._core.storage.tags import ASSET_PARTITION_RANGE_END_TAG, ASSET_PARTITION_RANGE_START_TAG
 from dagster._serdes import deserialize_value
@@ -142,7 +143,13 @@ def _check_rows(instance: dg.DagsterInstance) -> list[tuple]:
     return sorted(((key, name, day or "", status, type(deserialize_value(event)).__name__) for key, name, day, status, event in rows))
 
 
-def test_a_planned_partitioned_check_writes_the_rows_dagsters_own_storage_writes(tmp_path: Path):
+def test_a_planned_partitioned_check_writes_the_rows_dagsters_own_storage_writes(tmp_path: Path, monkeypatch):
+    # A run's planned materializations and checks come as one batch; Dagster's storage stores it event by event.
+    monkeypatch.setenv("DAGSTER_EVENT_BATCH_SIZE", "1000")
+    one_by_one = []
+    store_each = EventLogStorage.store_event_batch
+    monkeypatch.setattr(EventLogStorage, "store_event_batch",
+                        lambda storage, events: one_by_one.append(type(storage).__name__) or store_each(storage, events))
     recorded = {}
     for name, config in (("pooled", instance_config_with_storage_in), ("plain", None)):
         home = tmp_path / name
@@ -151,11 +158,15 @@ def test_a_planned_partitioned_check_writes_the_rows_dagsters_own_storage_writes
         result = CHECKED_JOB.execute_in_process(instance=instance, tags={ASSET_PARTITION_RANGE_START_TAG: "2013-04-01",
                                                                          ASSET_PARTITION_RANGE_END_TAG: "2013-04-05"})
         assert result.success
-        recorded[name] = _check_rows(instance)
+        planned = instance.get_event_records(dg.EventRecordsFilter(dg.DagsterEventType.ASSET_MATERIALIZATION_PLANNED, checked.key))
+        recorded[name] = (_check_rows(instance), sorted(record.partition_key for record in planned),
+                          [e.dagster_event_type for e in instance.all_logs(result.run_id) if e.is_dagster_event])
         instance.dispose()
+    assert "SqliteEventLogStorage" in one_by_one and "PooledSqliteEventLogStorage" not in one_by_one
     assert recorded["pooled"] == recorded["plain"]
-    planned = [row[2] for row in recorded["pooled"] if row[3] == "PLANNED"]
+    planned = [row[2] for row in recorded["pooled"][0] if row[3] == "PLANNED"]
     assert planned == [f"2013-04-0{day}" for day in range(1, 6)]  # a row per planned day
+    assert recorded["pooled"][1] == planned
 
 
 def test_dagster_is_asked_whether_a_table_exists_once_per_table_it_has(tmp_path: Path, monkeypatch):
