@@ -114,13 +114,13 @@ def seed_sqlite_store(database: Path) -> None:
         if not template.exists():
             _migrate_into(template)
         staged = database.with_name(f".{database.name}.{os.getpid()}.seed")
-        shutil.copyfile(template, staged)
         try:
+            shutil.copyfile(template, staged)
             os.link(staged, database)
         except FileExistsError:
             pass  # another process created the store meanwhile: it is used as it is
         finally:
-            staged.unlink()
+            staged.unlink(missing_ok=True)
     except OSError as exc:
         _log.info(f"MLflow creates the store {database} itself: the copy of its empty schema failed ({exc}).")
 
