@@ -104,10 +104,11 @@ def _positive_whole(name: str, what: str) -> int:
     return int(text)
 
 
-def _lead_minutes(name: str) -> int:
+def prediction_lead_minutes() -> int:
+    """FLIGHTOPS_PREDICTION_LEAD_MINUTES, checked: the minutes before departure every feature is known at."""
     from flightops.feature_engineering import check_lead
 
-    text = _required(name)
+    text = _required("FLIGHTOPS_PREDICTION_LEAD_MINUTES")
     return check_lead(int(text) if text.isdigit() else text)  # type: ignore[arg-type]
 
 
@@ -162,7 +163,7 @@ class Settings:
             serving_model_refresh_seconds=_number("FLIGHTOPS_SERVING_MODEL_REFRESH_SECONDS"),
             landing_max_range_days=_positive_whole(
                 "FLIGHTOPS_LANDING_MAX_RANGE_DAYS", "days (the longest range one landing-sensor run covers, e.g. 31)"),
-            prediction_lead_minutes=_lead_minutes("FLIGHTOPS_PREDICTION_LEAD_MINUTES"),
+            prediction_lead_minutes=prediction_lead_minutes(),
             source_scale=_positive_whole(
                 "FLIGHTOPS_SOURCE_SCALE", "copies of each flight the simulated sources deliver (1: the real data)"),
         )

