@@ -294,7 +294,7 @@ def features_and_labels(fact: pd.DataFrame, weather: pd.DataFrame, lead: int) ->
     carrier_then = as_of(targets, "prediction_day", at_carrier_origin, pair, strictly_before=True)
 
     # The backlog: flights of the prediction's day scheduled before the prediction time, minus those gone by then.
-    one = {"n": pd.Series(1, index=known.index)}
+    one = {"n": departures["n"]}
     day = {"origin": "origin", "prediction_day": "flight_date"}
     scheduled = as_of(targets, "prediction_at", running_totals(known, ["origin", "flight_date"], known["scheduled_departure_at"], one),
                       day, strictly_before=True)
