@@ -20,8 +20,8 @@ tagged `monitoring` read the monitoring tables (sources `monitoring.*`, mapped t
 Layer 8 assets that write them) and sit in the `monitoring` group. All run in the
 `duckdb_warehouse` pool, so dbt never races another writer for the file, and wait as the Python
 steps do while a process outside Dagster holds it (`build_when_unlocked`). dbt opens the
-`warehouse` resource's file: its absolute path is FLIGHTOPS_WAREHOUSE for the invocation, which
-dbt_project/profiles.yml reads, and its database name the dbt var `flightops_database` (see `dbt_vars`).
+`warehouse` resource's file: its absolute path is the dbt var `flightops_warehouse`, which
+dbt_project/profiles.yml prefers to FLIGHTOPS_WAREHOUSE (the process environment is not touched).
 
 Each model's materialization carries its row count (`dagster/row_count`) and its columns with
 the warehouse's types and the yml's descriptions (`dagster/column_schema`, of a range run on its
@@ -73,24 +73,13 @@ class TransformTranslator(DagsterDbtTranslator):
 TRANSLATOR = TransformTranslator()
 
 
-# The dbt var holding the warehouse's database name (dbt-duckdb names it after the file: its stem).
-DATABASE_VAR = "flightops_database"
+# The dbt var profiles.yml takes the warehouse file from (before FLIGHTOPS_WAREHOUSE, then the default).
+WAREHOUSE_VAR = "flightops_warehouse"
 
 
 def dbt_vars(warehouse: WarehouseResource) -> dict[str, str]:
-    """dbt vars of an invocation: the warehouse's database name, the same for every data folder.
-
-    dbt's parsed nodes carry the database name, and dbt reuses a saved parse while its vars, its profile's
-    keys (not their values) and the project's files are unchanged: as a var the name makes dbt parse again
-    when it changes. The file's path is not a var but FLIGHTOPS_WAREHOUSE for the invocation (`dbt_environment`),
-    so one saved parse serves every data folder of the checkout: a new folder's first dbt step parsed the
-    whole project while the path was a var (flightops.dbt_runner.seed_saved_parse)."""
-    return {DATABASE_VAR: warehouse.file.stem}
-
-
-def dbt_environment(warehouse: WarehouseResource) -> dict[str, str]:
-    """The environment of an invocation: the resource's warehouse file (absolute), which profiles.yml reads."""
-    return {"FLIGHTOPS_WAREHOUSE": str(warehouse.file)}
+    """dbt vars of an invocation: the resource's warehouse file (absolute), the same every run."""
+    return {WAREHOUSE_VAR: str(warehouse.file)}
 
 
 # What the `date_window` macro reads when no var start_date/end_date is given.
@@ -150,8 +139,7 @@ def build_when_unlocked(context: dg.AssetExecutionContext, dbt: DbtResource, war
         conflict = wait.conflict()
         if conflict is None:
             context.log.info(f"Running dbt {' '.join(command)} in this process on {warehouse.file}")
-            with exported(dbt_environment(warehouse)):
-                invocation = dbt.invoke(context, command, dbt_vars(warehouse))
+            invocation = dbt.invoke(context, command, dbt_vars(warehouse))
             conflict = lock_conflict(str(invocation.error)) if invocation.error is not None else None
             if conflict is None:
                 return invocation

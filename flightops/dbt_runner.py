@@ -15,13 +15,7 @@ closed after each one: the next step, from this process or another, opens the fi
 
 from __future__ import annotations
 
-import contextlib
-import hashlib
-import importlib.metadata
 import json
-import logging
-import os
-import shutil
 import threading
 import time
 from collections.abc import Mapping, Sequence
@@ -36,12 +30,6 @@ from dagster_dbt.core.dbt_cli_event import DbtCoreCliEventMessage
 
 # The project's files whose change makes a parsed manifest stale (besides the configuration).
 PROJECT_FILE_PATTERNS = ("dbt_project.yml", "profiles.yml", "models/**/*", "macros/**/*", "tests/**/*")
-# dbt's saved parse in a target path (partial parsing), and the checkout's copy of the newest one per dbt version and
-# vars, for the step folders of a new data folder (git-ignored, like .venv).
-PARTIAL_PARSE_FILE = "partial_parse.msgpack"
-SAVED_PARSES = Path(__file__).resolve().parent.parent / ".cache" / "dbt"
-
-_log = logging.getLogger(__name__)
 
 
 class DbtInvocationError(Exception):
@@ -79,47 +67,9 @@ def _common_args(project_dir: Path, profiles_dir: Path, target_path: Path, dbt_v
             "--vars", json.dumps(dict(dbt_vars), sort_keys=True)]
 
 
-def saved_parse_template(project_dir: Path, dbt_vars: Mapping[str, Any]) -> Path:
-    """The checkout's copy of dbt's saved parse of this project with these vars and the installed dbt."""
-    key = f"{importlib.metadata.version('dbt-core')}\0{project_dir.resolve()}\0{json.dumps(dict(dbt_vars), sort_keys=True)}"
-    return SAVED_PARSES / f"partial-parse-{hashlib.sha256(key.encode()).hexdigest()[:16]}.msgpack"
-
-
-def seed_saved_parse(project_dir: Path, target_path: Path, dbt_vars: Mapping[str, Any]) -> None:
-    """Give a step folder without a saved parse the newest of its sibling steps' (the same data folder), else the
-    checkout's copy. dbt checks a saved parse before it uses one (its version, the vars, the profile's keys, each
-    file's checksum) and parses again what it must; without one it parses the whole project (about 4 s)."""
-    saved = target_path / PARTIAL_PARSE_FILE
-    if saved.exists():
-        return
-    siblings = sorted(target_path.parent.glob(f"*/{PARTIAL_PARSE_FILE}"), key=lambda p: p.stat().st_mtime)
-    source = siblings[-1] if siblings else saved_parse_template(project_dir, dbt_vars)
-    if source.exists():
-        target_path.mkdir(parents=True, exist_ok=True)
-        shutil.copyfile(source, saved)
-
-
-def keep_saved_parse(project_dir: Path, target_path: Path, dbt_vars: Mapping[str, Any]) -> None:
-    """Make the step's saved parse the checkout's copy for its vars, when it is newer than the copy (or there is none).
-    The copy is replaced whole (a reader copies the old or the new); where it cannot be written, the log says why."""
-    saved, template = target_path / PARTIAL_PARSE_FILE, saved_parse_template(project_dir, dbt_vars)
-    if not saved.exists() or (template.exists() and template.stat().st_mtime_ns >= saved.stat().st_mtime_ns):
-        return
-    staged = template.with_name(f"{template.name}.{os.getpid()}.tmp")
-    try:
-        template.parent.mkdir(parents=True, exist_ok=True)
-        shutil.copyfile(saved, staged)
-        os.replace(staged, template)
-    except OSError as error:
-        with contextlib.suppress(OSError):  # a partly written copy; there is none where the folder is missing
-            staged.unlink(missing_ok=True)
-        _log.warning(f"dbt's saved parse {saved} was not kept for new data folders at {template} ({error}); "
-                     "their first dbt step parses the whole project.")
-
-
 def parsed_manifest(project_dir: Path, profiles_dir: Path, target_path: Path, dbt_vars: Mapping[str, Any]) -> Any:
     """The project parsed for this configuration: the process's earlier parse, or a new one (partial
-    where dbt's saved parse in `target_path` allows; `invoke` seeds one there first)."""
+    where dbt's saved parse in `target_path` allows)."""
     global _parsed
     from dbt.cli.main import dbtRunner
 
@@ -135,7 +85,6 @@ def parsed_manifest(project_dir: Path, profiles_dir: Path, target_path: Path, db
             raise DbtInvocationError(
                 f"dbt could not parse the project {project_dir}: {result.exception}. Its log: {target_path / 'dbt.log'}; "
                 f"run `dbt parse` in {project_dir} to see the error, fix the file it names, and run the step again.")
-        keep_saved_parse(project_dir, target_path, dbt_vars)
         _parsed = _Parsed(key, result.result)
     return _parsed.manifest
 
@@ -154,7 +103,6 @@ def invoke(context: dg.AssetExecutionContext, project_dir: Path, profiles_dir: P
     if params.indirect_selection:
         args += ["--indirect-selection", params.indirect_selection]
     raw_events: list[dict[str, Any]] = []
-    seed_saved_parse(project_dir, target_path, dbt_vars)
     manifest = parsed_manifest(project_dir, profiles_dir, target_path, dbt_vars)
     running = set(threading.enumerate())
     result = None

@@ -8,6 +8,7 @@ another deployment swaps one object. Paths may be relative to the repository roo
 
 from __future__ import annotations
 
+import shutil
 from collections.abc import Iterator
 from contextlib import contextmanager
 from datetime import date
@@ -76,9 +77,8 @@ class DbtResource(dg.ConfigurableResource):
     Each step's dbt artifacts (its log, run results, saved parse) go to the same folder every run,
     `<data_dir>/dbt/<step>`: dbt finds its partial-parse file there and re-parses only what changed,
     and the folders do not pile up with every run. A step's first parse starts from another step's
-    saved parse when there is one, else from the checkout's copy of the newest (a new data folder;
-    flightops.dbt_runner.seed_saved_parse): dbt checks that the project and configuration are the
-    same and parses in full if not.
+    saved parse when there is one (the project and profile are the same; dbt checks that and parses
+    in full if not).
     """
 
     project_dir: str
@@ -88,8 +88,22 @@ class DbtResource(dg.ConfigurableResource):
     def invoke(self, context: dg.AssetExecutionContext, command: list[str], dbt_vars: dict[str, Any]) -> DbtInvocation:
         """`dbt <command>` on the step's selection, with `--vars dbt_vars`."""
         target_path = resolve_path(self.data_dir) / "dbt" / context.op_def.name
+        _seed_partial_parse(target_path)
         return dbt_runner.invoke(context, resolve_path(self.project_dir), resolve_path(self.profiles_dir), target_path,
                                  command, dbt_vars)
+
+
+PARTIAL_PARSE_FILE = "partial_parse.msgpack"  # dbt's saved parse, in its target path
+
+
+def _seed_partial_parse(target_path: Path) -> None:
+    """Copy the newest sibling step's saved parse into a step folder that has none yet."""
+    if (target_path / PARTIAL_PARSE_FILE).exists():
+        return
+    saved = sorted(target_path.parent.glob(f"*/{PARTIAL_PARSE_FILE}"), key=lambda p: p.stat().st_mtime)
+    if saved:
+        target_path.mkdir(parents=True, exist_ok=True)
+        shutil.copyfile(saved[-1], target_path / PARTIAL_PARSE_FILE)
 
 
 class FeatureStoreResource(dg.ConfigurableResource):

@@ -19,7 +19,7 @@ import pytest
 from dagster._core.definitions.metadata import normalize_metadata
 
 from assets import groups
-from assets.transform import WINDOW_VARIABLES, build, dbt_project, dbt_vars
+from assets.transform import WINDOW_VARIABLES, build, dbt_project
 from flightops.pipeline import keys_in_groups
 from flightops import dbt_runner
 from flightops.dbt_runner import DbtInvocation, DbtInvocationError
@@ -88,7 +88,7 @@ class StubDbt:
     calls: list = field(default_factory=list)
 
     def invoke(self, context, command, dbt_vars) -> DbtInvocation:
-        self.calls.append((command, dbt_vars, os.environ.get("FLIGHTOPS_WAREHOUSE")))
+        self.calls.append((command, dbt_vars))
         return DbtInvocation(self.events, self.manifest, self.error)
 
 
@@ -123,10 +123,7 @@ def test_a_failed_build_still_reports_its_tables_then_fails(tmp_path: Path):
     events = []
     with pytest.raises(DbtInvocationError, match="dbt failed"):
         events.extend(build(StubContext(), dbt, warehouse))
-    # The warehouse's path in the environment of the invocation only, its database name as the one var.
-    assert dbt.calls == [(["build", "--exclude-resource-type", "unit_test"], {"flightops_database": "warehouse"},
-                          str(warehouse.file))]
-    assert os.environ.get("FLIGHTOPS_WAREHOUSE") != str(warehouse.file)
+    assert dbt.calls == [(["build", "--exclude-resource-type", "unit_test"], {"flightops_warehouse": str(warehouse.file)})]
     metadata = events[0].metadata
     assert metadata["dagster/row_count"].value == 2
     assert [(c.name, c.type, c.description) for c in metadata["dagster/column_schema"].schema.columns] == [
@@ -199,83 +196,47 @@ def test_a_runs_dbt_steps_run_the_data_tests_not_the_unit_tests(built):
     assert all(result["status"] in ("success", "pass") for result in ran["results"]), ran["results"]
 
 
-DBT_STEPS = ("dbt_warehouse_models", "dbt_daily_models")
-
-
-def dbt_events(platform: Platform) -> list[dict]:
-    folders = platform.settings.data_dir / "dbt"
-    return [json.loads(line) for step in DBT_STEPS for line in (folders / step / "dbt.log").read_text().splitlines()]
-
-
-def full_parses(platform: Platform) -> int:
-    """dbt invocations that parsed the whole project (one or more UnableToPartialParse events)."""
-    return len({e["info"]["invocation_id"] for e in dbt_events(platform) if e["info"]["name"] == "UnableToPartialParse"})
-
-
-def partial_parses(platform: Platform) -> list[int]:
-    """The files each partial parse found added, changed or deleted, one count per invocation."""
-    return [sum(e["data"][k] for k in ("added", "changed", "deleted")) for e in dbt_events(platform)
-            if e["info"]["name"] == "PartialParsingEnabled"]
-
-
-def fact_rows_by_day(platform: Platform) -> dict[str, int]:
-    return dict(platform.query("SELECT flight_date::VARCHAR, count(*) FROM marts.fct_flights GROUP BY 1"))
-
-
-TRANSFORM = keys_in_groups(groups.INGESTION, groups.VALIDATION, groups.TRANSFORM)
-
-
 def test_a_later_window_reuses_the_steps_dbt_folder_and_parses_only_what_changed(built, monkeypatch):
     """Each dbt step keeps its artifacts in one folder under the data folder, so a new run's process finds
     dbt's partial-parse file there: a new window (environment variables, read only when dbt executes)
     re-parses no file. Within one process the parsed project is reused: the run's second dbt step, and a
-    later run, parse nothing. (Runs after the tests above: it adds a day to the module's platform.)"""
+    later run, parse nothing. (Runs last: it adds a day to the module's platform.)"""
     folders = built.settings.data_dir / "dbt"
-    before = fact_rows_by_day(built)
-    # The run's first dbt step parsed the project (in full, or in part from the checkout's copy of another data
-    # folder's parse: test_a_new_data_folders_first_dbt_step_parses_from_the_checkouts_copy); the second reused it.
-    assert full_parses(built) + len(partial_parses(built)) == 1
-    full_before, partial_before = full_parses(built), partial_parses(built)
+    steps = ("dbt_warehouse_models", "dbt_daily_models")
+
+    def events() -> list[dict]:
+        return [json.loads(line) for step in steps for line in (folders / step / "dbt.log").read_text().splitlines()]
+
+    def full_parses() -> int:
+        """dbt invocations that parsed the whole project (one or more UnableToPartialParse events)."""
+        return len({e["info"]["invocation_id"] for e in events() if e["info"]["name"] == "UnableToPartialParse"})
+
+    def partial_parses() -> list[int]:
+        """The files each partial parse found added, changed or deleted, one count per invocation."""
+        return [sum(e["data"][k] for k in ("added", "changed", "deleted")) for e in events()
+                if e["info"]["name"] == "PartialParsingEnabled"]
+
+    transform = keys_in_groups(groups.INGESTION, groups.VALIDATION, groups.TRANSFORM)
+    before = {day: n for day, n in built.query("SELECT flight_date::VARCHAR, count(*) FROM marts.fct_flights GROUP BY 1")}
+    assert full_parses() == 1  # the run's first dbt step parsed the project; the second reused it
+    partial_before = partial_parses()
     monkeypatch.setattr(dbt_runner, "_parsed", None)  # as in a new run's process: nothing parsed yet
-    result = built.run("2013-01-03", "2013-01-03", TRANSFORM)
+    result = built.run("2013-01-03", "2013-01-03", transform)
     assert result.success, failure_messages(result)
 
-    assert full_parses(built) == full_before, "the new window made dbt re-parse the whole project"
-    assert partial_parses(built)[len(partial_before):] == [0], partial_parses(built)  # one parse, no file re-parsed
-    assert sorted(path.name for path in folders.iterdir()) == sorted(DBT_STEPS)
-    assert all((folders / step / dbt_runner.PARTIAL_PARSE_FILE).exists() for step in DBT_STEPS)
-    after = fact_rows_by_day(built)
+    assert full_parses() == 1, "the new window made dbt re-parse the whole project"
+    assert partial_parses()[len(partial_before):] == [0], partial_parses()  # one parse, no file re-parsed
+    assert sorted(path.name for path in folders.iterdir()) == sorted(steps)
+    assert all((folders / step / "partial_parse.msgpack").exists() for step in steps)
+    after = {day: n for day, n in built.query("SELECT flight_date::VARCHAR, count(*) FROM marts.fct_flights GROUP BY 1")}
     (clean_day3,) = built.query("SELECT count(*) FROM clean.flights WHERE flight_date = '2013-01-03'")[0]
     assert after == {**before, "2013-01-03": clean_day3} and clean_day3 > 0
 
-    partial_before = partial_parses(built)
-    result = built.run("2013-01-03", "2013-01-03", TRANSFORM)  # the same process again: the parsed project serves
+    partial_before = partial_parses()
+    result = built.run("2013-01-03", "2013-01-03", transform)  # the same process again: the parsed project serves
     assert result.success, failure_messages(result)
-    assert partial_parses(built) == partial_before and full_parses(built) == full_before
-    assert fact_rows_by_day(built) == after
-
-
-def test_a_new_data_folders_first_dbt_step_parses_from_the_checkouts_copy(built, monkeypatch):
-    """A data folder without dbt's saved parse (a new one) starts from the checkout's copy of the newest: its first
-    dbt step parses no file, in a process that has parsed nothing yet, and builds the same tables. The warehouse's
-    path is not a dbt var, so the copy made in one data folder serves every other."""
-    template = dbt_runner.saved_parse_template(Path(dbt_project.project_dir),
-                                               dbt_vars(WarehouseResource(path=str(built.settings.warehouse))))
-    assert template.exists()  # kept by the module's first parse, or by another data folder's before it
-    elsewhere = WarehouseResource(path=str(built.settings.data_dir.parent / "another_data_folder" / "warehouse.duckdb"))
-    assert dbt_vars(elsewhere) == dbt_vars(WarehouseResource(path=str(built.settings.warehouse)))  # the same copy serves it
-    folders = built.settings.data_dir / "dbt"
-    for step in DBT_STEPS:
-        (folders / step / dbt_runner.PARTIAL_PARSE_FILE).unlink()  # as in a new data folder
-    full_before, partial_before = full_parses(built), partial_parses(built)
-    before = fact_rows_by_day(built)
-    monkeypatch.setattr(dbt_runner, "_parsed", None)
-    result = built.run("2013-01-03", "2013-01-03", TRANSFORM)
-    assert result.success, failure_messages(result)
-
-    assert full_parses(built) == full_before, "a new data folder's first dbt step parsed the whole project"
-    assert partial_parses(built)[len(partial_before):] == [0], partial_parses(built)
-    assert fact_rows_by_day(built) == before
+    assert partial_parses() == partial_before and full_parses() == 1
+    assert {day: n for day, n in built.query("SELECT flight_date::VARCHAR, count(*) FROM marts.fct_flights GROUP BY 1")} == after
 
 
 def test_dbt_leaves_the_warehouse_file_free_for_this_process_and_others(built):
