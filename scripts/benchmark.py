@@ -793,8 +793,8 @@ def _warm_rows(report: dict) -> list[str]:
 TARGETS = {
     "year": ("year end to end <= 2x the script's wall",
              "fewer per-day events for a catch-up (monthly partitions for history; the steps record them at about "
-             "Dagster's own cost, measured alone above), a lighter training step (MLflow's database creation and "
-             "model logging, evaluation, importance, plots beside CatBoost's fit)"),
+             "Dagster's own cost, measured alone above), a lighter training step (beside CatBoost's fit, the same as the "
+             "script's: the baseline's fit, scoring three models, permutation importance, plots, MLflow's logging)"),
     "memory": ("year's peak RSS <= the script's",
                "less held after training: CatBoost's allocator (mimalloc) keeps about 200 MB of its fit for the rest "
                "of the run's process (MIMALLOC_PURGE_DELAY=0 gave about 90 MB back, alone, but slowed the fit by about "
