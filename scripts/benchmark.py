@@ -129,8 +129,8 @@ def rss_mb(pid: int | None = None) -> float:
 
 
 class MemorySampler(threading.Thread):
-    """Samples a process's RSS and its descendants' (psutil) every SAMPLE_SECONDS: per-step peaks, and each
-    descendant's. The process is this one (`start()`), or a measured child watched from outside (`watch(pid)`,
+    """Samples a process's RSS and CPU time and its descendants' RSS (psutil) every SAMPLE_SECONDS: per-step
+    peaks and CPU seconds, and each descendant's peak. The process is this one (`start()`), or a measured child watched from outside (`watch(pid)`,
     as `run_child` does): listing a process tree reads all of /proc, and in the measured process that work
     would take the interpreter from the steps it measures (about 2 s of a new day's 20, in py-spy).
 
@@ -142,7 +142,8 @@ class MemorySampler(threading.Thread):
     def __init__(self) -> None:
         super().__init__(daemon=True, name="memory-sampler")
         self.pid: int | None = None  # the sampled process (None: this one)
-        self.samples: list[tuple[float, int, int]] = []  # (time, own RSS kB, descendants' RSS kB)
+        # (time, own RSS kB, descendants' RSS kB, own CPU seconds so far: user + system, all its threads)
+        self.samples: list[tuple[float, int, int, float]] = []
         self.descendants: dict[int, dict] = {}  # pid -> command, first/last seen, largest RSS kB
         self._finished = threading.Event()
 
@@ -156,6 +157,7 @@ class MemorySampler(threading.Thread):
         while True:
             try:
                 children, own_kb = me.children(recursive=True), me.memory_info().rss // 1024
+                cpu = me.cpu_times()
             except (psutil.NoSuchProcess, psutil.ZombieProcess):
                 children, own_kb = [], None  # a watched child that has ended: nothing left to sample
             descendants_kb = 0
@@ -171,7 +173,7 @@ class MemorySampler(threading.Thread):
                 seen = self.descendants[child.pid]
                 seen.update(last_seen=now, hwm_kb=max(seen.get("hwm_kb", 0), rss_kb))
             if own_kb is not None:
-                self.samples.append((time.time(), own_kb, descendants_kb))
+                self.samples.append((time.time(), own_kb, descendants_kb, cpu.user + cpu.system))
             if self._finished.wait(SAMPLE_SECONDS):
                 return
 
@@ -198,8 +200,24 @@ def peaks_kb(samples: list, start: float, end: float) -> tuple[int, int]:
     if none inside)."""
     inside = [s for s in samples if start <= s[0] <= end]
     if not inside:
-        inside = [max((s for s in samples if s[0] <= end), key=lambda s: s[0], default=(end, 0, 0))]
+        inside = [max((s for s in samples if s[0] <= end), key=lambda s: s[0], default=(end, 0, 0, 0.0))]
     return max(s[1] for s in inside), max(s[2] for s in inside)
+
+
+def cpu_seconds(samples: list, start: float, end: float) -> float:
+    """The sampled process's CPU seconds within start..end: its cumulative CPU time, interpolated linearly
+    between the samples around each end (SAMPLE_SECONDS apart), at `end` minus at `start`."""
+    return round(max(0.0, _cpu_at(samples, end) - _cpu_at(samples, start)), 2)
+
+
+def _cpu_at(samples: list, moment: float) -> float:
+    before = max((s for s in samples if s[0] <= moment), key=lambda s: s[0], default=None)
+    after = min((s for s in samples if s[0] >= moment), key=lambda s: s[0], default=None)
+    if before is None or after is None:
+        return (before or after or (moment, 0, 0, 0.0))[3]  # outside the samples: the nearest one
+    if after[0] == before[0]:
+        return before[3]
+    return before[3] + (after[3] - before[3]) * (moment - before[0]) / (after[0] - before[0])
 
 
 # --- the measured children ---------------------------------------------------------------------
@@ -385,20 +403,21 @@ def measure_platform(first: date, until: date, instance_dir: Path, job: str, gro
     }
 
 
-def _peaks_mb(samples: list, start: float, end: float) -> dict[str, float]:
+def _sampled(samples: list, start: float, end: float) -> dict[str, float]:
+    """CPU seconds and peak RSS of the sampled process (and its descendants' peak) within start..end."""
     own, children = peaks_kb(samples, start, end)
-    return {"peak_rss_mb": mb(own), "peak_children_rss_mb": mb(children)}
+    return {"cpu_seconds": cpu_seconds(samples, start, end), "peak_rss_mb": mb(own), "peak_children_rss_mb": mb(children)}
 
 
 def with_steps(measured: dict, instance_dir: Path, sampler: MemorySampler) -> dict:
     """A platform run measured by `measure_platform` with its process's memory sampled by `sampler`, with its
-    steps read from the instance in `instance_dir`: start, end, layer (asset group), materializations and
-    memory peaks of each, Dagster's time between them; each phase's peaks, and the child processes'."""
+    steps read from the instance in `instance_dir`: start, end, layer (asset group), materializations, CPU seconds
+    and memory peaks of each, Dagster's time between them; each phase's CPU and peaks, and the child processes'."""
     import dagster as dg
 
     measured = dict(measured)
     samples = sampler.samples
-    measured["phases"] = {name: {**phase, **_peaks_mb(samples, phase["start"], phase["end"])}
+    measured["phases"] = {name: {**phase, **_sampled(samples, phase["start"], phase["end"])}
                           for name, phase in measured["phases"].items()}
     measured["children"] = sampler.by_command()
     measured["tree_peak_rss_mb"] = mb(max(s[1] + s[2] for s in samples))
@@ -408,7 +427,7 @@ def with_steps(measured: dict, instance_dir: Path, sampler: MemorySampler) -> di
     for step in steps:
         step["seconds"] = round(step["end"] - step["start"], 2)
         step["dbt"] = step["step"] in dbt_steps
-        step.update(_peaks_mb(samples, step["start"], step["end"]))
+        step.update(_sampled(samples, step["start"], step["end"]))
     run = measured["phases"]["run"]
     return {
         **measured,
@@ -541,8 +560,13 @@ def run_child(argv: list[str], env: dict[str, str], what: str, log: Path, sample
     return ChildRun(round(wall, 2), round(usage.ru_utime + usage.ru_stime, 2), mb(usage.ru_maxrss))
 
 
-def _seconds_in(platform: dict, layers: tuple[str, ...]) -> float:
-    return sum(step["seconds"] for step in platform["steps"] if step["layer"] in layers)
+def _seconds_in(platform: dict, layers: tuple[str, ...], measure: str = "seconds") -> float:
+    return sum(step[measure] for step in platform["steps"] if step["layer"] in layers)
+
+
+def _data_stages(stages: dict[str, float]) -> float:
+    """The script's stages before its fit (what the platform's data layers do)."""
+    return sum(seconds for name, seconds in stages.items() if name != "fit")
 
 
 def _layers(platform: dict) -> list[dict]:
@@ -554,6 +578,7 @@ def _layers(platform: dict) -> list[dict]:
             "layer": layer,
             "steps": len(steps),
             "seconds": round(sum(s["seconds"] for s in steps), 2),
+            "cpu_seconds": round(sum(s["cpu_seconds"] for s in steps), 2),
             "peak_rss_mb": max(s["peak_rss_mb"] for s in steps),
             "peak_children_rss_mb": max(s["peak_children_rss_mb"] for s in steps),
         })
@@ -590,8 +615,9 @@ def build_report(year_end: date, between: tuple[date, date] | None, until: date,
             "peak_rss_process": round(platform["peak_rss_mb"] / baseline_run.max_rss_mb, 2),
             "peak_rss_with_children": round(platform["tree_peak_rss_mb"] / baseline_run.max_rss_mb, 2),
             # Step time only (no start-up on either side): the data layers against the script's stages before its fit.
-            "data_layers_steps": round(_seconds_in(platform, DATA_LAYER_NAMES)
-                                       / sum(v for k, v in baseline["stage_seconds"].items() if k != "fit"), 2),
+            "data_layers_steps": round(_seconds_in(platform, DATA_LAYER_NAMES) / _data_stages(baseline["stage_seconds"]), 2),
+            "data_layers_steps_cpu": round(_seconds_in(platform, DATA_LAYER_NAMES, "cpu_seconds")
+                                           / _data_stages(baseline["stage_cpu_seconds"]), 2),
         },
         "counts": counts,
         "features_compared": features_compared,
@@ -629,10 +655,10 @@ def print_report(report: dict) -> None:
     print("platform job (own process; per-row peaks sampled every 50 ms)")
     for name, phase in p["phases"].items():
         if name != "run":
-            print(_row(f"  {name}", phase["seconds"], None, phase["peak_rss_mb"], phase["peak_children_rss_mb"]))
+            print(_row(f"  {name}", phase["seconds"], phase["cpu_seconds"], phase["peak_rss_mb"], phase["peak_children_rss_mb"]))
     for layer in p["layers"]:
         label = f"  {layer['layer']} ({layer['steps']} step{'s' if layer['steps'] > 1 else ''})"
-        print(_row(label, layer["seconds"], None, layer["peak_rss_mb"], layer["peak_children_rss_mb"]))
+        print(_row(label, layer["seconds"], layer["cpu_seconds"], layer["peak_rss_mb"], layer["peak_children_rss_mb"]))
     overhead = p["dagster_overhead_seconds"]
     print(_row("  Dagster overhead (run minus steps)", overhead["total"]))
     for name, seconds in overhead.items():
@@ -645,7 +671,7 @@ def print_report(report: dict) -> None:
         print(_row(f"    {command} (x{child['processes']})", child["seconds_alive"], None, None, child["peak_rss_mb"]))
     print("  steps:")
     for step in p["steps"]:
-        print(_row(f"    {step['step']}", step["seconds"], None, step["peak_rss_mb"], step["peak_children_rss_mb"]))
+        print(_row(f"    {step['step']}", step["seconds"], step["cpu_seconds"], step["peak_rss_mb"], step["peak_children_rss_mb"]))
     events = p["materialization_events"]
     print(f"  materialization events (one per asset and day): {events['planned at run creation']} planned at run "
           "creation (the 'before first step' time), "
@@ -665,9 +691,9 @@ def print_report(report: dict) -> None:
           f"{100 * n['share_of_the_year_run']:.1f} % of the year's run")
     for name, phase in n["phases"].items():
         if name != "run":
-            print(_row(f"  {name}", phase["seconds"], None, phase["peak_rss_mb"], phase["peak_children_rss_mb"]))
+            print(_row(f"  {name}", phase["seconds"], phase["cpu_seconds"], phase["peak_rss_mb"], phase["peak_children_rss_mb"]))
     for layer in n["layers"]:
-        print(_row(f"  {layer['layer']}", layer["seconds"], None, layer["peak_rss_mb"], layer["peak_children_rss_mb"]))
+        print(_row(f"  {layer['layer']}", layer["seconds"], layer["cpu_seconds"], layer["peak_rss_mb"], layer["peak_children_rss_mb"]))
     print(_row("  Dagster overhead (run minus steps)", n["dagster_overhead_seconds"]["total"]))
     nd = n["process"]
     print(_row("  process total", nd["wall_seconds"], nd["cpu_seconds"], n["peak_rss_mb"]))
@@ -683,13 +709,13 @@ def print_report(report: dict) -> None:
     print(_row("  recording the per-day events", a["recording_seconds"]))
     print("baseline: pandas script (own process)")
     for name, seconds in b["stage_seconds"].items():
-        print(_row(f"  {name}", seconds))
+        print(_row(f"  {name}", seconds, b["stage_cpu_seconds"][name]))
     bp = b["process"]
     print(_row("  process total (peak: wait4 maxrss)", bp["wall_seconds"], bp["cpu_seconds"], bp["max_rss_mb"]))
     print(line)
     if "fit" in b:
         print(f"  script's CatBoost fit: {b['fit']}; platform's test ROC AUC: {p['test_roc_auc']}")
-    print(f"data layers' steps / script's data stages: {r['data_layers_steps']}x")
+    print(f"data layers' steps / script's data stages: {r['data_layers_steps']}x wall, {r['data_layers_steps_cpu']}x CPU")
     print(f"platform/baseline: wall {r['wall']}x (with the replay {r['wall_with_replay']}x), CPU {r['cpu']}x, "
           f"peak RSS {r['peak_rss_process']}x (platform process + children: {r['peak_rss_with_children']}x)")
     print(line)
@@ -737,9 +763,10 @@ def markdown_table(report: dict) -> str:
         f"| platform, year end to end (process) | {p['process']['wall_seconds']} | {p['process']['cpu_seconds']} | "
         f"{p['peak_rss_mb']} |",
     ]
-    rows += [f"| - {name} | {phase['seconds']} | | {phase['peak_rss_mb']} |" for name, phase in p["phases"].items() if name != "run"]
-    rows += [f"| - {layer['layer']} ({layer['steps']} steps) | {layer['seconds']} | | {layer['peak_rss_mb']} |"
-             for layer in p["layers"]]
+    rows += [f"| - {name} | {phase['seconds']} | {_cell(phase, 'cpu_seconds')} | {phase['peak_rss_mb']} |"
+             for name, phase in p["phases"].items() if name != "run"]
+    rows += [f"| - {layer['layer']} ({layer['steps']} steps) | {layer['seconds']} | {_cell(layer, 'cpu_seconds')} | "
+             f"{layer['peak_rss_mb']} |" for layer in p["layers"]]
     rows += [
         f"| - Dagster outside steps | {p['dagster_overhead_seconds']['total']} | | |",
         f"| - inside the Python steps: recording {recorded} of the {events['logged by steps']} materializations "
@@ -747,16 +774,18 @@ def markdown_table(report: dict) -> str:
         f"| pandas script + one CatBoost fit, same window | {b['process']['wall_seconds']} | {b['process']['cpu_seconds']} | "
         f"{b['process']['max_rss_mb']} |",
     ]
-    rows += [f"| - {stage} | {seconds} | | |" for stage, seconds in b["stage_seconds"].items()]
+    rows += [f"| - {stage} | {seconds} | {_cell(b.get('stage_cpu_seconds', {}), stage)} | |" for stage, seconds in b["stage_seconds"].items()]
     rows += [
         f"| **ratio platform / script, end to end** | **{r['wall']}x** | {r['cpu']}x | **{r['peak_rss_process']}x** |",
-        f"| ratio of the data layers' steps to the script's data stages | {r['data_layers_steps']}x | | |",
+        f"| ratio of the data layers' steps to the script's data stages | {r['data_layers_steps']}x | "
+        f"{_cell(r, 'data_layers_steps_cpu', 'x')} | |",
         f"| test ROC AUC: platform {p['test_roc_auc']}, script's fit {b.get('fit', {}).get('test_roc_auc')} | | | |",
         f"| {_features_line(report['features_compared'])} | | | |",
         f"| new day through daily_job (own process; {_drift_measured(n)}) | {n['process']['wall_seconds']} | "
         f"{n['process']['cpu_seconds']} | {n['peak_rss_mb']} |",
     ]
-    rows += [f"| - {layer['layer']} | {layer['seconds']} | | |" for layer in n["layers"]]
+    rows += [f"| - {layer['layer']} | {layer['seconds']} | {_cell(layer, 'cpu_seconds')} | {layer['peak_rss_mb']} |"
+             for layer in n["layers"]]
     a = report["dagster_alone"]
     rows += [
         f"| - start-up (imports, definitions) | {n['phases']['startup: imports, definitions']['seconds']} | | |",
@@ -775,6 +804,11 @@ def markdown_table(report: dict) -> str:
         f"| - recording the per-day materializations | {a['recording_seconds']} | | |",
     ]
     return "\n".join(rows) + "\n" + targets_table(report)
+
+
+def _cell(figures: dict, name: str, unit: str = "") -> str:
+    """A figure for a table cell; empty in a report written before the benchmark measured it (CPU per step)."""
+    return f"{figures[name]}{unit}" if name in figures else ""
 
 
 def _warm_rows(report: dict) -> list[str]:
@@ -831,7 +865,8 @@ def targets_table(report: dict) -> str:
                    f"script's {b['process']['max_rss_mb']} MB)"),
         "data": (r["data_layers_steps"] <= 2,
                  f"{r['data_layers_steps']}x", "; ".join(f"{name} {seconds[name]:.1f} s (script's {stage} {stages.get(stage, 0):.2f} s)"
-                                                       for name, stage in data_pairs)),
+                                                       for name, stage in data_pairs)
+                 + (f"; CPU seconds {r['data_layers_steps_cpu']}x the script's" if "data_layers_steps_cpu" in r else "")),
         "new_day": (n["share_of_the_year_run"] <= 0.10,
                     f"{100 * n['share_of_the_year_run']:.1f} % ({n['process']['wall_seconds']} s)",
                     f"its imports alone {n['imports_alone']['process']['wall_seconds']} s "
