@@ -20,7 +20,7 @@ tagged `monitoring` read the monitoring tables (sources `monitoring.*`, mapped t
 Layer 8 assets that write them) and sit in the `monitoring` group. All run in the
 `duckdb_warehouse` pool, so dbt never races another writer for the file, and wait as the Python
 steps do while a process outside Dagster holds it (`build_when_unlocked`). dbt opens the
-`warehouse` resource's file: its absolute path is the dbt var `flightops_warehouse`, which
+`warehouse` resource's file (the `dbt` resource holds it): its absolute path is the dbt var `flightops_warehouse`, which
 dbt_project/profiles.yml prefers to FLIGHTOPS_WAREHOUSE (the process environment is not touched).
 
 Each model's materialization carries its row count (`dagster/row_count`) and its columns with
@@ -71,15 +71,6 @@ class TransformTranslator(DagsterDbtTranslator):
 
 
 TRANSLATOR = TransformTranslator()
-
-
-# The dbt var profiles.yml takes the warehouse file from (before FLIGHTOPS_WAREHOUSE, then the default).
-WAREHOUSE_VAR = "flightops_warehouse"
-
-
-def dbt_vars(warehouse: WarehouseResource) -> dict[str, str]:
-    """dbt vars of an invocation: the resource's warehouse file (absolute), the same every run."""
-    return {WAREHOUSE_VAR: str(warehouse.file)}
 
 
 # What the `date_window` macro reads when no var start_date/end_date is given.
@@ -139,7 +130,7 @@ def build_when_unlocked(context: dg.AssetExecutionContext, dbt: DbtResource, war
         conflict = wait.conflict()
         if conflict is None:
             context.log.info(f"Running dbt {' '.join(command)} in this process on {warehouse.file}")
-            invocation = dbt.invoke(context, command, dbt_vars(warehouse))
+            invocation = dbt.invoke(context, command)
             conflict = lock_conflict(str(invocation.error)) if invocation.error is not None else None
             if conflict is None:
                 return invocation

@@ -8,6 +8,11 @@ starts from the parsed manifest. dagster-dbt still defines the assets (`@dbt_ass
 step selects (a subset of models or checks) and turns dbt's result events into Dagster's, exactly as
 it does for its own process; only the process is gone.
 
+A data folder's first run has no saved parse to start from, and parsing the whole project in the first dbt
+step took 4.5 s of its 8 s (a year's run; its other steps do not use dbt). `ParseAhead` runs that parse in a
+process of its own from the run's start, on the other core, while the ingestion and validation steps run,
+so the first dbt step starts from its saved parse (a year's first dbt step: 8.1 s -> 3.7 s).
+
 dbt-duckdb keeps its DuckDB database open after an invocation (profile `keep_open`, true by default;
 false would reopen the file for every node: 3.0 s instead of 1.8 s for a day's build), so it is
 closed after each one: the next step, from this process or another, opens the file freely.
@@ -15,7 +20,14 @@ closed after each one: the next step, from this process or another, opens the fi
 
 from __future__ import annotations
 
+import contextlib
+import importlib
 import json
+import os
+import shutil
+import subprocess
+import sys
+import tempfile
 import threading
 import time
 from collections.abc import Mapping, Sequence
@@ -65,6 +77,63 @@ def _common_args(project_dir: Path, profiles_dir: Path, target_path: Path, dbt_v
     return ["--project-dir", str(project_dir), "--profiles-dir", str(profiles_dir), "--target-path", str(target_path),
             "--log-path", str(target_path), "--log-format-file", "json", "--no-use-colors",
             "--vars", json.dumps(dict(dbt_vars), sort_keys=True)]
+
+
+PARTIAL_PARSE_FILE = "partial_parse.msgpack"  # dbt's saved parse, in its target path
+# How long the first dbt step waits for a parse started ahead before it parses the project itself.
+PARSE_AHEAD_WAIT_SECONDS = 60.0
+PARSE_AHEAD_NICENESS = 19
+
+
+class ParseAhead:
+    """`dbt parse` in a process of its own, saving dbt's parse for a data folder that has none yet.
+
+    Started when a run's dbt resource is set up, it parses while the steps before the first dbt step run.
+    That step then waits for it (`take`, importing dbt in the meantime) and starts from its saved parse
+    instead of parsing the whole project. The parse is the in-process one's (same project, profile, vars,
+    environment: dbt refuses a saved parse whose profile or vars differ, and parses in full then), into a
+    folder of its own under `folder`, which `take` or `stop` removes: runs starting together do not share it.
+    A parse that fails or does not finish in time only costs the step the parse it would have done anyway;
+    its error comes from that in-process parse, with what to do.
+    """
+
+    def __init__(self, project_dir: Path, profiles_dir: Path, folder: Path, dbt_vars: Mapping[str, Any]):
+        folder.mkdir(parents=True, exist_ok=True)
+        self.target_path = Path(tempfile.mkdtemp(prefix="parse-ahead-", dir=folder))
+        self.process = subprocess.Popen(
+            [sys.executable, "-m", "dbt.cli.main", "parse", "--quiet", "--no-write-json",
+             *_common_args(project_dir, profiles_dir, self.target_path, dbt_vars)],
+            stdin=subprocess.DEVNULL, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+        # The lowest priority: it takes a core the run leaves idle, not time from the run's steps.
+        with contextlib.suppress(OSError):  # it may have ended already
+            os.setpriority(os.PRIO_PROCESS, self.process.pid, PARSE_AHEAD_NICENESS)
+
+    def take(self, target_path: Path, wait_seconds: float = PARSE_AHEAD_WAIT_SECONDS) -> bool:
+        """Wait for the parse (up to `wait_seconds`) and move its saved parse into `target_path` if that has none;
+        whether it did."""
+        try:
+            with contextlib.suppress(subprocess.TimeoutExpired):
+                self.process.wait(wait_seconds)
+            saved = self.target_path / PARTIAL_PARSE_FILE
+            moved = self.process.returncode == 0 and saved.exists() and not (target_path / PARTIAL_PARSE_FILE).exists()
+            if moved:
+                target_path.mkdir(parents=True, exist_ok=True)
+                saved.replace(target_path / PARTIAL_PARSE_FILE)
+            return moved
+        finally:
+            self.stop()  # also when the step is interrupted while it waits
+
+    def stop(self) -> None:
+        """End the parse if it still runs, and remove its folder."""
+        if self.process.poll() is None:
+            self.process.kill()
+            self.process.wait()
+        shutil.rmtree(self.target_path, ignore_errors=True)
+
+
+def import_dbt() -> None:
+    """Import dbt's runner (about 2 s in a new process), e.g. while a parse started ahead finishes."""
+    importlib.import_module("dbt.cli.main")
 
 
 def parsed_manifest(project_dir: Path, profiles_dir: Path, target_path: Path, dbt_vars: Mapping[str, Any]) -> Any:

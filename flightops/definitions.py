@@ -72,12 +72,13 @@ def with_owner(spec: dg.AssetSpec) -> dg.AssetSpec:
 
 
 def resources() -> dict[str, dg.ConfigurableResource]:
+    warehouse = WarehouseResource(
+        path=dg.EnvVar("FLIGHTOPS_WAREHOUSE"),
+        lock_timeout_seconds=dg.EnvVar.int("FLIGHTOPS_DUCKDB_LOCK_TIMEOUT_SECONDS"),
+        memory_limit=dg.EnvVar("FLIGHTOPS_DUCKDB_MEMORY_LIMIT"),
+    )
     return {
-        "warehouse": WarehouseResource(
-            path=dg.EnvVar("FLIGHTOPS_WAREHOUSE"),
-            lock_timeout_seconds=dg.EnvVar.int("FLIGHTOPS_DUCKDB_LOCK_TIMEOUT_SECONDS"),
-            memory_limit=dg.EnvVar("FLIGHTOPS_DUCKDB_MEMORY_LIMIT"),
-        ),
+        "warehouse": warehouse,
         # The project's own MLflow handle, not dagster-mlflow's `mlflow_tracking` (which starts an MLflow
         # run, and may create the experiment, before the asset runs): one tracked run per model.
         "mlflow_store": MlflowResource(
@@ -98,7 +99,7 @@ def resources() -> dict[str, dg.ConfigurableResource]:
         "landing_zone": LandingZoneResource(path=dg.EnvVar("FLIGHTOPS_LANDING_DIR")),
         "weather_api": WeatherApiResource(base_url=dg.EnvVar("FLIGHTOPS_WEATHER_API_URL")),
         "dbt": DbtResource(project_dir=str(dbt_project.project_dir), profiles_dir=str(dbt_project.profiles_dir),
-                           data_dir=dg.EnvVar("FLIGHTOPS_DATA_DIR")),
+                           data_dir=dg.EnvVar("FLIGHTOPS_DATA_DIR"), warehouse=warehouse),
         # Thresholds, windows, label delay, cool-down: defaults in flightops/monitoring/policy.py.
         "monitoring_policy": MonitoringPolicy(
             retrain_tuning_trials=dg.EnvVar.int("FLIGHTOPS_RETRAIN_TUNING_TRIALS")),

@@ -13,10 +13,10 @@ from collections.abc import Iterator
 from contextlib import contextmanager
 from datetime import date
 from pathlib import Path
-from typing import Any
 
 import dagster as dg
 import duckdb
+from pydantic import PrivateAttr
 
 from flightops import dbt_runner, warehouse_connections
 from flightops.dbt_runner import DbtInvocation
@@ -71,39 +71,68 @@ class MlflowResource(dg.ConfigurableResource):
         return self.ui_url.rstrip("/")
 
 
+# The dbt var profiles.yml takes the warehouse file from (before FLIGHTOPS_WAREHOUSE, then the default).
+WAREHOUSE_VAR = "flightops_warehouse"
+
+
 class DbtResource(dg.ConfigurableResource):
-    """The dbt project, run inside the step's process (flightops.dbt_runner: no `dbt` process per step).
+    """The dbt project, run inside the step's process (flightops.dbt_runner: no `dbt` process per step),
+    on the `warehouse` resource's file.
 
     Each step's dbt artifacts (its log, run results, saved parse) go to the same folder every run,
     `<data_dir>/dbt/<step>`: dbt finds its partial-parse file there and re-parses only what changed,
     and the folders do not pile up with every run. A step's first parse starts from another step's
     saved parse when there is one (the project and profile are the same; dbt checks that and parses
-    in full if not).
+    in full if not). In a data folder with none yet, a run starts the whole project's parse in a process of
+    its own when it starts (`dbt_runner.ParseAhead`), and its first dbt step starts from that parse.
     """
 
     project_dir: str
     profiles_dir: str
     data_dir: str  # the platform's data folder (absolute, or relative to the repository root)
+    warehouse: WarehouseResource
+    _parse_ahead: dbt_runner.ParseAhead | None = PrivateAttr(default=None)
 
-    def invoke(self, context: dg.AssetExecutionContext, command: list[str], dbt_vars: dict[str, Any]) -> DbtInvocation:
-        """`dbt <command>` on the step's selection, with `--vars dbt_vars`."""
-        target_path = resolve_path(self.data_dir) / "dbt" / context.op_def.name
+    @property
+    def vars(self) -> dict[str, str]:
+        """dbt vars of every invocation: the warehouse's file (absolute), the same every run."""
+        return {WAREHOUSE_VAR: str(self.warehouse.file)}
+
+    @property
+    def folder(self) -> Path:
+        return resolve_path(self.data_dir) / "dbt"
+
+    def setup_for_execution(self, context: dg.InitResourceContext) -> None:
+        if not any(self.folder.glob(f"*/{dbt_runner.PARTIAL_PARSE_FILE}")):
+            self._parse_ahead = dbt_runner.ParseAhead(resolve_path(self.project_dir), resolve_path(self.profiles_dir),
+                                                      self.folder, self.vars)
+
+    def teardown_after_execution(self, context: dg.InitResourceContext) -> None:
+        if self._parse_ahead is not None:  # a run without a dbt step, or one that failed before it
+            self._parse_ahead.stop()
+            self._parse_ahead = None
+
+    def invoke(self, context: dg.AssetExecutionContext, command: list[str]) -> DbtInvocation:
+        """`dbt <command>` on the step's selection."""
+        target_path = self.folder / context.op_def.name
+        if self._parse_ahead is not None:
+            dbt_runner.import_dbt()  # while the parse ahead finishes
+            if self._parse_ahead.take(target_path):
+                context.log.info(f"dbt starts from the parse saved ahead of this step in {self.folder}")
+            self._parse_ahead = None
         _seed_partial_parse(target_path)
         return dbt_runner.invoke(context, resolve_path(self.project_dir), resolve_path(self.profiles_dir), target_path,
-                                 command, dbt_vars)
-
-
-PARTIAL_PARSE_FILE = "partial_parse.msgpack"  # dbt's saved parse, in its target path
+                                 command, self.vars)
 
 
 def _seed_partial_parse(target_path: Path) -> None:
     """Copy the newest sibling step's saved parse into a step folder that has none yet."""
-    if (target_path / PARTIAL_PARSE_FILE).exists():
+    if (target_path / dbt_runner.PARTIAL_PARSE_FILE).exists():
         return
-    saved = sorted(target_path.parent.glob(f"*/{PARTIAL_PARSE_FILE}"), key=lambda p: p.stat().st_mtime)
+    saved = sorted(target_path.parent.glob(f"*/{dbt_runner.PARTIAL_PARSE_FILE}"), key=lambda p: p.stat().st_mtime)
     if saved:
         target_path.mkdir(parents=True, exist_ok=True)
-        shutil.copyfile(saved[-1], target_path / PARTIAL_PARSE_FILE)
+        shutil.copyfile(saved[-1], target_path / dbt_runner.PARTIAL_PARSE_FILE)
 
 
 class FeatureStoreResource(dg.ConfigurableResource):

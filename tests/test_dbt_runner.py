@@ -1,13 +1,18 @@
-"""dbt inside the step's process, when it is interrupted (flightops/dbt_runner.py): the step stops only once
-the threads dbt started are done, then closes the warehouse."""
+"""dbt inside the step's process (flightops/dbt_runner.py): when it is interrupted, the step stops only once
+the threads dbt started are done, then closes the warehouse; a data folder's first parse is started ahead, in a
+process of its own, and ended with the run."""
 
 import threading
 import time
+from pathlib import Path
 from types import SimpleNamespace
 
+import dagster as dg
 import pytest
 
 from flightops import dbt_runner
+from flightops.resources import DbtResource, WarehouseResource
+from flightops.settings import DBT_PROJECT_DIR
 
 
 @pytest.mark.unit
@@ -54,3 +59,50 @@ def test_an_interrupted_invocation_waits_for_dbts_thread_before_closing_the_ware
         dbt_runner.invoke(context, tmp_path, tmp_path, tmp_path / "target", ["build"], {})
     assert order == ["model thread", "warehouse closed"]
     assert not [thread for thread in threading.enumerate() if thread.name == "dbt-model"]
+
+
+# --- a data folder's first parse, started ahead in a process of its own (dbt_runner.ParseAhead) ------------------
+
+def dbt_resource(data_dir: Path) -> DbtResource:
+    return DbtResource(project_dir=str(DBT_PROJECT_DIR), profiles_dir=str(DBT_PROJECT_DIR), data_dir=str(data_dir),
+                       warehouse=WarehouseResource(path=str(data_dir / "warehouse.duckdb")))
+
+
+@pytest.mark.unit
+def test_a_parse_ahead_saves_the_parse_the_step_then_starts_from(tmp_path):
+    dbt = dbt_resource(tmp_path)
+    ahead = dbt_runner.ParseAhead(DBT_PROJECT_DIR, DBT_PROJECT_DIR, dbt.folder, dbt.vars)
+    step = dbt.folder / "a_step"
+    assert ahead.take(step)
+    assert ahead.process.returncode == 0
+    assert (step / dbt_runner.PARTIAL_PARSE_FILE).stat().st_size > 0
+    assert sorted(path.name for path in dbt.folder.iterdir()) == ["a_step"]  # its own folder is gone
+
+
+@pytest.mark.unit
+def test_a_failed_parse_ahead_leaves_nothing_and_the_step_parses_itself(tmp_path):
+    dbt = dbt_resource(tmp_path)
+    ahead = dbt_runner.ParseAhead(tmp_path / "no_project", DBT_PROJECT_DIR, dbt.folder, dbt.vars)
+    assert not ahead.take(dbt.folder / "a_step")
+    assert ahead.process.returncode not in (0, None)
+    assert list(dbt.folder.iterdir()) == []
+
+
+@pytest.mark.unit
+def test_a_parse_ahead_is_ended_and_removed_when_the_run_ends_first(tmp_path):
+    dbt = dbt_resource(tmp_path)
+    dbt.setup_for_execution(dg.build_init_resource_context())
+    running = dbt._parse_ahead
+    assert running is not None and running.process.poll() is None  # no saved parse in the data folder: started
+    dbt.teardown_after_execution(dg.build_init_resource_context())
+    assert running.process.returncode is not None and dbt._parse_ahead is None
+    assert list(dbt.folder.iterdir()) == []
+
+
+@pytest.mark.unit
+def test_no_parse_ahead_where_a_step_has_saved_one(tmp_path):
+    dbt = dbt_resource(tmp_path)
+    (dbt.folder / "a_step").mkdir(parents=True)
+    (dbt.folder / "a_step" / dbt_runner.PARTIAL_PARSE_FILE).write_bytes(b"saved")
+    dbt.setup_for_execution(dg.build_init_resource_context())
+    assert dbt._parse_ahead is None

@@ -87,8 +87,8 @@ class StubDbt:
     error: Exception | None = None
     calls: list = field(default_factory=list)
 
-    def invoke(self, context, command, dbt_vars) -> DbtInvocation:
-        self.calls.append((command, dbt_vars))
+    def invoke(self, context, command) -> DbtInvocation:
+        self.calls.append(command)
         return DbtInvocation(self.events, self.manifest, self.error)
 
 
@@ -123,7 +123,7 @@ def test_a_failed_build_still_reports_its_tables_then_fails(tmp_path: Path):
     events = []
     with pytest.raises(DbtInvocationError, match="dbt failed"):
         events.extend(build(StubContext(), dbt, warehouse))
-    assert dbt.calls == [(["build", "--exclude-resource-type", "unit_test"], {"flightops_warehouse": str(warehouse.file)})]
+    assert dbt.calls == [["build", "--exclude-resource-type", "unit_test"]]
     metadata = events[0].metadata
     assert metadata["dagster/row_count"].value == 2
     assert [(c.name, c.type, c.description) for c in metadata["dagster/column_schema"].schema.columns] == [
@@ -197,10 +197,12 @@ def test_a_runs_dbt_steps_run_the_data_tests_not_the_unit_tests(built):
 
 
 def test_a_later_window_reuses_the_steps_dbt_folder_and_parses_only_what_changed(built, monkeypatch):
-    """Each dbt step keeps its artifacts in one folder under the data folder, so a new run's process finds
-    dbt's partial-parse file there: a new window (environment variables, read only when dbt executes)
-    re-parses no file. Within one process the parsed project is reused: the run's second dbt step, and a
-    later run, parse nothing. (Runs last: it adds a day to the module's platform.)"""
+    """The data folder's first run parsed the whole project ahead, in a process of its own (dbt_runner.ParseAhead):
+    its first dbt step started from that saved parse and parsed no file itself. Each dbt step keeps its
+    artifacts in one folder under the data folder, so a new run's process finds dbt's partial-parse file
+    there: a new window (environment variables, read only when dbt executes) re-parses no file. Within one
+    process the parsed project is reused: the run's second dbt step, and a later run, parse nothing. (Runs
+    last: it adds a day to the module's platform.)"""
     folders = built.settings.data_dir / "dbt"
     steps = ("dbt_warehouse_models", "dbt_daily_models")
 
@@ -218,13 +220,14 @@ def test_a_later_window_reuses_the_steps_dbt_folder_and_parses_only_what_changed
 
     transform = keys_in_groups(groups.INGESTION, groups.VALIDATION, groups.TRANSFORM)
     before = {day: n for day, n in built.query("SELECT flight_date::VARCHAR, count(*) FROM marts.fct_flights GROUP BY 1")}
-    assert full_parses() == 1  # the run's first dbt step parsed the project; the second reused it
+    # The parse ahead matched the step's (project, profile, vars): dbt took it whole; the second step reused it.
+    assert full_parses() == 0 and partial_parses() == [0], (full_parses(), partial_parses())
     partial_before = partial_parses()
     monkeypatch.setattr(dbt_runner, "_parsed", None)  # as in a new run's process: nothing parsed yet
     result = built.run("2013-01-03", "2013-01-03", transform)
     assert result.success, failure_messages(result)
 
-    assert full_parses() == 1, "the new window made dbt re-parse the whole project"
+    assert full_parses() == 0, "the new window made dbt re-parse the whole project"
     assert partial_parses()[len(partial_before):] == [0], partial_parses()  # one parse, no file re-parsed
     assert sorted(path.name for path in folders.iterdir()) == sorted(steps)
     assert all((folders / step / "partial_parse.msgpack").exists() for step in steps)
@@ -235,7 +238,7 @@ def test_a_later_window_reuses_the_steps_dbt_folder_and_parses_only_what_changed
     partial_before = partial_parses()
     result = built.run("2013-01-03", "2013-01-03", transform)  # the same process again: the parsed project serves
     assert result.success, failure_messages(result)
-    assert partial_parses() == partial_before and full_parses() == 1
+    assert partial_parses() == partial_before and full_parses() == 0
     assert {day: n for day, n in built.query("SELECT flight_date::VARCHAR, count(*) FROM marts.fct_flights GROUP BY 1")} == after
 
 
