@@ -11,7 +11,7 @@ it does for its own process; only the process is gone.
 A data folder's first run has no saved parse to start from, and parsing the whole project in the first dbt
 step took 4.5 s of its 8 s (a year's run; its other steps do not use dbt). `ParseAhead` runs that parse in a
 process of its own from the run's start, on the other core, while the ingestion and validation steps run,
-so the first dbt step starts from its saved parse (a year's first dbt step: 8.1 s -> 3.7 s).
+so the first dbt step starts from its saved parse (a year's first dbt step in `make bench`: 8.0 s -> 3.1-4.3 s).
 
 dbt-duckdb keeps its DuckDB database open after an invocation (profile `keep_open`, true by default;
 false would reopen the file for every node: 3.0 s instead of 1.8 s for a day's build), so it is
