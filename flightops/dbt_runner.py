@@ -11,7 +11,8 @@ it does for its own process; only the process is gone.
 A data folder's first run has no saved parse to start from, and parsing the whole project in the first dbt
 step took 4.5 s of its 8 s (a year's run; its other steps do not use dbt). `ParseAhead` runs that parse in a
 process of its own from the run's start, on the other core, while the ingestion and validation steps run,
-so the first dbt step starts from its saved parse (a year's first dbt step in `make bench`: 8.0 s -> 3.1-4.3 s).
+so the first dbt step starts from its saved parse when it is done by then (a year's first dbt step in `make bench`:
+8.0 s -> 3.1-4.3 s).
 
 dbt-duckdb keeps its DuckDB database open after an invocation (profile `keep_open`, true by default;
 false would reopen the file for every node: 3.0 s instead of 1.8 s for a day's build), so it is
@@ -80,21 +81,21 @@ def _common_args(project_dir: Path, profiles_dir: Path, target_path: Path, dbt_v
 
 
 PARTIAL_PARSE_FILE = "partial_parse.msgpack"  # dbt's saved parse, in its target path
-# How long the first dbt step waits for a parse started ahead before it parses the project itself.
-PARSE_AHEAD_WAIT_SECONDS = 60.0
 PARSE_AHEAD_NICENESS = 19
 
 
 class ParseAhead:
     """`dbt parse` in a process of its own, saving dbt's parse for a data folder that has none yet.
 
-    Started when a run's dbt resource is set up, it parses while the steps before the first dbt step run.
-    That step then waits for it (`take`, importing dbt in the meantime) and starts from its saved parse
-    instead of parsing the whole project. The parse is the in-process one's (same project, profile, vars,
-    environment: dbt refuses a saved parse whose profile or vars differ, and parses in full then), into a
-    folder of its own under `folder`, which `take` or `stop` removes: runs starting together do not share it.
-    A parse that fails or does not finish in time only costs the step the parse it would have done anyway;
-    its error comes from that in-process parse, with what to do.
+    Started when a run's dbt resource is set up, it parses while the steps before the first dbt step run,
+    at the lowest priority: on a core the run leaves idle. The first dbt step imports dbt, then takes its
+    saved parse if it is done (`take`) and starts from it instead of parsing the whole project. A parse not
+    done by then is ended, not waited for: on a busy machine it may get no core at all (in CI's two test
+    workers, a first step waited the whole of a 60 s bound for one, twice in one test), and the step's own
+    parse takes seconds. The parse is the in-process one's (same project, profile, vars, environment: dbt
+    refuses a saved parse whose profile or vars differ, and parses in full then), into a folder of its own
+    under `folder`, which `take` or `stop` removes: runs starting together do not share it. A parse that
+    fails costs the step nothing; its error comes from the step's own parse, with what to do.
     """
 
     def __init__(self, project_dir: Path, profiles_dir: Path, folder: Path, dbt_vars: Mapping[str, Any]):
@@ -108,9 +109,9 @@ class ParseAhead:
         with contextlib.suppress(OSError):  # it may have ended already
             os.setpriority(os.PRIO_PROCESS, self.process.pid, PARSE_AHEAD_NICENESS)
 
-    def take(self, target_path: Path, wait_seconds: float = PARSE_AHEAD_WAIT_SECONDS) -> bool:
-        """Wait for the parse (up to `wait_seconds`) and move its saved parse into `target_path` if that has none;
-        whether it did."""
+    def take(self, target_path: Path, wait_seconds: float = 0.0) -> bool:
+        """Move the parse's saved parse into `target_path` if it is done (after waiting up to `wait_seconds`) and
+        `target_path` has none; whether it did. The parse is ended either way."""
         try:
             with contextlib.suppress(subprocess.TimeoutExpired):
                 self.process.wait(wait_seconds)

@@ -84,7 +84,7 @@ class DbtResource(dg.ConfigurableResource):
     and the folders do not pile up with every run. A step's first parse starts from another step's
     saved parse when there is one (the project and profile are the same; dbt checks that and parses
     in full if not). In a data folder with none yet, a run starts the whole project's parse in a process of
-    its own when it starts (`dbt_runner.ParseAhead`), and its first dbt step starts from that parse.
+    its own when it starts (`dbt_runner.ParseAhead`), and its first dbt step starts from that parse if it is done.
     """
 
     project_dir: str
@@ -116,7 +116,7 @@ class DbtResource(dg.ConfigurableResource):
         """`dbt <command>` on the step's selection."""
         target_path = self.folder / context.op_def.name
         if self._parse_ahead is not None:
-            dbt_runner.import_dbt()  # while the parse ahead finishes
+            dbt_runner.import_dbt()  # the parse ahead has these seconds more to finish
             if self._parse_ahead.take(target_path):
                 context.log.info(f"dbt starts from the parse saved ahead of this step in {self.folder}")
             self._parse_ahead = None

@@ -2,6 +2,8 @@
 the threads dbt started are done, then closes the warehouse; a data folder's first parse is started ahead, in a
 process of its own, and ended with the run."""
 
+import json
+import signal
 import threading
 import time
 from pathlib import Path
@@ -68,22 +70,41 @@ def dbt_resource(data_dir: Path) -> DbtResource:
                        warehouse=WarehouseResource(path=str(data_dir / "warehouse.duckdb")))
 
 
+def parse_events(target_path: Path) -> list[str]:
+    """The names of dbt's events in a target path's log (JSON lines)."""
+    return [json.loads(line)["info"]["name"] for line in (target_path / "dbt.log").read_text().splitlines()]
+
+
 @pytest.mark.unit
-def test_a_parse_ahead_saves_the_parse_the_step_then_starts_from(tmp_path):
+def test_a_parse_ahead_saves_the_parse_the_step_then_starts_from(tmp_path, monkeypatch):
     dbt = dbt_resource(tmp_path)
     ahead = dbt_runner.ParseAhead(DBT_PROJECT_DIR, DBT_PROJECT_DIR, dbt.folder, dbt.vars)
     step = dbt.folder / "a_step"
-    assert ahead.take(step)
+    assert ahead.take(step, wait_seconds=120)
     assert ahead.process.returncode == 0
-    assert (step / dbt_runner.PARTIAL_PARSE_FILE).stat().st_size > 0
     assert sorted(path.name for path in dbt.folder.iterdir()) == ["a_step"]  # its own folder is gone
+    # The step's parse (in this process, as a run's first dbt step does it) takes the saved parse whole: dbt
+    # found the same project, profile and vars, and re-parsed no file.
+    monkeypatch.setattr(dbt_runner, "_parsed", None)
+    dbt_runner.parsed_manifest(DBT_PROJECT_DIR, DBT_PROJECT_DIR, step, dbt.vars)
+    events = parse_events(step)
+    assert "PartialParsingEnabled" in events and "UnableToPartialParse" not in events, events
+
+
+@pytest.mark.unit
+def test_a_parse_ahead_not_done_when_the_step_starts_is_ended_not_waited_for(tmp_path):
+    dbt = dbt_resource(tmp_path)
+    ahead = dbt_runner.ParseAhead(DBT_PROJECT_DIR, DBT_PROJECT_DIR, dbt.folder, dbt.vars)
+    assert not ahead.take(dbt.folder / "a_step")  # still importing dbt: the step parses itself
+    assert ahead.process.returncode == -signal.SIGKILL  # ended, not waited for until it finished
+    assert list(dbt.folder.iterdir()) == []
 
 
 @pytest.mark.unit
 def test_a_failed_parse_ahead_leaves_nothing_and_the_step_parses_itself(tmp_path):
     dbt = dbt_resource(tmp_path)
     ahead = dbt_runner.ParseAhead(tmp_path / "no_project", DBT_PROJECT_DIR, dbt.folder, dbt.vars)
-    assert not ahead.take(dbt.folder / "a_step")
+    assert not ahead.take(dbt.folder / "a_step", wait_seconds=120)
     assert ahead.process.returncode not in (0, None)
     assert list(dbt.folder.iterdir()) == []
 

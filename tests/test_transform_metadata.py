@@ -198,7 +198,8 @@ def test_a_runs_dbt_steps_run_the_data_tests_not_the_unit_tests(built):
 
 def test_a_later_window_reuses_the_steps_dbt_folder_and_parses_only_what_changed(built, monkeypatch):
     """The data folder's first run parsed the whole project ahead, in a process of its own (dbt_runner.ParseAhead):
-    its first dbt step started from that saved parse and parsed no file itself. Each dbt step keeps its
+    its first dbt step started from that saved parse if it was done by then, dbt taking it whole (no file parsed
+    again), or parsed the whole project itself (a short run on a busy machine). Each dbt step keeps its
     artifacts in one folder under the data folder, so a new run's process finds dbt's partial-parse file
     there: a new window (environment variables, read only when dbt executes) re-parses no file. Within one
     process the parsed project is reused: the run's second dbt step, and a later run, parse nothing. (Runs
@@ -220,14 +221,17 @@ def test_a_later_window_reuses_the_steps_dbt_folder_and_parses_only_what_changed
 
     transform = keys_in_groups(groups.INGESTION, groups.VALIDATION, groups.TRANSFORM)
     before = {day: n for day, n in built.query("SELECT flight_date::VARCHAR, count(*) FROM marts.fct_flights GROUP BY 1")}
-    # The parse ahead matched the step's (project, profile, vars): dbt took it whole; the second step reused it.
-    assert full_parses() == 0 and partial_parses() == [0], (full_parses(), partial_parses())
+    first_run = min(built.instance.get_run_records(), key=lambda record: record.create_timestamp).dagster_run.run_id
+    took_ahead = any("parse saved ahead" in (entry.message or "") for entry in built.instance.all_logs(first_run))
+    first_full = 0 if took_ahead else 1  # the step's own parse of the whole project, if it did not start from the parse ahead
+    # The second step reused the first one's parse.
+    assert (full_parses(), partial_parses()) == (first_full, [0] if took_ahead else []), took_ahead
     partial_before = partial_parses()
     monkeypatch.setattr(dbt_runner, "_parsed", None)  # as in a new run's process: nothing parsed yet
     result = built.run("2013-01-03", "2013-01-03", transform)
     assert result.success, failure_messages(result)
 
-    assert full_parses() == 0, "the new window made dbt re-parse the whole project"
+    assert full_parses() == first_full, "the new window made dbt re-parse the whole project"
     assert partial_parses()[len(partial_before):] == [0], partial_parses()  # one parse, no file re-parsed
     assert sorted(path.name for path in folders.iterdir()) == sorted(steps)
     assert all((folders / step / "partial_parse.msgpack").exists() for step in steps)
@@ -238,7 +242,7 @@ def test_a_later_window_reuses_the_steps_dbt_folder_and_parses_only_what_changed
     partial_before = partial_parses()
     result = built.run("2013-01-03", "2013-01-03", transform)  # the same process again: the parsed project serves
     assert result.success, failure_messages(result)
-    assert partial_parses() == partial_before and full_parses() == 0
+    assert partial_parses() == partial_before and full_parses() == first_full
     assert {day: n for day, n in built.query("SELECT flight_date::VARCHAR, count(*) FROM marts.fct_flights GROUP BY 1")} == after
 
 
