@@ -178,6 +178,26 @@ def test_constant_predictor_metrics_follow_from_the_base_rate(labelled):
 
 
 @pytest.mark.unit
+def test_the_calibration_table_is_each_bins_count_and_means():
+    """Each equal-width bin of predicted probability: its rows, their mean probability and observed rate, as a
+    group-by computes them; an empty bin has no means; the last bin holds 1.0."""
+    rng = np.random.default_rng(3)
+    probability = np.concatenate([rng.uniform(0, 0.75, 4000), [0.0, 1.0, 0.1]])  # bin 8 empty, bin 9 only 1.0
+    y = (rng.random(len(probability)) < probability).astype(int)
+    table = calibration_table(y, probability)
+    bins = np.minimum((probability * 10).astype(int), 9)
+    expected = pd.DataFrame({"y": y, "p": probability, "bin": bins}).groupby("bin").agg(
+        rows=("y", "size"), mean_probability=("p", "mean"), observed_rate=("y", "mean")).reindex(range(10))
+    assert table["bin_lower"].tolist() == pytest.approx([i / 10 for i in range(10)])
+    assert table["rows"].tolist() == expected["rows"].fillna(0).astype(int).tolist()
+    assert table["rows"].iloc[9] == 1 and table["rows"].iloc[8] == 0
+    filled = expected["rows"].notna().to_numpy()
+    for column in ("mean_probability", "observed_rate"):
+        assert np.allclose(table[column].to_numpy()[filled], expected[column].to_numpy()[filled], rtol=1e-12, atol=0)
+        assert table[column][~filled].isna().all()
+
+
+@pytest.mark.unit
 def test_the_baseline_sample_is_seeded_bounded_and_keeps_the_rows_order(labelled):
     rows = labelled.reset_index(drop=True)
     assert sampled(rows, 0, seed=7) is rows and sampled(rows, len(rows), seed=7) is rows

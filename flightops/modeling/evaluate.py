@@ -59,13 +59,14 @@ def calibration_table(y_true: np.ndarray, probability: np.ndarray, n_bins: int =
     """Rows, mean predicted probability and observed delay rate per equal-width probability bin."""
     edges = np.round(np.linspace(0.0, 1.0, n_bins + 1), 10)
     bins = np.clip(np.digitize(probability, edges[1:-1], right=False), 0, n_bins - 1)
-    frame = pd.DataFrame({"bin": bins, "y": y_true, "p": probability})
-    grouped = frame.groupby("bin").agg(rows=("y", "size"), mean_probability=("p", "mean"), observed_rate=("y", "mean"))
-    table = grouped.reindex(range(n_bins))
-    table["rows"] = table["rows"].fillna(0).astype(int)
-    table.insert(0, "bin_lower", edges[:-1])
-    table.insert(1, "bin_upper", edges[1:])
-    return table.reset_index(drop=True)
+    # Sums per bin with numpy, not a pandas group-by: it runs for every model, carrier and origin (60 tables
+    # of a training, 0.4 s of pandas' machinery). An empty bin's means are NaN (0 / 0).
+    rows = np.bincount(bins, minlength=n_bins)
+    with np.errstate(invalid="ignore"):
+        mean_probability = np.bincount(bins, weights=np.asarray(probability, dtype=float), minlength=n_bins) / rows
+        observed_rate = np.bincount(bins, weights=np.asarray(y_true, dtype=float), minlength=n_bins) / rows
+    return pd.DataFrame({"bin_lower": edges[:-1], "bin_upper": edges[1:], "rows": rows,
+                         "mean_probability": mean_probability, "observed_rate": observed_rate})
 
 
 def expected_calibration_error(table: pd.DataFrame) -> float:

@@ -87,9 +87,19 @@ class DataSplit:
 
 def flight_days(frame: pd.DataFrame) -> pd.Series:
     """The flight_date column as datetime.date values, whatever type the reader produced."""
+    return pd.to_datetime(_date_column(frame)).dt.date
+
+
+def _day_numbers(frame: pd.DataFrame) -> np.ndarray:
+    """The flight_date column as numpy days (datetime64[D]), without a date object per row (converting
+    flight_days' objects took 0.49 s of a year's split)."""
+    return np.asarray(pd.to_datetime(_date_column(frame)), dtype="datetime64[D]")
+
+
+def _date_column(frame: pd.DataFrame) -> pd.Series:
     if DATE_COLUMN not in frame.columns:
         raise KeyError(f"Frame lacks {DATE_COLUMN!r}; the time split needs each flight's date.")
-    return pd.to_datetime(frame[DATE_COLUMN]).dt.date
+    return frame[DATE_COLUMN]
 
 
 def plan_windows(frame: pd.DataFrame, config: SplitConfig) -> SplitWindows:
@@ -146,7 +156,7 @@ def split_by_time(frame: pd.DataFrame, windows: SplitWindows) -> DataSplit:
     warehouse returns the rows in that order, so training holds its rows once (a frame out of order is
     reordered, once). Train and validation are one slice too when no row lies between them.
     """
-    days = np.asarray(flight_days(frame), dtype="datetime64[D]")
+    days = _day_numbers(frame)
     if not (days[1:] >= days[:-1]).all():
         order = np.argsort(days, kind="stable")
         frame, days = frame.iloc[order], days[order]
