@@ -130,8 +130,8 @@ def rss_mb(pid: int | None = None) -> float:
 
 class MemorySampler(threading.Thread):
     """Samples a process's RSS and CPU time and its descendants' RSS (psutil) every SAMPLE_SECONDS: per-step
-    peaks and CPU seconds, and each descendant's peak. The process is this one (`start()`), or a measured child watched from outside (`watch(pid)`,
-    as `run_child` does): listing a process tree reads all of /proc, and in the measured process that work
+    peaks and CPU seconds, and each descendant's peak. The process is this one (`start()`), or a measured
+    child watched from outside (`watch(pid)`, as `run_child` does): listing a process tree reads all of /proc, and in the measured process that work
     would take the interpreter from the steps it measures (about 2 s of a new day's 20, in py-spy).
 
     A child's peak cannot come from getrusage(RUSAGE_CHILDREN): exec records the forking
@@ -858,7 +858,7 @@ def targets_table(report: dict) -> str:
     figures = {  # target -> (held, the figure shown, where the time or memory goes)
         "year": (r["wall"] <= 2,
                  f"{r['wall']}x", f"data layers {sum(seconds[name] for name in DATA_LAYER_NAMES):.1f} s against the script's "
-                 f"{sum(v for k, v in stages.items() if k != 'fit'):.1f} s; models {seconds['models']:.1f} s against its fit "
+                 f"{_data_stages(stages):.1f} s; models {seconds['models']:.1f} s against its fit "
                  f"{stages.get('fit', 0):.1f} s; deployment and monitoring {seconds['deployment'] + seconds['monitoring']:.1f} s "
                  f"(none in the script); Dagster's machinery alone {a['wall_seconds']} s"),
         "memory": (r["peak_rss_process"] <= 1,
