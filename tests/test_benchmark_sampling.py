@@ -7,28 +7,19 @@ amount of CPU time); no assertion on how fast anything runs.
 
 from __future__ import annotations
 
-import importlib.util
-import sys
 import time
 from collections.abc import Iterator
 from types import ModuleType
 
 import pytest
 
-from flightops.settings import REPO_ROOT
+from tests.scripts_as_modules import script_module
 
 
 @pytest.fixture(scope="module")
 def benchmark() -> Iterator[ModuleType]:
-    """scripts/benchmark.py as a module (scripts/ is not a package)."""
-    spec = importlib.util.spec_from_file_location("benchmark_script", REPO_ROOT / "scripts" / "benchmark.py")
-    module = importlib.util.module_from_spec(spec)
-    sys.modules[spec.name] = module  # its dataclasses look their module up there
-    try:
-        spec.loader.exec_module(module)
+    with script_module("benchmark") as module:
         yield module
-    finally:
-        del sys.modules[spec.name]
 
 
 # (time, own RSS kB, descendants' RSS kB, cumulative CPU seconds), as MemorySampler records them.

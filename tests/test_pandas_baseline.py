@@ -10,14 +10,14 @@ extremes, so that a change to either definition that the other does not follow f
 
 from __future__ import annotations
 
-import importlib.util
+from collections.abc import Iterator
 from types import ModuleType
 
 import duckdb
 import pandas as pd
 import pytest
 
-from flightops.settings import REPO_ROOT
+from tests.scripts_as_modules import script_module
 from tests.test_feature_engineering import START, WEATHER_MEASURES, features, last_day, load, synthetic_data
 
 pytestmark = pytest.mark.unit
@@ -28,12 +28,9 @@ SOURCE_NAMES = dict(zip(WEATHER_MEASURES, ("temp", "dewp", "humid", "wind_dir", 
 
 
 @pytest.fixture(scope="module")
-def script() -> ModuleType:
-    """scripts/pandas_baseline.py as a module (scripts/ is not a package)."""
-    spec = importlib.util.spec_from_file_location("pandas_baseline", REPO_ROOT / "scripts" / "pandas_baseline.py")
-    module = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(module)
-    return module
+def script() -> Iterator[ModuleType]:
+    with script_module("pandas_baseline") as module:
+        yield module
 
 
 def as_the_script_reads_them(flights: pd.DataFrame, weather: pd.DataFrame) -> tuple[pd.DataFrame, pd.DataFrame]:
