@@ -45,13 +45,15 @@ def process_start(pid: int) -> str | None:
         return None
 
 
-def process_tags() -> dict[str, str]:
-    """This process as run tags: pid, host and start time."""
-    return {PID_TAG: str(os.getpid()), HOST_TAG: socket.gethostname(), PROCESS_START_TAG: process_start(os.getpid()) or ""}
+def process_tags(pid: int | None = None) -> dict[str, str]:
+    """A process of this host (default: this one) as run tags: pid, host and start time."""
+    pid = os.getpid() if pid is None else pid
+    return {PID_TAG: str(pid), HOST_TAG: socket.gethostname(), PROCESS_START_TAG: process_start(pid) or ""}
 
 
 def run_process_gone(run: dg.DagsterRun) -> bool:
-    """Whether the process a `flightops run` recorded in `run`'s tags has ended (False: alive, or unknown)."""
+    """Whether the process recorded in `run`'s tags (a `flightops run`, or a run the warm launcher forked) has ended
+    (False: alive, or unknown)."""
     tags = run.tags
     if PID_TAG not in tags or tags.get(HOST_TAG) != socket.gethostname():
         return False

@@ -20,6 +20,7 @@ from flightops.modeling import promotion, tracking
 from flightops.monitoring import alerts
 from flightops.monitoring.policy import MonitoringPolicy
 from flightops.pipeline import DATA_LAYERS, keys_in_groups
+from flightops.run_guard import PID_TAG
 from tests.dagster_dev import dagster_dev, wait_for
 from tests.platform_harness import Platform, failure_messages, private_platform
 
@@ -220,6 +221,11 @@ def test_under_the_daemon_a_replay_is_all_it_takes(trained: Platform, loop_dir: 
             lambda: next((r for r in _runs(platform, RETRAINING_JOB_NAME, {TRIGGER_TAG: "monitoring"})
                           if r.run_id not in before_ids and _finished(r)), None),
             timeout=420, what="the retraining sensor's retraining_job run to succeed")
+    # Both runs were forked from the warm launcher's worker (dagster.yaml), which imported the code location once.
+    for run in (daily, retraining):
+        assert PID_TAG in platform.instance.get_run_by_id(run.run_id).tags
+        assert any("from the warm worker" in entry.message
+                   for entry in platform.instance.all_logs(run.run_id, of_type=dg.DagsterEventType.ENGINE_EVENT))
     # One daily run covered exactly the new days (the loaded ones were known from the event log).
     assert (daily.tags["dagster/asset_partition_range_start"], daily.tags["dagster/asset_partition_range_end"]) == (
         "2013-04-13", DAEMON_LAST)
